@@ -1,0 +1,157 @@
+//! The `aorta hl7` commands, run as a user runs them: the real binary, files and stdin.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const ADT: &str = "MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A01^ADT_A01|CTRL1|P|2.5.1\n\
+PID|1||123^^^HOSP^MR~456^^^SSA^SS||DOE^JOHN^Q||19800101|M\n\
+NTE|1||Line one\\.br\\Line two \\T\\ more\n";
+
+fn aorta(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aorta"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().expect("run aorta");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn temp_file(name: &str, content: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("aorta-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn get_prints_one_line_per_path() {
+    let f = temp_file("adt.hl7", ADT.as_bytes());
+    let o = aorta(
+        &[
+            "hl7",
+            "get",
+            f.to_str().unwrap(),
+            "PID-5-1",
+            "PID-3(1)-1",
+            "PID.5.2",
+            "MSH-9",
+            "PID-30",
+            "NTE-3",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "DOE\n456\nJOHN\nADT\n\nLine one\nLine two & more\n"
+    );
+}
+
+#[test]
+fn get_reads_stdin_and_several_messages() {
+    let two = format!("{ADT}\n{}", ADT.replace("CTRL1", "CTRL2"));
+    let o = aorta(&["hl7", "get", "-", "MSH-10"], Some(two.as_bytes()));
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "CTRL1\nCTRL2\n");
+}
+
+#[test]
+fn bad_path_is_a_one_line_error() {
+    let o = aorta(&["hl7", "get", "-", "PID-0"], Some(ADT.as_bytes()));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad path \"PID-0\""), "{err}");
+}
+
+#[test]
+fn json_shape() {
+    let o = aorta(&["hl7", "json", "-"], Some(ADT.as_bytes()));
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["segments"][0]["id"], "MSH");
+    assert_eq!(
+        v["segments"][0]["fields"][8],
+        serde_json::json!(["ADT", "A01", "ADT_A01"])
+    );
+    assert_eq!(
+        v["segments"][1]["fields"][2][1],
+        serde_json::json!(["456", "", "", "SSA", "SS"])
+    );
+}
+
+#[test]
+fn normalize_uses_cr_and_keeps_bytes() {
+    let o = aorta(&["hl7", "normalize", "-"], Some(ADT.as_bytes()));
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), ADT.replace('\n', "\r"));
+}
+
+#[test]
+fn normalize_keeps_batch_envelope() {
+    let batch = "FHS|^~\\&|A\rBHS|^~\\&|A\rMSH|^~\\&|A|||||||1|P|2.5\nPID|1\nBTS|1\nFTS|1\n";
+    let o = aorta(&["hl7", "normalize", "-"], Some(batch.as_bytes()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o), batch.replace('\n', "\r"));
+    let wrong = batch.replace("BTS|1", "BTS|4");
+    let o = aorta(&["hl7", "normalize", "-"], Some(wrong.as_bytes()));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("BTS-1 says 4 messages in the batch, found 1")
+    );
+}
+
+#[test]
+fn ack_codes_and_errors() {
+    let o = aorta(&["hl7", "ack", "-"], Some(ADT.as_bytes()));
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.starts_with("MSH|^~\\&|RECV|RFAC|SEND|FAC|"), "{out}");
+    assert!(out.contains("||ACK^A01^ACK|"), "{out}");
+    assert!(out.ends_with("|P|2.5.1\rMSA|AA|CTRL1\r"), "{out}");
+
+    let o = aorta(
+        &["hl7", "ack", "-", "--error", "database down"],
+        Some(ADT.as_bytes()),
+    );
+    let out = stdout(&o);
+    assert!(out.contains("\rMSA|AE|CTRL1|database down\rERR|||207^Application internal error^HL70357|E||||database down\r"), "{out}");
+
+    let o = aorta(&["hl7", "ack", "-", "--code", "AR"], Some(ADT.as_bytes()));
+    assert!(stdout(&o).contains("\rMSA|AR|CTRL1"));
+}
+
+#[test]
+fn ack_of_unparseable_input_is_a_nak_and_an_error() {
+    let bad = "MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101||ADT^A01|C9|P|2.5\rP?D|1\r";
+    let o = aorta(&["hl7", "ack", "-"], Some(bad.as_bytes()));
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("\rMSA|AR|C9|"), "{out}");
+    assert!(out.contains("100^Segment sequence error^HL70357"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad segment id \"P?D\""));
+}
+
+#[test]
+fn garbage_input_fails_cleanly() {
+    for input in [&b""[..], b"\x00\x01\x02 not hl7", b"MSH", b"MSH|"] {
+        let o = aorta(&["hl7", "normalize", "-"], Some(input));
+        assert_eq!(o.status.code(), Some(1), "{input:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("aorta: "), "{err}");
+    }
+    let o = aorta(&["hl7", "normalize", "/nonexistent/file.hl7"], None);
+    assert_eq!(o.status.code(), Some(1));
+}
