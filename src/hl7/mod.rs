@@ -18,6 +18,25 @@
 //! - [`json`]: a JSON picture of a message.
 //!
 //! Why not the `hl7-parser` crate: see `docs/hl7-parser.md`.
+//!
+//! ```
+//! use aorta::hl7::{Message, Path};
+//!
+//! let raw = b"MSH|^~\\&|LAB|HOSP|EMR|WARD|20240101||ORU^R01|C1|P|2.5\rPID|1||123^^^H^MR||DOE^JOHN\r";
+//! let msg = Message::parse(raw)?;
+//! let family = Path::parse("PID-5-1")?;
+//! assert_eq!(msg.get(&family).as_deref(), Some("DOE"));
+//! assert_eq!(msg.control_id().as_deref(), Some("C1"));
+//!
+//! let mut owned = msg.to_owned_message();
+//! owned.set(&family, "O'BRIEN & SON")?;              // escaped as needed: O'BRIEN \T\ SON
+//! owned.set(&Path::parse("PID.8")?, "M")?;           // missing fields are created
+//! assert_eq!(
+//!     owned.encode(),
+//!     b"MSH|^~\\&|LAB|HOSP|EMR|WARD|20240101||ORU^R01|C1|P|2.5\rPID|1||123^^^H^MR||O'BRIEN \\T\\ SON^JOHN|||M\r"
+//! );
+//! # Ok::<(), aorta::hl7::Error>(())
+//! ```
 
 pub mod ack;
 pub mod batch;

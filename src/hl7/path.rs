@@ -231,14 +231,7 @@ impl Parser<'_> {
         let mut segment = [0u8; 3];
         segment.copy_from_slice(&self.bytes[seg_start..self.pos]);
         let occurrence = self.index()?.unwrap_or(0);
-        let mut path = Path {
-            segment,
-            occurrence,
-            field: None,
-            repetition: None,
-            component: None,
-            subcomponent: None,
-        };
+        let mut path = Path::whole_segment(segment, occurrence);
         if self.peek().is_none() {
             return Ok(path);
         }
