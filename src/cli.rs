@@ -5,7 +5,10 @@
 //! reads standard input. Bad input ends with a one-line error on stderr and a non-zero exit.
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -26,9 +29,62 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start the engine with a configuration and run until SIGTERM/SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "config/aorta.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration without starting anything; prints every problem found.
+    Validate {
+        /// The configuration file.
+        #[arg(long, short, default_value = "config/aorta.toml")]
+        config: PathBuf,
+        /// Skip the checks that touch the machine (binding ports, writing the journal directory).
+        #[arg(long)]
+        skip_env: bool,
+    },
     /// Read, convert and acknowledge HL7 v2 message files.
     #[command(subcommand)]
     Hl7(Hl7Command),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `aorta bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send messages over MLLP, stop-and-wait on each connection, and report msgs/s and ACK latency.
+    Mllp {
+        /// Listener address.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        addr: SocketAddr,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Messages in total.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Message files to cycle through (default: a built-in ADT^A01). Each gets a fresh MSH-10.
+        #[arg(long = "file")]
+        files: Vec<PathBuf>,
+        /// CA certificate (PEM) to trust: connect with TLS.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// Server name to verify with TLS.
+        #[arg(long, default_value = "localhost")]
+        tls_name: String,
+        /// Client certificate and key (PEM) for mutual TLS.
+        #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+        client_cert: Vec<PathBuf>,
+        /// Also measure the disk's fsync rate (2 KiB append + fdatasync) in this directory.
+        #[arg(long)]
+        fsync_dir: Option<PathBuf>,
+        /// Seconds to wait for one ACK.
+        #[arg(long, default_value_t = 30)]
+        ack_timeout: u64,
+    },
 }
 
 /// `aorta hl7 ...`
@@ -91,7 +147,107 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Hl7(cmd) => hl7_command(cmd),
+        Command::Validate { config, skip_env } => {
+            let c = crate::config::Config::load(&config, !skip_env).map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "{}: valid ({} listener{})",
+                config.display(),
+                c.listeners.len(),
+                if c.listeners.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Run { config } => {
+            let c = crate::config::Config::load(&config, false).map_err(|e| anyhow!("{e}"))?;
+            init_logging(&c.logging)?;
+            tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "starting aorta");
+            runtime()?.block_on(crate::daemon::run(&c))
+        }
+        Command::Bench(BenchCommand::Mllp {
+            addr,
+            connections,
+            messages,
+            files,
+            tls_ca,
+            tls_name,
+            client_cert,
+            fsync_dir,
+            ack_timeout,
+        }) => {
+            let mut payloads = Vec::new();
+            for f in &files {
+                let raw = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                let b = batch::split(&raw).map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                payloads.extend(b.messages().map(|m| m.raw.to_vec()));
+            }
+            if payloads.is_empty() {
+                payloads.push(crate::loadgen::SAMPLE_ADT.to_vec());
+            }
+            let tls = match &tls_ca {
+                Some(ca) => {
+                    let client = match client_cert.as_slice() {
+                        [c, k] => Some((c.as_path(), k.as_path())),
+                        _ => None,
+                    };
+                    Some((
+                        crate::tls::client_config(ca, client).map_err(|e| anyhow!(e))?,
+                        tls_name,
+                    ))
+                }
+                None => None,
+            };
+            if let Some(dir) = &fsync_dir {
+                let rate = crate::loadgen::fsync_rate(dir, 3.0)?;
+                println!(
+                    "disk: {rate:.0} fsyncs/s (2 KiB append + fdatasync in {})",
+                    dir.display()
+                );
+            }
+            let options = crate::loadgen::LoadOptions {
+                addr,
+                connections,
+                messages,
+                payloads,
+                tls,
+                ack_timeout: Duration::from_secs(ack_timeout),
+            };
+            let report = runtime()?.block_on(crate::loadgen::run(options))?;
+            println!("{connections} connections: {report}");
+            if report.naks > 0 || report.mismatches > 0 {
+                return Err(anyhow!(
+                    "{} NAKs and {} MSA-2 mismatches",
+                    report.naks,
+                    report.mismatches
+                ));
+            }
+            Ok(())
+        }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the configured level.
+fn init_logging(cfg: &crate::config::LoggingConfig) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .map_err(|e| anyhow!("logging.level: {e}"))?;
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal());
+    let result = match cfg.format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow!("starting logging: {e}"))
 }
 
 fn read_input(file: &str) -> Result<Vec<u8>> {
@@ -260,26 +416,9 @@ fn spec_for(code: AckCode, now: &str, n: usize, error: Option<AckError>) -> AckS
 
 /// The current UTC time as an HL7 timestamp (`YYYYMMDDHHMMSS`).
 fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut t = crate::record::hl7_timestamp(crate::record::now_micros());
+    t.truncate(14);
+    t
 }
 
 #[cfg(test)]

@@ -6,12 +6,28 @@
 //! ```
 //!
 //! Modules, lowest layer first (a lower layer never imports a higher one; see `DESIGN.md`):
-//! - [`hl7`] — parse, read, change and encode HL7 v2 messages; paths, escapes, charsets,
-//!   ACK/NAK, batches. Pure: no I/O.
-//! - [`cli`] — the `aorta` command.
+//! - layer 0: [`hl7`] — parse, read, change and encode HL7 v2 messages; paths, escapes,
+//!   charsets, ACK/NAK, batches; pure, no I/O. [`record`] — the envelope of a received message.
+//!   [`metrics`] — named events and the Prometheus registry.
+//! - layer 1: [`store`] — the durable journal (SQLite, group commit, duplicate detection).
+//!   [`mllp::codec`] — MLLP framing. [`tls`] — rustls server/client configuration.
+//! - layer 2: [`mllp::listener`] — the wire: connections, ACK policy.
+//! - layer 3: [`admin`] — `/metrics` and health probes. [`config`] — `config/aorta.toml`,
+//!   staged validation.
+//! - layer 4: [`daemon`] — wiring and lifecycle. [`cli`] — the `aorta` command.
+//!   [`loadgen`] — `aorta bench mllp`.
 //!
-//! Later layers (record model, store, routes, MLLP, FHIR, destinations, admin, daemon) join as
-//! their issues land.
+//! Routes, the clinical record model, destinations, FHIR and the admin API join as their issues
+//! land.
 
+pub mod admin;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod hl7;
+pub mod loadgen;
+pub mod metrics;
+pub mod mllp;
+pub mod record;
+pub mod store;
+pub mod tls;

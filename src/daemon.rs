@@ -1,0 +1,165 @@
+//! Wiring and lifecycle: open the journal, bind listeners and the admin endpoint, run until
+//! SIGTERM/SIGINT, then shut down in order.
+//!
+//! Shutdown order: readiness off → listeners stop accepting → each connection finishes the
+//! message it is handling (so it gets its ACK) and closes → the journal commits what is queued
+//! and checkpoints → the admin endpoint stops → exit 0.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, ListenerConfig};
+use crate::metrics::Metrics;
+use crate::mllp::listener::MllpListener;
+use crate::store::{SqliteOptions, SqliteStore, Store};
+
+/// A started engine.
+pub struct Running {
+    /// Each listener's name and bound address (useful when the configuration says port 0).
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The admin endpoint's address, when enabled.
+    pub admin: Option<SocketAddr>,
+    /// The journal.
+    pub store: SqliteStore,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    listener_tasks: JoinSet<()>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
+    admin_stop: watch::Sender<bool>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Opens the journal and binds everything; returns once the engine accepts messages.
+pub async fn start(config: &Config) -> Result<Running> {
+    let metrics = Metrics::new();
+    let mut options = SqliteOptions::new(&config.store.path);
+    options.max_batch = config.store.max_batch;
+    let store = SqliteStore::open(options, metrics.clone())
+        .with_context(|| format!("opening the journal {}", config.store.path.display()))?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut listener_tasks = JoinSet::new();
+    let mut listeners = Vec::new();
+    for (name, l) in &config.listeners {
+        match l {
+            ListenerConfig::Mllp(cfg) => {
+                let listener =
+                    MllpListener::build(name, cfg.clone(), store.clone(), metrics.clone())
+                        .map_err(|e| anyhow::anyhow!("listener {name}: {e}"))?;
+                let socket = listener
+                    .bind()
+                    .await
+                    .with_context(|| format!("listener {name}: cannot listen on {}", cfg.bind))?;
+                let addr = socket.local_addr()?;
+                tracing::info!(listener = %name, %addr, tls = cfg.tls.is_some(), "listening (MLLP)");
+                listeners.push((name.clone(), addr));
+                listener_tasks.spawn(Arc::new(listener).serve(socket, shutdown_rx.clone()));
+            }
+        }
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let (admin_stop, mut admin_stop_rx) = watch::channel(false);
+    let (admin, admin_task) = if config.admin.bind.is_empty() {
+        (None, None)
+    } else {
+        let token = match &config.admin.token {
+            Some(s) => Some(Arc::<str>::from(
+                s.resolve()
+                    .map_err(|e| anyhow::anyhow!("admin.token: {e}"))?,
+            )),
+            None => None,
+        };
+        let state = AdminState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            token,
+        };
+        let socket = tokio::net::TcpListener::bind(&config.admin.bind)
+            .await
+            .with_context(|| format!("admin: cannot listen on {}", config.admin.bind))?;
+        let addr = socket.local_addr()?;
+        tracing::info!(%addr, "admin endpoint listening (/metrics, /health/live, /health/ready)");
+        let task = tokio::spawn(async move {
+            let serve =
+                axum::serve(socket, admin::router(state)).with_graceful_shutdown(async move {
+                    let _ = admin_stop_rx.changed().await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "admin endpoint failed");
+            }
+        });
+        (Some(addr), Some(task))
+    };
+    ready.store(true, Ordering::Release);
+    Ok(Running {
+        listeners,
+        admin,
+        store,
+        metrics,
+        shutdown,
+        listener_tasks,
+        admin_task,
+        admin_stop,
+        ready,
+    })
+}
+
+impl Running {
+    /// The bound address of listener `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// Graceful shutdown (see the module documentation).
+    pub async fn stop(mut self) -> Result<()> {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        while self.listener_tasks.join_next().await.is_some() {}
+        self.store.close().await.context("closing the journal")?;
+        let _ = self.admin_stop.send(true);
+        if let Some(t) = self.admin_task.take() {
+            let _ = t.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(config: &Config) -> Result<()> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight messages");
+    running.stop().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

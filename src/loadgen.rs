@@ -1,0 +1,228 @@
+//! The MLLP load generator behind `aorta bench mllp`.
+//!
+//! N connections each send their share of M messages stop-and-wait, as MLLP requires: the next
+//! message leaves only after the ACK of the previous one. Every message gets a fresh MSH-10 so
+//! that duplicate detection does not short-cut the journal, and every ACK's MSA-2 is checked
+//! against it. The report gives messages per second and ACK latency percentiles.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+use crate::hl7::{Message, OwnedMessage, Path};
+use crate::mllp::codec::{frame, Framing, MllpCodec};
+
+/// What to send and how.
+#[derive(Clone)]
+pub struct LoadOptions {
+    /// Listener address (loopback only for load tests).
+    pub addr: SocketAddr,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Messages in total.
+    pub messages: usize,
+    /// The messages to cycle through.
+    pub payloads: Vec<Vec<u8>>,
+    /// TLS client configuration and server name, when the listener uses TLS.
+    pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    /// How long to wait for one ACK.
+    pub ack_timeout: Duration,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Messages sent and answered.
+    pub sent: usize,
+    /// Answers with MSA-1 AA or CA.
+    pub accepted: usize,
+    /// Answers with another code.
+    pub naks: usize,
+    /// Answers whose MSA-2 did not match the sent MSH-10.
+    pub mismatches: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Every ACK latency, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl LoadReport {
+    /// Messages per second over the run.
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency at quantile `q` (0.0–1.0).
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[i.min(self.latencies.len() - 1)]
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "{} messages in {:.2} s: {:.0} msgs/s; ACK latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} accepted, {} NAK, {} MSA-2 mismatches",
+            self.sent,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.9)),
+            ms(self.quantile(0.99)),
+            ms(self.quantile(1.0)),
+            self.accepted,
+            self.naks,
+            self.mismatches
+        )
+    }
+}
+
+/// A built-in ADT^A01 for when no files are given.
+pub const SAMPLE_ADT: &[u8] = b"MSH|^~\\&|AORTA-BENCH|BENCH|RECEIVER|HOSP|20240101120000||ADT^A01^ADT_A01|0|P|2.5.1\r\
+EVN|A01|20240101120000\r\
+PID|1||100001^^^HOSP^MR||DOE^JANE^Q||19800101|F|||1 MAIN ST^^SPRINGFIELD^IL^62701||(217)555-0100\r\
+PV1|1|I|WARD1^101^A|||||1234^WELBY^MARCUS|||MED||||1|||1234^WELBY^MARCUS|IN||||||||||||||||||||||||||20240101120000\r";
+
+/// Runs the load and gathers the report.
+pub async fn run(options: LoadOptions) -> Result<LoadReport> {
+    if options.payloads.is_empty() {
+        return Err(anyhow!("no messages to send"));
+    }
+    let templates: Arc<Vec<OwnedMessage>> = Arc::new(
+        options
+            .payloads
+            .iter()
+            .map(|p| Message::parse(p).map(|m| m.to_owned_message()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!("a message to send does not parse: {e}"))?,
+    );
+    let run_id = format!("{:08X}", crate::record::now_micros() as u64 & 0xFFFF_FFFF);
+    let connections = options.connections.max(1);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let share =
+            options.messages / connections + usize::from(c < options.messages % connections);
+        let opts = options.clone();
+        let templates = templates.clone();
+        let run_id = run_id.clone();
+        tasks.spawn(async move {
+            let stream = TcpStream::connect(opts.addr)
+                .await
+                .with_context(|| format!("connecting to {}", opts.addr))?;
+            stream.set_nodelay(true)?;
+            match &opts.tls {
+                Some((config, name)) => {
+                    let name = rustls::pki_types::ServerName::try_from(name.clone())
+                        .map_err(|e| anyhow!("TLS server name: {e}"))?;
+                    let tls = tokio_rustls::TlsConnector::from(config.clone())
+                        .connect(name, stream)
+                        .await
+                        .context("TLS handshake")?;
+                    connection(tls, c, share, &templates, &run_id, opts.ack_timeout).await
+                }
+                None => connection(stream, c, share, &templates, &run_id, opts.ack_timeout).await,
+            }
+        });
+    }
+    let mut report = LoadReport::default();
+    while let Some(r) = tasks.join_next().await {
+        let part = r.map_err(|e| anyhow!("connection task failed: {e}"))??;
+        report.sent += part.sent;
+        report.accepted += part.accepted;
+        report.naks += part.naks;
+        report.mismatches += part.mismatches;
+        report.latencies.extend(part.latencies);
+    }
+    report.elapsed = started.elapsed();
+    report.latencies.sort_unstable();
+    Ok(report)
+}
+
+async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(
+    mut io: IO,
+    conn: usize,
+    count: usize,
+    templates: &[OwnedMessage],
+    run_id: &str,
+    ack_timeout: Duration,
+) -> Result<LoadReport> {
+    let mut report = LoadReport::default();
+    let mut codec = MllpCodec::new(Framing::default(), 16 * 1024 * 1024);
+    let mut buf = BytesMut::with_capacity(4096);
+    let msh10 = Path::new(*b"MSH", 10);
+    let msa1 = Path::new(*b"MSA", 1);
+    let msa2 = Path::new(*b"MSA", 2);
+    for i in 0..count {
+        let mut msg = templates[i % templates.len()].clone();
+        let control_id = format!("{run_id}{conn:04X}{i:07X}");
+        msg.set(&msh10, &control_id).map_err(|e| anyhow!("{e}"))?;
+        let bytes = frame(&msg.encode());
+        let sent_at = Instant::now();
+        io.write_all(&bytes).await?;
+        io.flush().await?;
+        let ack = loop {
+            if let Some(f) = codec.decode(&mut buf).map_err(|e| anyhow!("{e}"))? {
+                break f;
+            }
+            let n = tokio::time::timeout(ack_timeout, io.read_buf(&mut buf))
+                .await
+                .map_err(|_| anyhow!("no ACK within {:?} for {control_id}", ack_timeout))??;
+            if n == 0 {
+                return Err(anyhow!(
+                    "connection closed while waiting for the ACK of {control_id}"
+                ));
+            }
+        };
+        report.latencies.push(sent_at.elapsed());
+        report.sent += 1;
+        match Message::parse(&ack) {
+            Ok(a) => {
+                if a.get(&msa2).as_deref() != Some(control_id.as_str()) {
+                    report.mismatches += 1;
+                }
+                match a.get(&msa1).as_deref() {
+                    Some("AA") | Some("CA") => report.accepted += 1,
+                    _ => report.naks += 1,
+                }
+            }
+            Err(_) => report.naks += 1,
+        }
+    }
+    let _ = io.shutdown().await;
+    Ok(report)
+}
+
+/// The disk's own rate of small durable appends in `dir`: 2 KiB write + fdatasync, for `secs`.
+pub fn fsync_rate(dir: &std::path::Path, secs: f64) -> Result<f64> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!(".aorta-fsync-probe-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let block = [b'x'; 2048];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed().as_secs_f64() < secs {
+        f.write_all(&block)?;
+        f.sync_data()?;
+        n += 1;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(path);
+    Ok(rate)
+}

@@ -1,0 +1,700 @@
+//! The MLLP listener: accepts connections, reads frames, journals each message, answers.
+//!
+//! One message at a time per connection, as MLLP requires: the next frame is read only after the
+//! previous one was answered, so a slow journal slows the senders (backpressure) instead of
+//! filling memory. With the default ACK policy the answer is written only after the journal
+//! commit that holds the message. Malformed input is answered with a NAK (AR + ERR) and still
+//! journaled as `rejected`; acknowledgements are journaled but never acknowledged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::codec::{CodecError, Framing, MllpCodec};
+use crate::hl7::{
+    build_ack, build_nak_for_unparseable, AckCode, AckError, AckMode, AckSpec, ErrorCode, Message,
+    Outcome,
+};
+use crate::metrics::Metrics;
+use crate::record::{control_id_for, hl7_timestamp, now_micros, Envelope, Format, Header};
+use crate::store::{Appended, Dedupe, JournalEntry, Status, Store};
+use crate::tls::TlsConfig;
+
+/// When the ACK is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckPolicy {
+    /// After the journal commit that holds the message (MLLP "commit" meaning). The default.
+    #[default]
+    AfterJournal,
+    /// Before the journal commit. Faster, but a crash can lose messages that were acknowledged.
+    Immediate,
+}
+
+/// What an acknowledgement looks like on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckStyle {
+    /// An HL7 ACK message (MSA, ERR).
+    #[default]
+    Hl7,
+    /// MLLP release 2 commit acknowledgement: a single 0x06 (ACK) or 0x15 (NAK) byte in a frame.
+    CommitBytes,
+}
+
+/// Duplicate detection on MSH-3 + MSH-4 + MSH-10.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicatesConfig {
+    /// Whether to detect duplicates at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How far back an original counts, in seconds (default 24 h).
+    #[serde(default = "day")]
+    pub window_secs: u64,
+}
+
+impl Default for DuplicatesConfig {
+    fn default() -> Self {
+        DuplicatesConfig {
+            enabled: true,
+            window_secs: day(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn day() -> u64 {
+    86_400
+}
+fn default_max_frame() -> usize {
+    16 * 1024 * 1024
+}
+fn default_idle() -> u64 {
+    600
+}
+fn default_keepalive() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    1024
+}
+
+/// Framing bytes, as numbers in the configuration.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FramingConfig {
+    /// Start block (default 11 = 0x0B).
+    #[serde(default = "sb")]
+    pub start: u8,
+    /// End block (default 28 = 0x1C).
+    #[serde(default = "eb")]
+    pub end: u8,
+    /// Byte after the end block (default 13 = CR).
+    #[serde(default = "cr")]
+    pub trailer: u8,
+}
+
+fn sb() -> u8 {
+    0x0B
+}
+fn eb() -> u8 {
+    0x1C
+}
+fn cr() -> u8 {
+    0x0D
+}
+
+impl Default for FramingConfig {
+    fn default() -> Self {
+        FramingConfig {
+            start: sb(),
+            end: eb(),
+            trailer: cr(),
+        }
+    }
+}
+
+/// Configuration of one MLLP listener (`[listeners.NAME]` with `kind = "mllp"`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MllpListenerConfig {
+    /// Address to listen on, e.g. `0.0.0.0:2575`.
+    pub bind: String,
+    /// TLS; plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// When to acknowledge: `after-journal` (default) or `immediate`.
+    #[serde(default)]
+    pub ack: AckPolicy,
+    /// `hl7` ACK messages (default) or MLLP release 2 `commit-bytes`.
+    #[serde(default)]
+    pub ack_style: AckStyle,
+    /// Largest accepted frame in bytes; a larger one is NAKed and the connection closed.
+    #[serde(default = "default_max_frame")]
+    pub max_frame_bytes: usize,
+    /// Close a connection idle this long (seconds; 0 = never).
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+    /// TCP keepalive interval in seconds (0 = off).
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u64,
+    /// Most connections at once; more are accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Framing bytes.
+    #[serde(default)]
+    pub framing: FramingConfig,
+    /// Duplicate detection.
+    #[serde(default)]
+    pub duplicates: DuplicatesConfig,
+}
+
+impl MllpListenerConfig {
+    /// A plain listener on `bind` with every default (for tests and tools).
+    pub fn on(bind: &str) -> MllpListenerConfig {
+        MllpListenerConfig {
+            bind: bind.to_string(),
+            tls: None,
+            ack: AckPolicy::default(),
+            ack_style: AckStyle::default(),
+            max_frame_bytes: default_max_frame(),
+            idle_timeout_secs: default_idle(),
+            keepalive_secs: default_keepalive(),
+            max_connections: default_max_connections(),
+            framing: FramingConfig::default(),
+            duplicates: DuplicatesConfig::default(),
+        }
+    }
+
+    /// Checks values that serde cannot; returns every problem as (key, message).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        if self.bind.parse::<SocketAddr>().is_err() {
+            errs.push((
+                "bind".into(),
+                format!("{:?} is not an address like 0.0.0.0:2575", self.bind),
+            ));
+        }
+        if self.max_frame_bytes < 64 {
+            errs.push(("max_frame_bytes".into(), "must be at least 64".into()));
+        }
+        if self.max_connections == 0 {
+            errs.push(("max_connections".into(), "must be at least 1".into()));
+        }
+        let f = self.framing;
+        if f.start == f.end || f.start == f.trailer || f.end == f.trailer {
+            errs.push((
+                "framing".into(),
+                "start, end and trailer bytes must differ".into(),
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            if let Err(e) = tls.server_config() {
+                errs.push(("tls".into(), e));
+            }
+        }
+        errs
+    }
+}
+
+/// A built listener, ready to serve.
+pub struct MllpListener<S: Store> {
+    name: Arc<str>,
+    config: MllpListenerConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    store: S,
+    metrics: Metrics,
+    slots: Arc<Semaphore>,
+}
+
+/// What to write back for one frame.
+enum Reply {
+    /// Bytes to frame and send.
+    Send(Vec<u8>),
+    /// Nothing (an ACK received, or MSH-15 says no accept acknowledgement).
+    Nothing,
+}
+
+impl<S: Store + Clone> MllpListener<S> {
+    /// Builds the listener (reads TLS files); the error says what is wrong.
+    pub fn build(
+        name: &str,
+        config: MllpListenerConfig,
+        store: S,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
+        let tls = match &config.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(t.server_config()?)),
+            None => None,
+        };
+        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        Ok(MllpListener {
+            name: name.into(),
+            config,
+            tls,
+            store,
+            metrics,
+            slots,
+        })
+    }
+
+    /// Binds the configured address.
+    pub async fn bind(&self) -> std::io::Result<TcpListener> {
+        TcpListener::bind(&self.config.bind).await
+    }
+
+    /// Accepts connections until `shutdown` turns true, then waits for every connection to
+    /// finish the message it is handling.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                            self.metrics.connections_refused.with_label_values(&[&self.name]).inc();
+                            tracing::warn!(listener = %self.name, %peer, "connection limit reached; closing new connection");
+                            drop(stream);
+                            continue;
+                        };
+                        let me = self.clone();
+                        let sd = shutdown.clone();
+                        conns.spawn(async move {
+                            me.connection(stream, peer, sd).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %self.name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        drop(listener);
+        while conns.join_next().await.is_some() {}
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        if self.config.keepalive_secs > 0 {
+            let ka = socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(self.config.keepalive_secs));
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+        }
+        let open = self
+            .metrics
+            .connections_open
+            .with_label_values(&[&self.name]);
+        self.metrics
+            .connections_accepted
+            .with_label_values(&[&self.name])
+            .inc();
+        open.inc();
+        tracing::debug!(listener = %self.name, %peer, "connection opened");
+        match &self.tls {
+            Some(acceptor) => {
+                match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => self.converse(tls, peer, shutdown).await,
+                    Ok(Err(e)) => {
+                        tracing::warn!(listener = %self.name, %peer, error = %e, "TLS handshake failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(listener = %self.name, %peer, "TLS handshake timed out")
+                    }
+                }
+            }
+            None => self.converse(stream, peer, shutdown).await,
+        }
+        open.dec();
+        tracing::debug!(listener = %self.name, %peer, "connection closed");
+    }
+
+    async fn converse<IO: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut io: IO,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let f = self.config.framing;
+        let mut codec = MllpCodec::new(
+            Framing {
+                start: f.start,
+                end: f.end,
+                trailer: f.trailer,
+            },
+            self.config.max_frame_bytes,
+        );
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut out = BytesMut::with_capacity(1024);
+        let idle = match self.config.idle_timeout_secs {
+            0 => Duration::from_secs(u64::from(u32::MAX)),
+            s => Duration::from_secs(s),
+        };
+        loop {
+            loop {
+                let decoded = codec.decode(&mut buf);
+                let junk = codec.take_junk();
+                if junk > 0 {
+                    self.metrics
+                        .junk_bytes
+                        .with_label_values(&[&self.name])
+                        .inc_by(junk);
+                }
+                match decoded {
+                    Ok(Some(frame)) => {
+                        let started = Instant::now();
+                        let reply = self.handle(frame).await;
+                        if let Reply::Send(bytes) = reply {
+                            out.clear();
+                            let _ = codec.encode(&bytes[..], &mut out);
+                            if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+                                return;
+                            }
+                        }
+                        self.metrics
+                            .ack_latency
+                            .with_label_values(&[&self.name])
+                            .observe(started.elapsed().as_secs_f64());
+                    }
+                    Ok(None) => break,
+                    Err(CodecError::TooLarge { partial, max }) => {
+                        let reason = format!("MLLP frame larger than the {max}-byte limit");
+                        tracing::warn!(listener = %self.name, %peer, max, "over-size frame; closing connection");
+                        let reply = self
+                            .reject_unparseable(partial, &reason, ErrorCode::SEGMENT_SEQUENCE)
+                            .await;
+                        if let Reply::Send(bytes) = reply {
+                            out.clear();
+                            let _ = codec.encode(&bytes[..], &mut out);
+                            let _ = io.write_all(&out).await;
+                            let _ = io.flush().await;
+                        }
+                        let _ = io.shutdown().await;
+                        return;
+                    }
+                    Err(CodecError::Io(_)) => return,
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                read = tokio::time::timeout(idle, io.read_buf(&mut buf)) => match read {
+                    Ok(Ok(0)) => {
+                        if codec.in_frame() {
+                            tracing::info!(listener = %self.name, %peer, "peer closed the connection in the middle of a frame");
+                        }
+                        return;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = %self.name, %peer, error = %e, "read failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(listener = %self.name, %peer, "idle timeout; closing connection");
+                        break;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+        let _ = io.shutdown().await;
+    }
+
+    fn spec(
+        &self,
+        code: AckCode,
+        id: &uuid::Uuid,
+        received_at: i64,
+        errors: Vec<AckError>,
+    ) -> AckSpec {
+        AckSpec {
+            code,
+            control_id: control_id_for(id),
+            timestamp: hl7_timestamp(received_at),
+            text: None,
+            errors,
+        }
+    }
+
+    fn envelope(&self, id: uuid::Uuid, received_at: i64, raw: Vec<u8>, header: Header) -> Envelope {
+        Envelope {
+            id,
+            received_at,
+            source: self.name.to_string(),
+            format: Format::Hl7v2,
+            raw,
+            header,
+        }
+    }
+
+    fn commit_byte(&self, accepted: bool) -> Vec<u8> {
+        vec![if accepted { 0x06 } else { 0x15 }]
+    }
+
+    /// Answers one frame: journal, then ACK (or NAK).
+    async fn handle(&self, frame: Bytes) -> Reply {
+        self.metrics
+            .messages_received
+            .with_label_values(&[&self.name])
+            .inc();
+        self.metrics
+            .bytes_received
+            .with_label_values(&[&self.name])
+            .inc_by(frame.len() as u64);
+        let msg = match Message::parse(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                let ack_error = AckError::from_error(&e);
+                return self
+                    .reject_parsed_error(frame.clone(), ack_error, e.to_string())
+                    .await;
+            }
+        };
+        let header = Header::of(&msg);
+        let id = uuid::Uuid::now_v7();
+        let received_at = now_micros();
+        let mode = AckMode::of(&msg);
+
+        if msg
+            .message_code()
+            .is_some_and(|c| c.eq_ignore_ascii_case("ACK"))
+        {
+            // Never acknowledge an acknowledgement; keep it for the operator.
+            let entry = JournalEntry {
+                envelope: self.envelope(id, received_at, frame.to_vec(), header),
+                status: Status::Rejected,
+                error: Some("an acknowledgement was sent to a listener; acknowledgements are not acknowledged".into()),
+                ack: None,
+                dedupe: None,
+            };
+            if let Err(e) = self.store.append(entry).await {
+                tracing::error!(listener = %self.name, error = %e, "journal append failed");
+            }
+            return Reply::Nothing;
+        }
+
+        if let Err(e) = msg.charset() {
+            let err = AckError::from_error(&e);
+            let code = AckCode::for_outcome(&mode, Outcome::Reject);
+            return self
+                .reject(
+                    &msg,
+                    header,
+                    frame.to_vec(),
+                    id,
+                    received_at,
+                    code,
+                    err,
+                    e.to_string(),
+                    mode,
+                )
+                .await;
+        }
+
+        let code = AckCode::for_outcome(&mode, Outcome::Accept);
+        let ack = match build_ack(&msg, &self.spec(code, &id, received_at, vec![])) {
+            Ok(a) => a.encode(),
+            Err(e) => {
+                tracing::error!(listener = %self.name, error = %e, "could not build an ACK");
+                return Reply::Nothing;
+            }
+        };
+        let control_id = header.control_id.clone().unwrap_or_default();
+        let message_type = format!(
+            "{}^{}",
+            header.message_type.as_deref().unwrap_or(""),
+            header.trigger_event.as_deref().unwrap_or("")
+        );
+        let dedupe = if self.config.duplicates.enabled {
+            header.dedupe_key().map(|key| Dedupe {
+                key,
+                window_micros: i64::try_from(
+                    self.config.duplicates.window_secs.saturating_mul(1_000_000),
+                )
+                .unwrap_or(i64::MAX),
+            })
+        } else {
+            None
+        };
+        let entry = JournalEntry {
+            envelope: self.envelope(id, received_at, frame.to_vec(), header),
+            status: Status::Received,
+            error: None,
+            ack: Some(ack.clone()),
+            dedupe,
+        };
+        let size = frame.len();
+        drop(msg);
+
+        if self.config.ack == AckPolicy::Immediate {
+            let store = self.store.clone();
+            let name = self.name.clone();
+            // Deliberately not awaited before answering: that is what "immediate" means.
+            tokio::spawn(async move {
+                if let Err(e) = store.append(entry).await {
+                    tracing::error!(listener = %name, error = %e, "journal append failed after an immediate ACK");
+                }
+            });
+            return self.accepted(code, ack, mode);
+        }
+
+        match self.store.append(entry).await {
+            Ok(Appended::New) => {
+                tracing::debug!(listener = %self.name, control_id = %control_id, message_type = %message_type, size, "message journaled");
+                self.accepted(code, ack, mode)
+            }
+            Ok(Appended::Duplicate { original_ack, .. }) => {
+                self.metrics
+                    .duplicates
+                    .with_label_values(&[&self.name])
+                    .inc();
+                tracing::info!(listener = %self.name, control_id = %control_id, message_type = %message_type, "duplicate message; answering with the original ACK");
+                self.accepted(code, original_ack.unwrap_or(ack), mode)
+            }
+            Err(e) => {
+                tracing::error!(listener = %self.name, control_id = %control_id, error = %e, "journal append failed; answering AE");
+                let code = AckCode::for_outcome(&mode, Outcome::Error);
+                self.metrics
+                    .naks_sent
+                    .with_label_values(&[&self.name, "journal"])
+                    .inc();
+                if self.config.ack_style == AckStyle::CommitBytes {
+                    return Reply::Send(self.commit_byte(false));
+                }
+                let err = AckError::new(
+                    ErrorCode::INTERNAL_ERROR,
+                    "message could not be stored; send it again",
+                );
+                match Message::parse(&frame)
+                    .and_then(|m| build_ack(&m, &self.spec(code, &id, received_at, vec![err])))
+                {
+                    Ok(nak) => Reply::Send(nak.encode()),
+                    Err(_) => Reply::Nothing,
+                }
+            }
+        }
+    }
+
+    fn accepted(&self, code: AckCode, ack: Vec<u8>, mode: AckMode) -> Reply {
+        if !mode.wants_accept_ack(Outcome::Accept) {
+            return Reply::Nothing;
+        }
+        self.metrics
+            .acks_sent
+            .with_label_values(&[&self.name, code.as_str()])
+            .inc();
+        if self.config.ack_style == AckStyle::CommitBytes {
+            return Reply::Send(self.commit_byte(true));
+        }
+        Reply::Send(ack)
+    }
+
+    /// NAK for a message that parsed but cannot be accepted; journaled as rejected.
+    #[allow(clippy::too_many_arguments)]
+    async fn reject(
+        &self,
+        msg: &Message<'_>,
+        header: Header,
+        raw: Vec<u8>,
+        id: uuid::Uuid,
+        received_at: i64,
+        code: AckCode,
+        err: AckError,
+        reason: String,
+        mode: AckMode,
+    ) -> Reply {
+        let nak = build_ack(msg, &self.spec(code, &id, received_at, vec![err]))
+            .map(|n| n.encode())
+            .ok();
+        let entry = JournalEntry {
+            envelope: self.envelope(id, received_at, raw, header),
+            status: Status::Rejected,
+            error: Some(reason),
+            ack: nak.clone(),
+            dedupe: None,
+        };
+        // A rejected message is kept for the operator; the NAK goes out whether or not that worked.
+        if let Err(e) = self.store.append(entry).await {
+            tracing::error!(listener = %self.name, error = %e, "journal append of a rejected message failed");
+        }
+        self.metrics
+            .naks_sent
+            .with_label_values(&[&self.name, "invalid"])
+            .inc();
+        if !mode.wants_accept_ack(Outcome::Reject) {
+            return Reply::Nothing;
+        }
+        self.metrics
+            .acks_sent
+            .with_label_values(&[&self.name, code.as_str()])
+            .inc();
+        if self.config.ack_style == AckStyle::CommitBytes {
+            return Reply::Send(self.commit_byte(false));
+        }
+        match nak {
+            Some(n) => Reply::Send(n),
+            None => Reply::Nothing,
+        }
+    }
+
+    async fn reject_parsed_error(&self, raw: Bytes, err: AckError, reason: String) -> Reply {
+        let id = uuid::Uuid::now_v7();
+        let received_at = now_micros();
+        let nak =
+            build_nak_for_unparseable(&raw, &self.spec(AckCode::AR, &id, received_at, vec![err]))
+                .encode();
+        let entry = JournalEntry {
+            envelope: self.envelope(id, received_at, raw.to_vec(), Header::default()),
+            status: Status::Rejected,
+            error: Some(reason.clone()),
+            ack: Some(nak.clone()),
+            dedupe: None,
+        };
+        if let Err(e) = self.store.append(entry).await {
+            tracing::error!(listener = %self.name, error = %e, "journal append of a rejected message failed");
+        }
+        tracing::info!(listener = %self.name, size = raw.len(), reason = %reason, "malformed message rejected");
+        self.metrics
+            .naks_sent
+            .with_label_values(&[&self.name, "malformed"])
+            .inc();
+        self.metrics
+            .acks_sent
+            .with_label_values(&[&self.name, "AR"])
+            .inc();
+        if self.config.ack_style == AckStyle::CommitBytes {
+            return Reply::Send(self.commit_byte(false));
+        }
+        Reply::Send(nak)
+    }
+
+    async fn reject_unparseable(&self, raw: Bytes, reason: &str, code: ErrorCode) -> Reply {
+        self.reject_parsed_error(raw, AckError::new(code, reason), reason.to_string())
+            .await
+    }
+}

@@ -1,0 +1,165 @@
+//! Plain data that flows between stages: the envelope of a received message.
+//!
+//! An [`Envelope`] is what a source knows about a message after reading just enough of it:
+//! where and when it came in, the bytes exactly as received, and the header facts the journal
+//! indexes (type, control id, sender, patient id). The normalized clinical content (`Clinical`)
+//! joins with the routes issue.
+
+use crate::hl7::{Message, Path};
+
+/// The input format of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// HL7 v2 in ER7 (pipe) encoding.
+    Hl7v2,
+    /// FHIR R4 JSON.
+    FhirJson,
+}
+
+impl Format {
+    /// The name stored in the journal.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Format::Hl7v2 => "hl7v2",
+            Format::FhirJson => "fhir+json",
+        }
+    }
+}
+
+/// A received message and the facts about it that are cheap to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// UUIDv7: unique and ordered by time of receipt.
+    pub id: uuid::Uuid,
+    /// Receipt time, microseconds since the Unix epoch (UTC).
+    pub received_at: i64,
+    /// Name of the listener (source) it came in on.
+    pub source: String,
+    /// Input format.
+    pub format: Format,
+    /// The bytes exactly as received (MLLP framing removed).
+    pub raw: Vec<u8>,
+    /// Header facts read from MSH (all empty for bytes that are not a readable message).
+    pub header: Header,
+}
+
+/// The MSH facts an operator searches by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// MSH-9-1, e.g. `ADT`.
+    pub message_type: Option<String>,
+    /// MSH-9-2, e.g. `A01`.
+    pub trigger_event: Option<String>,
+    /// MSH-10.
+    pub control_id: Option<String>,
+    /// MSH-3-1.
+    pub sending_application: Option<String>,
+    /// MSH-4-1.
+    pub sending_facility: Option<String>,
+    /// MSH-5-1.
+    pub receiving_application: Option<String>,
+    /// MSH-6-1.
+    pub receiving_facility: Option<String>,
+    /// MSH-12-1.
+    pub version: Option<String>,
+    /// MSH-18-1 (empty means the default, UTF-8).
+    pub charset: Option<String>,
+    /// PID-3-1 of the first PID, when the message has one.
+    pub patient_id: Option<String>,
+}
+
+impl Header {
+    /// Reads the header facts of a parsed message; empty values become `None`.
+    pub fn of(msg: &Message<'_>) -> Header {
+        let get = |p: &Path| msg.get(p).map(|v| v.into_owned()).filter(|v| !v.is_empty());
+        let msh = |f| Path::new(*b"MSH", f);
+        Header {
+            message_type: get(&msh(9).with_component(1)),
+            trigger_event: get(&msh(9).with_component(2)),
+            control_id: get(&msh(10)),
+            sending_application: get(&msh(3)),
+            sending_facility: get(&msh(4)),
+            receiving_application: get(&msh(5)),
+            receiving_facility: get(&msh(6)),
+            version: get(&msh(12)),
+            charset: get(&msh(18)),
+            patient_id: get(&Path::new(*b"PID", 3)),
+        }
+    }
+
+    /// The duplicate-detection key: MSH-3 + MSH-4 + MSH-10 (`None` without a control id).
+    pub fn dedupe_key(&self) -> Option<String> {
+        let id = self.control_id.as_deref()?;
+        Some(format!(
+            "{}\u{1f}{}\u{1f}{}",
+            self.sending_application.as_deref().unwrap_or(""),
+            self.sending_facility.as_deref().unwrap_or(""),
+            id
+        ))
+    }
+}
+
+/// An HL7 timestamp (`YYYYMMDDHHMMSS+0000`, UTC) for microseconds since the Unix epoch.
+pub fn hl7_timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}+0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A 20-character control id for a message Aorta sends (an ACK), unique per envelope id:
+/// the UUIDv7's millisecond time and 32 of its random bits, in hex.
+pub fn control_id_for(id: &uuid::Uuid) -> String {
+    let b = id.as_bytes();
+    b[..6]
+        .iter()
+        .chain(&b[12..16])
+        .map(|x| format!("{x:02X}"))
+        .collect()
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_control_ids() {
+        assert_eq!(hl7_timestamp(0), "19700101000000+0000");
+        assert_eq!(hl7_timestamp(1_709_251_199_000_000), "20240229235959+0000");
+        let a = control_id_for(&uuid::Uuid::now_v7());
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, control_id_for(&uuid::Uuid::now_v7()));
+    }
+
+    #[test]
+    fn header_facts() {
+        let m = Message::parse(b"MSH|^~\\&|LAB^1.2^ISO|HOSP|EMR|WARD|20240101||ORU^R01|C1|P|2.5.1\rPID|1||123^^^H^MR\r").unwrap();
+        let h = Header::of(&m);
+        assert_eq!(h.message_type.as_deref(), Some("ORU"));
+        assert_eq!(h.sending_application.as_deref(), Some("LAB"));
+        assert_eq!(h.patient_id.as_deref(), Some("123"));
+        assert_eq!(h.charset, None);
+        assert_eq!(h.dedupe_key().unwrap(), "LAB\u{1f}HOSP\u{1f}C1");
+    }
+}
