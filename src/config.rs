@@ -375,9 +375,17 @@ impl Config {
                 );
             }
         }
+        // Port 0 ("any free port", used by tests) never clashes.
+        let fixed = |b: &str| {
+            b.parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.port() != 0)
+        };
         let mut binds: BTreeMap<&str, &str> = BTreeMap::new();
         for (lname, l) in &listeners {
             let ListenerConfig::Mllp(m) = l;
+            if !fixed(&m.bind) {
+                continue;
+            }
             if let Some(other) = binds.insert(m.bind.as_str(), lname.as_str()) {
                 c.push(
                     format!("listeners.{lname}.bind"),

@@ -1,0 +1,75 @@
+//! Starting an engine for a test: a temporary directory with a configuration and a journal,
+//! listeners on 127.0.0.1:0, and a raw MLLP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aorta::config::Config;
+use aorta::daemon::{self, Running};
+use aorta::mllp::codec::frame;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("aorta-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts an engine whose single listener `test` has the extra TOML keys in `listener_extra`.
+pub async fn engine(name: &str, listener_extra: &str) -> (Running, PathBuf) {
+    let dir = temp_dir(name);
+    let toml = format!(
+        "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[listeners.test]\nkind = \"mllp\"\nbind = \"127.0.0.1:0\"\n{listener_extra}\n",
+        dir.join("journal.db").display()
+    );
+    let file = dir.join("aorta.toml");
+    std::fs::write(&file, toml).unwrap();
+    let config = Config::load(&file, false).unwrap_or_else(|e| panic!("{e}"));
+    (daemon::start(&config).await.unwrap(), dir)
+}
+
+/// Sends one framed message and reads one framed answer (payload without framing).
+pub async fn exchange<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO, payload: &[u8]) -> Vec<u8> {
+    io.write_all(&frame(payload)).await.unwrap();
+    read_frame(io).await.expect("an answer")
+}
+
+/// Reads one frame; `None` when the connection closes or nothing comes within 5 s.
+pub async fn read_frame<IO: AsyncRead + Unpin>(io: &mut IO) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), io.read(&mut byte)).await {
+            Ok(Ok(1)) => {}
+            _ => return None,
+        }
+        buf.push(byte[0]);
+        if buf.ends_with(&[0x1c, 0x0d]) {
+            let start = buf.iter().position(|&b| b == 0x0b)?;
+            return Some(buf[start + 1..buf.len() - 2].to_vec());
+        }
+    }
+}
+
+/// Connects to an address.
+pub async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(addr).await.unwrap()
+}
+
+/// A field of an encoded message.
+pub fn field(msg: &[u8], path: &str) -> String {
+    let m = aorta::hl7::Message::parse(msg)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(msg)));
+    m.get(&aorta::hl7::Path::parse(path).unwrap())
+        .unwrap_or_default()
+        .into_owned()
+}
+
+/// An ADT^A01 with this control id.
+pub fn adt(control_id: &str) -> Vec<u8> {
+    format!("MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A01^ADT_A01|{control_id}|P|2.5.1\rPID|1||123^^^H^MR||DOE^JOHN\r").into_bytes()
+}

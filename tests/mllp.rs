@@ -1,0 +1,318 @@
+//! The MLLP listener on the wire: raw bytes over real sockets on 127.0.0.1, asserting on the
+//! ACK bytes and on what the journal holds.
+
+mod common;
+
+use std::time::Duration;
+
+use aorta::store::{Status, Store};
+use common::{adt, connect, engine, exchange, field, read_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_after_journal() {
+    let (e, _dir) = engine("ack", "").await;
+    let addr = e.listener_addr("test").unwrap();
+    let mut c = connect(addr).await;
+    let ack = exchange(&mut c, &adt("C-1")).await;
+    assert_eq!(field(&ack, "MSA-1"), "AA");
+    assert_eq!(field(&ack, "MSA-2"), "C-1");
+    assert_eq!(field(&ack, "MSH-3"), "RECV");
+    assert_eq!(field(&ack, "MSH-5"), "SEND");
+    assert_eq!(field(&ack, "MSH-9"), "ACK");
+    assert_eq!(field(&ack, "MSH-9-2"), "A01");
+    // The ACK was sent after the commit, so the message is already in the journal, with its ACK.
+    let stored = e.store.find_by_control_id("C-1").await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].status, Status::Received);
+    assert_eq!(stored[0].raw, adt("C-1"));
+    assert_eq!(stored[0].ack.as_deref(), Some(&ack[..]));
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_coalesced_and_junk() {
+    let (e, _dir) = engine("frames", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    // One frame dribbled a few bytes at a time (a slow client).
+    let framed = aorta::mllp::codec::frame(&adt("S-1"));
+    for chunk in framed.chunks(7) {
+        c.write_all(chunk).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(field(&read_frame(&mut c).await.unwrap(), "MSA-2"), "S-1");
+    // Three frames in one write, with junk between them: three ACKs in order.
+    let mut bytes = b"\r\n junk".to_vec();
+    for id in ["K-1", "K-2", "K-3"] {
+        bytes.extend(aorta::mllp::codec::frame(&adt(id)));
+        bytes.extend(b"\n");
+    }
+    c.write_all(&bytes).await.unwrap();
+    for id in ["K-1", "K-2", "K-3"] {
+        assert_eq!(field(&read_frame(&mut c).await.unwrap(), "MSA-2"), id);
+    }
+    let metrics = e.metrics.render();
+    assert!(
+        metrics.contains("aorta_junk_bytes_discarded_total{listener=\"test\"} 10"),
+        "{metrics}"
+    );
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_a_nak_and_are_kept() {
+    let (e, _dir) = engine("malformed", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let bad = b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101||ADT^A01|BAD-1|P|2.5\rP?D|1\r";
+    let nak = exchange(&mut c, bad).await;
+    assert_eq!(field(&nak, "MSA-1"), "AR");
+    assert_eq!(field(&nak, "MSA-2"), "BAD-1");
+    assert_eq!(field(&nak, "ERR-3"), "100");
+    assert!(
+        field(&nak, "ERR-8").contains("bad segment id"),
+        "{}",
+        String::from_utf8_lossy(&nak)
+    );
+    // Not HL7 at all.
+    let nak = exchange(&mut c, b"hello there").await;
+    assert_eq!(field(&nak, "MSA-1"), "AR");
+    // Unsupported character set: AR with ERR at MSH-18.
+    let klingon =
+        b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101||ADT^A01|CS-1|P|2.5||||||KLINGON\rPID|1\r";
+    let nak = exchange(&mut c, klingon).await;
+    assert_eq!(field(&nak, "MSA-1"), "AR");
+    assert_eq!(field(&nak, "ERR-2"), "MSH");
+    assert_eq!(field(&nak, "ERR-2-3"), "18");
+    assert_eq!(field(&nak, "ERR-3"), "102");
+    // The connection still works, and everything was journaled as rejected.
+    assert_eq!(field(&exchange(&mut c, &adt("OK-1")).await, "MSA-1"), "AA");
+    assert_eq!(e.store.count(Status::Rejected).await.unwrap(), 3);
+    assert_eq!(e.store.count(Status::Received).await.unwrap(), 1);
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_is_nakked_and_closed() {
+    let (e, _dir) = engine("oversize", "max_frame_bytes = 200").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let mut big = adt("BIG-1");
+    big.extend(std::iter::repeat_n(b'X', 500));
+    c.write_all(&aorta::mllp::codec::frame(&big)).await.unwrap();
+    let nak = read_frame(&mut c).await.unwrap();
+    assert_eq!(field(&nak, "MSA-1"), "AR");
+    assert_eq!(field(&nak, "MSA-2"), "BIG-1");
+    assert!(field(&nak, "ERR-8").contains("200-byte limit"));
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "connection closed after the NAK");
+    assert_eq!(e.store.count(Status::Rejected).await.unwrap(), 1);
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_get_the_original_ack() {
+    let (e, _dir) = engine("dupes", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let first = exchange(&mut c, &adt("D-1")).await;
+    let again = exchange(&mut c, &adt("D-1")).await;
+    assert_eq!(first, again, "byte-identical ACK for the duplicate");
+    let rows = e.store.find_by_control_id("D-1").await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [Status::Received, Status::Duplicate]
+    );
+    assert_eq!(rows[1].duplicate_of, Some(rows[0].id));
+    assert!(e
+        .metrics
+        .render()
+        .contains("aorta_duplicates_detected_total{listener=\"test\"} 1"));
+    e.stop().await.unwrap();
+
+    let (e, _dir) = engine("dupes-off", "duplicates = { enabled = false }").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    exchange(&mut c, &adt("D-1")).await;
+    exchange(&mut c, &adt("D-1")).await;
+    assert_eq!(e.store.count(Status::Received).await.unwrap(), 2);
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_are_never_acked_and_enhanced_mode() {
+    let (e, _dir) = engine("enhanced", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    // An ACK sent to the listener gets no answer; the next message does.
+    c.write_all(&aorta::mllp::codec::frame(
+        b"MSH|^~\\&|A|B|C|D|||ACK^A01|X|P|2.5\rMSA|AA|Y\r",
+    ))
+    .await
+    .unwrap();
+    let ack = exchange(&mut c, &adt("AFTER-ACK")).await;
+    assert_eq!(field(&ack, "MSA-2"), "AFTER-ACK");
+    // Enhanced mode: MSH-15 AL gets a commit accept CA; NE gets nothing.
+    let al = b"MSH|^~\\&|S|F|R|RF|20240101||ADT^A01|EN-1|P|2.5|||AL|NE\r";
+    let ack = exchange(&mut c, al).await;
+    assert_eq!(field(&ack, "MSA-1"), "CA");
+    assert_eq!(field(&ack, "MSH-15"), "NE");
+    let ne = b"MSH|^~\\&|S|F|R|RF|20240101||ADT^A01|EN-2|P|2.5|||NE|AL\r";
+    c.write_all(&aorta::mllp::codec::frame(ne)).await.unwrap();
+    let ack = exchange(&mut c, &adt("AFTER-NE")).await;
+    assert_eq!(
+        field(&ack, "MSA-2"),
+        "AFTER-NE",
+        "no answer was sent for EN-2"
+    );
+    assert_eq!(e.store.find_by_control_id("EN-2").await.unwrap().len(), 1);
+    assert_eq!(
+        e.store.count(Status::Rejected).await.unwrap(),
+        1,
+        "the ACK is kept as rejected"
+    );
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_release_2_commit_bytes() {
+    let (e, _dir) = engine("r2", "ack_style = \"commit-bytes\"").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    assert_eq!(exchange(&mut c, &adt("R2-1")).await, vec![0x06]);
+    assert_eq!(exchange(&mut c, b"garbage").await, vec![0x15]);
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnects_idle_timeout_and_connection_limit() {
+    let (e, _dir) = engine("conns", "idle_timeout_secs = 1\nmax_connections = 1").await;
+    let addr = e.listener_addr("test").unwrap();
+    {
+        // Abrupt disconnect in the middle of a frame.
+        let mut c = connect(addr).await;
+        c.write_all(b"\x0bMSH|^~\\&|half a mess").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = connect(addr).await;
+    assert_eq!(field(&exchange(&mut c, &adt("L-1")).await, "MSA-1"), "AA");
+    // A second connection is over the limit: closed at once.
+    let mut second = connect(addr).await;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // The idle connection is closed after a second.
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(e
+        .metrics
+        .render()
+        .contains("aorta_connections_refused_total{listener=\"test\"} 1"));
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_endpoints() {
+    let (e, _dir) = engine("admin", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    exchange(&mut c, &adt("M-1")).await;
+    let admin = e.admin.unwrap();
+    let get = |path: &'static str| async move {
+        let mut s = connect(admin).await;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let m = get("/metrics").await;
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    for want in [
+        "aorta_messages_received_total{listener=\"test\"} 1",
+        "aorta_acks_sent_total{code=\"AA\",listener=\"test\"} 1",
+        "aorta_connections_open{listener=\"test\"} 1",
+        "aorta_journal_batch_size_count",
+        "aorta_journal_commit_seconds_bucket",
+    ] {
+        assert!(m.contains(want), "missing {want}");
+    }
+    assert!(get("/health/live").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/health/ready").await.starts_with("HTTP/1.1 200"));
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_corpus_gets_acks_or_naks() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata");
+    if !dir.is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "shared corpus missing");
+        return;
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "hl7") {
+                files.push(p);
+            }
+        }
+    }
+    let (e, _dir) = engine("corpus", "").await;
+    let addr = e.listener_addr("test").unwrap();
+    let mut c = connect(addr).await;
+    let (mut answered, mut silent, mut sent) = (0, 0, 0);
+    for f in &files {
+        let raw = std::fs::read(f).unwrap();
+        // Each file is one frame, exactly as a sender would put it on the wire (batches too).
+        let payload: Vec<u8> = raw
+            .iter()
+            .copied()
+            .filter(|&b| b != 0x0b && b != 0x1c)
+            .collect();
+        sent += 1;
+        c.write_all(&aorta::mllp::codec::frame(&payload))
+            .await
+            .unwrap();
+        let is_ack = aorta::hl7::Message::parse(&payload)
+            .ok()
+            .and_then(|m| m.message_code().map(|c| c == "ACK"))
+            .unwrap_or(false);
+        let no_ack_wanted = aorta::hl7::Message::parse(&payload).is_ok_and(|m| {
+            !aorta::hl7::AckMode::of(&m).wants_accept_ack(aorta::hl7::Outcome::Accept)
+        });
+        if is_ack || no_ack_wanted {
+            silent += 1;
+            continue;
+        }
+        let answer = read_frame(&mut c)
+            .await
+            .unwrap_or_else(|| panic!("no answer for {}", f.display()));
+        let code = field(&answer, "MSA-1");
+        assert!(
+            ["AA", "AR", "CA", "CR"].contains(&code.as_str()),
+            "{}: {code}",
+            f.display()
+        );
+        answered += 1;
+    }
+    // Everything sent is in the journal, one row per frame.
+    let total = e.store.count(Status::Received).await.unwrap()
+        + e.store.count(Status::Rejected).await.unwrap()
+        + e.store.count(Status::Duplicate).await.unwrap();
+    assert_eq!(
+        total as usize, sent,
+        "{answered} answered, {silent} without answer"
+    );
+    assert!(sent >= 700);
+    e.stop().await.unwrap();
+}
