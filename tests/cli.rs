@@ -155,3 +155,53 @@ fn garbage_input_fails_cleanly() {
     let o = aorta(&["hl7", "normalize", "/nonexistent/file.hl7"], None);
     assert_eq!(o.status.code(), Some(1));
 }
+
+fn aorta_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aorta"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn validate_the_example_config() {
+    let o = aorta_env(&["validate", "--skip-env"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o), "config/aorta.toml: valid (1 listener)\n");
+}
+
+#[test]
+fn environment_overrides_are_validated_too() {
+    let o = aorta_env(
+        &["validate", "--skip-env"],
+        &[
+            ("AORTA__LISTENERS__ADT__BIND", "nowhere"),
+            ("AORTA__STORE__MAX_BATCH", "0"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("config/aorta.toml: listeners.adt.bind: \"nowhere\" is not an address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config/aorta.toml: store.max_batch: must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_starting() {
+    let f = temp_file(
+        "bad.toml",
+        b"[listeners.x]\nkind = \"mllp\"\nbind = \"127.0.0.1:1\"\ncolour = 1\n",
+    );
+    let o = aorta_env(&["run", "--config", f.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("listeners.x.colour: unknown field `colour`")
+    );
+}
