@@ -54,7 +54,11 @@ pub struct SqliteStore {
     tx: mpsc::Sender<Request>,
     path: PathBuf,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
 }
+
+/// The checkpoint thread and the channel that stops it.
+type Checkpointer = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -82,8 +86,6 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_control_id ON messages(control_id);
 CREATE INDEX IF NOT EXISTS messages_patient_id ON messages(patient_id);
 CREATE INDEX IF NOT EXISTS messages_type ON messages(message_type, trigger_event);
-CREATE INDEX IF NOT EXISTS messages_received_at ON messages(received_at);
-CREATE INDEX IF NOT EXISTS messages_dedupe ON messages(dedupe_key, received_at) WHERE dedupe_key IS NOT NULL;
 ";
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -104,6 +106,26 @@ impl SqliteStore {
         }
         let conn = open_connection(&options.path)?;
         conn.execute_batch(SCHEMA)?;
+        // Checkpoints (copying the WAL into the database file and syncing it) run on their own
+        // thread, so a commit never waits for one; the writer's own auto-checkpoint stays as a
+        // safety net at 64 MiB of WAL.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        let checkpoint_conn = open_connection(&options.path)?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
+            .name("aorta-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_millis(200))
+                {
+                    if let Err(e) =
+                        checkpoint_conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "journal checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Database(format!("starting the journal checkpointer: {e}")))?;
         let rows: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
         metrics.journal_rows.set(rows);
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
@@ -116,6 +138,7 @@ impl SqliteStore {
             tx,
             path: options.path,
             writer: Arc::new(Mutex::new(Some(writer))),
+            checkpointer: Arc::new(Mutex::new(Some((stop_checkpoints, checkpointer)))),
         })
     }
 
@@ -196,8 +219,8 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut find_original = tx.prepare_cached(
-            "SELECT id, ack FROM messages WHERE dedupe_key = ?1 AND received_at >= ?2 AND status = 'received' \
-             ORDER BY received_at LIMIT 1",
+            "SELECT id, ack FROM messages WHERE control_id = ?1 AND dedupe_key = ?2 AND received_at >= ?3 \
+             AND status = 'received' ORDER BY id LIMIT 1",
         )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (id, received_at, listener, format, status, raw, message_type, trigger_event, \
@@ -213,7 +236,9 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
             if let (Some(d), Status::Received) = (&entry.dedupe, entry.status) {
                 let since = e.received_at.saturating_sub(d.window_micros);
                 let found: Option<(String, Option<Vec<u8>>)> = find_original
-                    .query_row(params![d.key, since], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row(params![e.header.control_id, d.key, since], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()?;
                 if let Some((id, ack)) = found {
                     status = Status::Duplicate;
@@ -305,6 +330,11 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some((stop, handle)) = checkpointer {
+            let _ = stop.send(());
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
         let (done, rx) = oneshot::channel();
         if self.tx.send(Request::Close(done)).await.is_ok() {
             let _ = rx.await;
