@@ -316,3 +316,36 @@ async fn the_whole_corpus_gets_acks_or_naks() {
     assert!(sent >= 700);
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_token_when_one_is_set() {
+    std::env::set_var("AORTA_TEST_ADMIN_TOKEN_7F3", "s3cret-token");
+    let dir = common::temp_dir("token");
+    let file = dir.join("aorta.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"env:AORTA_TEST_ADMIN_TOKEN_7F3\"\n",
+            dir.join("j.db").display()
+        ),
+    )
+    .unwrap();
+    let config = aorta::config::Config::load(&file, false).unwrap();
+    let e = aorta::daemon::start(&config).await.unwrap();
+    let admin = e.admin.unwrap();
+    let get = |path: &'static str, auth: &'static str| async move {
+        let mut s = connect(admin).await;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(get("/metrics", "").await.starts_with("HTTP/1.1 401"));
+    assert!(get("/metrics", "Authorization: Bearer wrong-token!\r\n").await.starts_with("HTTP/1.1 401"));
+    assert!(get("/metrics", "Authorization: Bearer s3cret-token\r\n").await.starts_with("HTTP/1.1 200"));
+    // Probes stay open for orchestrators.
+    assert!(get("/health/ready", "").await.starts_with("HTTP/1.1 200"));
+    e.stop().await.unwrap();
+}
