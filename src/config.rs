@@ -7,6 +7,7 @@
 //! [admin]                      # /metrics, /health/live, /health/ready
 //! bind = "127.0.0.1:9090"
 //! token = "env:AORTA_ADMIN_TOKEN"   # optional bearer token for /metrics and the API
+//! # tls = { cert = "server.pem", key = "server.key" }   # optional HTTPS
 //!
 //! [logging]
 //! level = "info"               # or a tracing filter such as "info,aorta::mllp=debug"
@@ -142,6 +143,9 @@ pub struct AdminConfig {
     /// Bearer token required for `/metrics` (health checks stay open), as a secret reference.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// TLS for the admin endpoint (mutual TLS with `client_ca`); plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn default_admin() -> String {
@@ -153,6 +157,7 @@ impl Default for AdminConfig {
         AdminConfig {
             bind: default_admin(),
             token: None,
+            tls: None,
         }
     }
 }
@@ -365,6 +370,9 @@ impl Config {
             }
             if let Some(Err(e)) = a.token.as_ref().map(Secret::resolve) {
                 c.push("admin.token", e);
+            }
+            if let Some(Err(e)) = a.tls.as_ref().map(crate::tls::TlsConfig::server_config) {
+                c.push("admin.tls", e);
             }
         }
         if let Some(l) = &logging {

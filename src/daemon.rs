@@ -84,13 +84,32 @@ pub async fn start(config: &Config) -> Result<Running> {
             .await
             .with_context(|| format!("admin: cannot listen on {}", config.admin.bind))?;
         let addr = socket.local_addr()?;
-        tracing::info!(%addr, "admin endpoint listening (/metrics, /health/live, /health/ready)");
+        let tls = match &config.admin.tls {
+            Some(t) => Some(
+                t.server_config()
+                    .map_err(|e| anyhow::anyhow!("admin.tls: {e}"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(%addr, tls = tls.is_some(), "admin endpoint listening (/metrics, /health/live, /health/ready)");
+        let stopped = async move {
+            let _ = admin_stop_rx.changed().await;
+        };
         let task = tokio::spawn(async move {
-            let serve =
-                axum::serve(socket, admin::router(state)).with_graceful_shutdown(async move {
-                    let _ = admin_stop_rx.changed().await;
-                });
-            if let Err(e) = serve.await {
+            let router = admin::router(state);
+            let served = match tls {
+                Some(tls) => {
+                    axum::serve(admin::TlsListener::new(socket, tls), router)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                None => {
+                    axum::serve(socket, router)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "admin endpoint failed");
             }
         });

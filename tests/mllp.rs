@@ -335,16 +335,22 @@ async fn metrics_need_the_token_when_one_is_set() {
     let admin = e.admin.unwrap();
     let get = |path: &'static str, auth: &'static str| async move {
         let mut s = connect(admin).await;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
     };
     assert!(get("/metrics", "").await.starts_with("HTTP/1.1 401"));
-    assert!(get("/metrics", "Authorization: Bearer wrong-token!\r\n").await.starts_with("HTTP/1.1 401"));
-    assert!(get("/metrics", "Authorization: Bearer s3cret-token\r\n").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/metrics", "Authorization: Bearer wrong-token!\r\n")
+        .await
+        .starts_with("HTTP/1.1 401"));
+    assert!(get("/metrics", "Authorization: Bearer s3cret-token\r\n")
+        .await
+        .starts_with("HTTP/1.1 200"));
     // Probes stay open for orchestrators.
     assert!(get("/health/ready", "").await.starts_with("HTTP/1.1 200"));
     e.stop().await.unwrap();

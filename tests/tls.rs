@@ -123,3 +123,36 @@ async fn mutual_tls_listener() {
         .is_empty());
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoint_over_tls() {
+    let dir = temp_dir("admin-tls");
+    let pki = make_pki(&dir);
+    let file = dir.join("aorta.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            dir.join("j.db").display(),
+            pki.server_cert,
+            pki.server_key
+        ),
+    )
+    .unwrap();
+    let config = aorta::config::Config::load(&file, false).unwrap();
+    let e = aorta::daemon::start(&config).await.unwrap();
+    let client = aorta::tls::client_config(Path::new(&pki.ca), None).unwrap();
+    let mut s = tls_connect(e.admin.unwrap(), client).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    e.stop().await.unwrap();
+}
