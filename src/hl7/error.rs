@@ -111,6 +111,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short name of the kind of problem, free of message content (safe for logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Empty => "empty input",
+            Error::MissingHeader { .. } => "missing MSH",
+            Error::BadDelimiters { .. } => "bad delimiters",
+            Error::BadSegmentId { .. } => "bad segment id",
+            Error::UnsupportedCharset { .. } => "unsupported character set",
+            Error::InvalidText { .. } => "invalid text",
+            Error::Unrepresentable { .. } => "unrepresentable character",
+            Error::BadPath { .. } => "bad path",
+            Error::PathNotWritable { .. } => "path not writable",
+            Error::NoSuchSegment { .. } => "no such segment",
+            Error::AckOfAck { .. } => "acknowledgement of an acknowledgement",
+            Error::Batch { .. } => "batch structure",
+        }
+    }
+
     /// The location of the problem in the message, when the error has one.
     pub fn location(&self) -> Option<&Location> {
         match self {

@@ -215,7 +215,17 @@ pub struct MllpListener<S: Store> {
     tls: Option<tokio_rustls::TlsAcceptor>,
     store: S,
     metrics: Metrics,
+    /// This listener's metric series, looked up once instead of per message.
+    counters: Counters,
     slots: Arc<Semaphore>,
+}
+
+struct Counters {
+    received: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    junk: prometheus::IntCounter,
+    duplicates: prometheus::IntCounter,
+    latency: prometheus::Histogram,
 }
 
 /// What to write back for one frame.
@@ -239,7 +249,15 @@ impl<S: Store + Clone> MllpListener<S> {
             None => None,
         };
         let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let counters = Counters {
+            received: metrics.messages_received.with_label_values(&[name]),
+            bytes: metrics.bytes_received.with_label_values(&[name]),
+            junk: metrics.junk_bytes.with_label_values(&[name]),
+            duplicates: metrics.duplicates.with_label_values(&[name]),
+            latency: metrics.ack_latency.with_label_values(&[name]),
+        };
         Ok(MllpListener {
+            counters,
             name: name.into(),
             config,
             tls,
@@ -358,10 +376,7 @@ impl<S: Store + Clone> MllpListener<S> {
                 let decoded = codec.decode(&mut buf);
                 let junk = codec.take_junk();
                 if junk > 0 {
-                    self.metrics
-                        .junk_bytes
-                        .with_label_values(&[&self.name])
-                        .inc_by(junk);
+                    self.counters.junk.inc_by(junk);
                 }
                 match decoded {
                     Ok(Some(frame)) => {
@@ -374,9 +389,8 @@ impl<S: Store + Clone> MllpListener<S> {
                                 return;
                             }
                         }
-                        self.metrics
-                            .ack_latency
-                            .with_label_values(&[&self.name])
+                        self.counters
+                            .latency
                             .observe(started.elapsed().as_secs_f64());
                     }
                     Ok(None) => break,
@@ -458,20 +472,14 @@ impl<S: Store + Clone> MllpListener<S> {
 
     /// Answers one frame: journal, then ACK (or NAK).
     async fn handle(&self, frame: Bytes) -> Reply {
-        self.metrics
-            .messages_received
-            .with_label_values(&[&self.name])
-            .inc();
-        self.metrics
-            .bytes_received
-            .with_label_values(&[&self.name])
-            .inc_by(frame.len() as u64);
+        self.counters.received.inc();
+        self.counters.bytes.inc_by(frame.len() as u64);
         let msg = match Message::parse(&frame) {
             Ok(m) => m,
             Err(e) => {
                 let ack_error = AckError::from_error(&e);
                 return self
-                    .reject_parsed_error(frame.clone(), ack_error, e.to_string())
+                    .reject_parsed_error(frame.clone(), ack_error, e.kind(), e.to_string())
                     .await;
             }
         };
@@ -569,10 +577,7 @@ impl<S: Store + Clone> MllpListener<S> {
                 self.accepted(code, ack, mode)
             }
             Ok(Appended::Duplicate { original_ack, .. }) => {
-                self.metrics
-                    .duplicates
-                    .with_label_values(&[&self.name])
-                    .inc();
+                self.counters.duplicates.inc();
                 tracing::info!(listener = %self.name, control_id = %control_id, message_type = %message_type, "duplicate message; answering with the original ACK");
                 self.accepted(code, original_ack.unwrap_or(ack), mode)
             }
@@ -601,7 +606,19 @@ impl<S: Store + Clone> MllpListener<S> {
     }
 
     fn accepted(&self, code: AckCode, ack: Vec<u8>, mode: AckMode) -> Reply {
-        if !mode.wants_accept_ack(Outcome::Accept) {
+        self.answer(code, Outcome::Accept, mode, Some(ack))
+    }
+
+    /// The reply for an outcome: nothing when MSH-15 does not want it, else the ACK/NAK message
+    /// or, in release 2 style, the commit byte.
+    fn answer(
+        &self,
+        code: AckCode,
+        outcome: Outcome,
+        mode: AckMode,
+        ack: Option<Vec<u8>>,
+    ) -> Reply {
+        if !mode.wants_accept_ack(outcome) {
             return Reply::Nothing;
         }
         self.metrics
@@ -609,9 +626,23 @@ impl<S: Store + Clone> MllpListener<S> {
             .with_label_values(&[&self.name, code.as_str()])
             .inc();
         if self.config.ack_style == AckStyle::CommitBytes {
-            return Reply::Send(self.commit_byte(true));
+            return Reply::Send(self.commit_byte(outcome == Outcome::Accept));
         }
-        Reply::Send(ack)
+        match ack {
+            Some(a) => Reply::Send(a),
+            None => Reply::Nothing,
+        }
+    }
+
+    /// Journals a rejected message for the operator; the NAK goes out whether or not that worked.
+    async fn keep_rejected(&self, entry: JournalEntry, why: &'static str) {
+        if let Err(e) = self.store.append(entry).await {
+            tracing::error!(listener = %self.name, error = %e, "journal append of a rejected message failed");
+        }
+        self.metrics
+            .naks_sent
+            .with_label_values(&[&self.name, why])
+            .inc();
     }
 
     /// NAK for a message that parsed but cannot be accepted; journaled as rejected.
@@ -638,31 +669,18 @@ impl<S: Store + Clone> MllpListener<S> {
             ack: nak.clone(),
             dedupe: None,
         };
-        // A rejected message is kept for the operator; the NAK goes out whether or not that worked.
-        if let Err(e) = self.store.append(entry).await {
-            tracing::error!(listener = %self.name, error = %e, "journal append of a rejected message failed");
-        }
-        self.metrics
-            .naks_sent
-            .with_label_values(&[&self.name, "invalid"])
-            .inc();
-        if !mode.wants_accept_ack(Outcome::Reject) {
-            return Reply::Nothing;
-        }
-        self.metrics
-            .acks_sent
-            .with_label_values(&[&self.name, code.as_str()])
-            .inc();
-        if self.config.ack_style == AckStyle::CommitBytes {
-            return Reply::Send(self.commit_byte(false));
-        }
-        match nak {
-            Some(n) => Reply::Send(n),
-            None => Reply::Nothing,
-        }
+        self.keep_rejected(entry, "invalid").await;
+        self.answer(code, Outcome::Reject, mode, nak)
     }
 
-    async fn reject_parsed_error(&self, raw: Bytes, err: AckError, reason: String) -> Reply {
+    /// `kind` is logged; `reason` (which may quote bytes of the message) is only journaled.
+    async fn reject_parsed_error(
+        &self,
+        raw: Bytes,
+        err: AckError,
+        kind: &str,
+        reason: String,
+    ) -> Reply {
         let id = uuid::Uuid::now_v7();
         let received_at = now_micros();
         let nak =
@@ -675,26 +693,18 @@ impl<S: Store + Clone> MllpListener<S> {
             ack: Some(nak.clone()),
             dedupe: None,
         };
-        if let Err(e) = self.store.append(entry).await {
-            tracing::error!(listener = %self.name, error = %e, "journal append of a rejected message failed");
-        }
-        tracing::info!(listener = %self.name, size = raw.len(), reason = %reason, "malformed message rejected");
-        self.metrics
-            .naks_sent
-            .with_label_values(&[&self.name, "malformed"])
-            .inc();
-        self.metrics
-            .acks_sent
-            .with_label_values(&[&self.name, "AR"])
-            .inc();
-        if self.config.ack_style == AckStyle::CommitBytes {
-            return Reply::Send(self.commit_byte(false));
-        }
-        Reply::Send(nak)
+        tracing::info!(listener = %self.name, size = raw.len(), problem = kind, "malformed message rejected");
+        self.keep_rejected(entry, "malformed").await;
+        self.answer(AckCode::AR, Outcome::Reject, AckMode::Original, Some(nak))
     }
 
     async fn reject_unparseable(&self, raw: Bytes, reason: &str, code: ErrorCode) -> Reply {
-        self.reject_parsed_error(raw, AckError::new(code, reason), reason.to_string())
-            .await
+        self.reject_parsed_error(
+            raw,
+            AckError::new(code, reason),
+            "over-size frame",
+            reason.to_string(),
+        )
+        .await
     }
 }
