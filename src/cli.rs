@@ -211,7 +211,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 tls,
                 ack_timeout: Duration::from_secs(ack_timeout),
             };
-            let report = runtime()?.block_on(crate::loadgen::run(options))?;
+            // One thread is plenty for a stop-and-wait client and leaves the cores to the engine
+            // being measured.
+            let report = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(crate::loadgen::run(options))?;
             println!("{connections} connections: {report}");
             if report.naks > 0 || report.mismatches > 0 {
                 return Err(anyhow!(
