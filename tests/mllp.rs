@@ -355,3 +355,38 @@ async fn metrics_need_the_token_when_one_is_set() {
     assert!(get("/health/ready", "").await.starts_with("HTTP/1.1 200"));
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immediate_policy_still_journals_in_order() {
+    let (e, _dir) = engine("immediate", "ack = \"immediate\"").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..20 {
+        let ack = exchange(&mut c, &adt(&format!("IM-{i:02}"))).await;
+        assert_eq!(field(&ack, "MSA-1"), "AA");
+    }
+    // One more exchange: by the time it is answered, the previous entries are committed.
+    exchange(&mut c, &adt("IM-last")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..20 {
+        let rows = e
+            .store
+            .find_by_control_id(&format!("IM-{i:02}"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "IM-{i:02}");
+    }
+    // Insertion order (rowid) follows the connection's order.
+    let conn = rusqlite::Connection::open(_dir.join("journal.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT control_id FROM messages ORDER BY rowid")
+        .unwrap();
+    let order: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("IM-{i:02}")).collect();
+    expected.push("IM-last".into());
+    assert_eq!(order, expected);
+    e.stop().await.unwrap();
+}

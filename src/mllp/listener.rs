@@ -234,6 +234,8 @@ enum Reply {
     Send(Vec<u8>),
     /// Nothing (an ACK received, or MSH-15 says no accept acknowledgement).
     Nothing,
+    /// Send the bytes (if any), then journal the entry (`ack = "immediate"`).
+    ThenJournal(Option<Vec<u8>>, Box<JournalEntry>),
 }
 
 impl<S: Store + Clone> MllpListener<S> {
@@ -381,12 +383,21 @@ impl<S: Store + Clone> MllpListener<S> {
                 match decoded {
                     Ok(Some(frame)) => {
                         let started = Instant::now();
-                        let reply = self.handle(frame).await;
-                        if let Reply::Send(bytes) = reply {
+                        let (answer, later) = match self.handle(frame).await {
+                            Reply::Send(bytes) => (Some(bytes), None),
+                            Reply::Nothing => (None, None),
+                            Reply::ThenJournal(bytes, entry) => (bytes, Some(entry)),
+                        };
+                        if let Some(bytes) = answer {
                             out.clear();
                             let _ = codec.encode(&bytes[..], &mut out);
                             if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
                                 return;
+                            }
+                        }
+                        if let Some(entry) = later {
+                            if let Err(e) = self.store.append(*entry).await {
+                                tracing::error!(listener = %self.name, error = %e, "journal append failed after an immediate ACK");
                             }
                         }
                         self.counters
@@ -560,15 +571,13 @@ impl<S: Store + Clone> MllpListener<S> {
         drop(msg);
 
         if self.config.ack == AckPolicy::Immediate {
-            let store = self.store.clone();
-            let name = self.name.clone();
-            // Deliberately not awaited before answering: that is what "immediate" means.
-            tokio::spawn(async move {
-                if let Err(e) = store.append(entry).await {
-                    tracing::error!(listener = %name, error = %e, "journal append failed after an immediate ACK");
-                }
-            });
-            return self.accepted(code, ack, mode);
+            // Answer first, journal right after on the same connection, so the journal keeps
+            // the connection's order; not waiting for the commit is what "immediate" means.
+            let answer = match self.accepted(code, ack, mode) {
+                Reply::Send(bytes) => Some(bytes),
+                _ => None,
+            };
+            return Reply::ThenJournal(answer, Box::new(entry));
         }
 
         match self.store.append(entry).await {
