@@ -390,3 +390,21 @@ async fn immediate_policy_still_journals_in_order() {
     assert_eq!(order, expected);
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_failure_is_an_ae_not_an_aa() {
+    let (e, _dir) = engine("journal-down", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    assert_eq!(field(&exchange(&mut c, &adt("UP-1")).await, "MSA-1"), "AA");
+    // The journal stops (as on a full or failed disk): nothing may be acknowledged as accepted.
+    e.store.close().await.unwrap();
+    let nak = exchange(&mut c, &adt("DOWN-1")).await;
+    assert_eq!(field(&nak, "MSA-1"), "AE");
+    assert_eq!(field(&nak, "MSA-2"), "DOWN-1");
+    assert_eq!(field(&nak, "ERR-3"), "207");
+    assert!(e
+        .metrics
+        .render()
+        .contains("aorta_naks_sent_total{listener=\"test\",reason=\"journal\"} 1"));
+    e.stop().await.unwrap();
+}
