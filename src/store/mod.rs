@@ -13,11 +13,11 @@
 //!
 //! # On-disk layout (SQLite, [`sqlite`])
 //! ```text
-//! messages(id TEXT PK (UUIDv7), received_at INTEGER (µs), listener, format, status, raw BLOB,
+//! messages(id TEXT PK (UUIDv7), received_at INTEGER (µs), listener, format, status,
 //!          message_type, trigger_event, control_id, sending_application, sending_facility,
 //!          receiving_application, receiving_facility, version, charset, patient_id,
-//!          error, ack BLOB, dedupe_key, duplicate_of)
-//! indexes: control_id, patient_id, (message_type, trigger_event)
+//!          error, dedupe_key, duplicate_of, ack BLOB, raw BLOB)
+//! indexes: (control_id, dedupe_key, received_at), patient_id, (message_type, trigger_event)
 //! ```
 //! Every index costs one more page written and synced per commit, so there are only these
 //! three: ids are UUIDv7, whose text sorts by time, so the primary key serves time ranges; the

@@ -67,7 +67,6 @@ CREATE TABLE IF NOT EXISTS messages (
     listener TEXT NOT NULL,
     format TEXT NOT NULL,
     status TEXT NOT NULL,
-    raw BLOB NOT NULL,
     message_type TEXT,
     trigger_event TEXT,
     control_id TEXT,
@@ -79,11 +78,14 @@ CREATE TABLE IF NOT EXISTS messages (
     charset TEXT,
     patient_id TEXT,
     error TEXT,
-    ack BLOB,
     dedupe_key TEXT,
-    duplicate_of TEXT
+    duplicate_of TEXT,
+    -- Large values last: reading any other column never walks a BLOB's overflow pages.
+    ack BLOB,
+    raw BLOB NOT NULL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS messages_control_id ON messages(control_id);
+-- Serves lookups by control id and, covering, the duplicate check (oldest original first).
+CREATE INDEX IF NOT EXISTS messages_control_id ON messages(control_id, dedupe_key, received_at);
 CREATE INDEX IF NOT EXISTS messages_patient_id ON messages(patient_id);
 CREATE INDEX IF NOT EXISTS messages_type ON messages(message_type, trigger_event);
 ";
@@ -220,7 +222,7 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
     {
         let mut find_original = tx.prepare_cached(
             "SELECT id, ack FROM messages WHERE control_id = ?1 AND dedupe_key = ?2 AND received_at >= ?3 \
-             AND status = 'received' ORDER BY id LIMIT 1",
+             AND status = 'received' ORDER BY received_at LIMIT 1",
         )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (id, received_at, listener, format, status, raw, message_type, trigger_event, \
