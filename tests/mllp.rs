@@ -221,17 +221,7 @@ async fn metrics_and_health_endpoints() {
     let mut c = connect(e.listener_addr("test").unwrap()).await;
     exchange(&mut c, &adt("M-1")).await;
     let admin = e.admin.unwrap();
-    let get = |path: &'static str| async move {
-        let mut s = connect(admin).await;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
+    let get = |path: &'static str| common::http_get(admin, path, "");
     let m = get("/metrics").await;
     assert!(m.starts_with("HTTP/1.1 200"), "{m}");
     for want in [
@@ -333,17 +323,7 @@ async fn metrics_need_the_token_when_one_is_set() {
     let config = aorta::config::Config::load(&file, false).unwrap();
     let e = aorta::daemon::start(&config).await.unwrap();
     let admin = e.admin.unwrap();
-    let get = |path: &'static str, auth: &'static str| async move {
-        let mut s = connect(admin).await;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
+    let get = |path: &'static str, auth: &'static str| common::http_get(admin, path, auth);
     assert!(get("/metrics", "").await.starts_with("HTTP/1.1 401"));
     assert!(get("/metrics", "Authorization: Bearer wrong-token!\r\n")
         .await

@@ -73,3 +73,16 @@ pub fn field(msg: &[u8], path: &str) -> String {
 pub fn adt(control_id: &str) -> Vec<u8> {
     format!("MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A01^ADT_A01|{control_id}|P|2.5.1\rPID|1||123^^^H^MR||DOE^JOHN\r").into_bytes()
 }
+
+/// A plain HTTP/1.1 GET with extra header lines (each ending in CRLF); the whole response.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
+    let mut s = connect(addr).await;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
