@@ -48,57 +48,50 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c =
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
-            c
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let connections_open = IntGaugeVec::new(
-            Opts::new("aorta_connections_open", "Open connections"),
-            &["listener"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(connections_open.clone()))
-            .expect("metric registered once");
-        let ack_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "aorta_ack_latency_seconds",
-                "Time from a complete frame to its acknowledgement written",
-            )
-            .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 16).expect("valid buckets")),
-            &["listener"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(ack_latency.clone()))
-            .expect("metric registered once");
-        let journal_batch_size = Histogram::with_opts(
-            HistogramOpts::new("aorta_journal_batch_size", "Appends per group commit")
-                .buckets(prometheus::exponential_buckets(1.0, 2.0, 11).expect("valid buckets")),
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(journal_batch_size.clone()))
-            .expect("metric registered once");
-        let journal_commit_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "aorta_journal_commit_seconds",
-                "Duration of one group commit",
-            )
-            .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets")),
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(journal_commit_seconds.clone()))
-            .expect("metric registered once");
-        let journal_rows = IntGauge::new("aorta_journal_rows", "Rows in the journal")
-            .expect("valid metric definition");
-        registry
-            .register(Box::new(journal_rows.clone()))
-            .expect("metric registered once");
+        let buckets = |start: f64, count: usize| {
+            prometheus::exponential_buckets(start, 2.0, count).expect("valid buckets")
+        };
+        let connections_open = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("aorta_connections_open", "Open connections"),
+                &["listener"],
+            ),
+        );
+        let ack_latency = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "aorta_ack_latency_seconds",
+                    "Time from a complete frame to its acknowledgement written",
+                )
+                .buckets(buckets(0.000_1, 16)),
+                &["listener"],
+            ),
+        );
+        let journal_batch_size = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new("aorta_journal_batch_size", "Appends per group commit")
+                    .buckets(buckets(1.0, 11)),
+            ),
+        );
+        let journal_commit_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "aorta_journal_commit_seconds",
+                    "Duration of one group commit",
+                )
+                .buckets(buckets(0.000_05, 16)),
+            ),
+        );
+        let journal_rows = register(
+            &registry,
+            IntGauge::new("aorta_journal_rows", "Rows in the journal"),
+        );
         Metrics {
             connections_accepted: counter(
                 "aorta_connections_accepted_total",
@@ -156,6 +149,18 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// Registers a freshly defined metric and returns a handle to it.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let metric = metric.expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
 }
 
 impl Default for Metrics {
