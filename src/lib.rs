@@ -7,9 +7,11 @@
 //!
 //! Modules, lowest layer first (a lower layer never imports a higher one; see `DESIGN.md`):
 //! - layer 0: [`hl7`] — parse, read, change and encode HL7 v2 messages; paths, escapes,
-//!   charsets, ACK/NAK, batches; pure, no I/O. [`record`] — the envelope of a received message.
+//!   charsets, ACK/NAK, batches; pure, no I/O. [`record`] — the envelope of a received message,
+//!   the normalized `Clinical` record and the `Delivery` a route queues.
 //!   [`metrics`] — named events and the Prometheus registry.
-//! - layer 1: [`store`] — the durable journal (SQLite, group commit, duplicate detection).
+//! - layer 1: [`convert`] — HL7 v2 → `Clinical`, pure.
+//!   [`store`] — the durable journal (SQLite, group commit, duplicate detection).
 //!   [`mllp::codec`] — MLLP framing. [`tls`] — rustls server/client configuration.
 //! - layer 2: [`mllp::listener`] — the wire: connections, ACK policy.
 //! - layer 3: [`admin`] — `/metrics` and health probes. [`config`] — `config/aorta.toml`,
@@ -23,6 +25,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod daemon;
 pub mod hl7;
 pub mod loadgen;

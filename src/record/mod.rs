@@ -2,8 +2,12 @@
 //!
 //! An [`Envelope`] is what a source knows about a message after reading just enough of it:
 //! where and when it came in, the bytes exactly as received, and the header facts the journal
-//! indexes (type, control id, sender, patient id). The normalized clinical content (`Clinical`)
-//! joins with the routes issue.
+//! indexes (type, control id, sender, patient id). [`Clinical`] is the normalized content a
+//! route reads; a [`Delivery`] is what a route hands to a destination's queue.
+
+pub mod clinical;
+
+pub use clinical::Clinical;
 
 use crate::hl7::{Message, Path};
 
@@ -96,6 +100,62 @@ impl Header {
             self.sending_facility.as_deref().unwrap_or(""),
             id
         ))
+    }
+}
+
+/// The form a destination receives a message in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// The HL7 v2 message after the route's steps.
+    Hl7v2,
+    /// FHIR R4 JSON (filled in by the FHIR conversion).
+    Fhir,
+    /// The [`Clinical`] record as JSON.
+    RecordJson,
+}
+
+impl OutputFormat {
+    /// The name used in route files and the queue.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutputFormat::Hl7v2 => "hl7v2",
+            OutputFormat::Fhir => "fhir",
+            OutputFormat::RecordJson => "record-json",
+        }
+    }
+
+    /// The media type of a payload in this format.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            OutputFormat::Hl7v2 => "x-application/hl7-v2+er7",
+            OutputFormat::Fhir => "application/fhir+json",
+            OutputFormat::RecordJson => "application/json",
+        }
+    }
+}
+
+/// One message on its way to one destination: what a route puts in a destination's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The journaled message it came from.
+    pub message_id: uuid::Uuid,
+    /// The route that produced it.
+    pub route: String,
+    /// The destination's name.
+    pub destination: String,
+    /// The payload's format.
+    pub format: OutputFormat,
+    /// The bytes to send.
+    pub payload: Vec<u8>,
+    /// The value of the destination's ordering key (e.g. PID-3-1), when it has one.
+    pub order_key: Option<String>,
+}
+
+impl Delivery {
+    /// The idempotency key receivers can use to drop a re-sent copy: record id + destination.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.message_id, self.destination)
     }
 }
 

@@ -1,0 +1,1410 @@
+//! HL7 v2 → [`Clinical`].
+//!
+//! One pass over the segments in order, keeping just enough context to know what a segment
+//! belongs to: an OBX belongs to the order opened by the ORC/OBR before it, an NTE to the
+//! segment it follows, an MRG to the PID before it, an RXA takes its ids from its ORC. Which
+//! field means what follows HL7's v2-to-FHIR mapping tables (`mappings/segments/*.csv`).
+//!
+//! Nothing here fails: a field that cannot be read (a date that is not a date, a number that is
+//! not a number) becomes an absent value and a warning naming the field, never its content.
+
+use std::borrow::Cow;
+
+use crate::hl7::{Element, Message, Segment};
+use crate::record::clinical::*;
+
+/// Converts a parsed message.
+pub fn to_clinical(msg: &Message<'_>) -> Clinical {
+    let mut c = Converter::default();
+    for seg in msg.segments() {
+        c.segment(&seg);
+    }
+    c.finish()
+}
+
+#[derive(Default)]
+struct Converter {
+    out: Clinical,
+    /// An ORC waiting for the OBR/RXO/RXA that completes it.
+    pending_orc: Option<Order>,
+    /// The order OBX and SPM segments belong to now.
+    current_order: Option<usize>,
+    /// The PID identifiers an MRG's merge keeps.
+    last_pid_ids: Vec<Identifier>,
+    /// Where the next NTE goes.
+    note_target: NoteTarget,
+    /// Inside an MDM document: OBX are its content.
+    in_document: bool,
+    seen_pid: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+enum NoteTarget {
+    #[default]
+    None,
+    Patient,
+    PendingOrder,
+    Order(usize),
+    Observation(usize),
+    Appointment,
+}
+
+impl Converter {
+    fn segment(&mut self, seg: &Segment<'_>) {
+        let mut r = Reader {
+            seg,
+            warnings: Vec::new(),
+        };
+        match seg.id() {
+            "MSH" => self.msh(&mut r),
+            "EVN" => {
+                self.out.message.event_at = r.dtm(2);
+                self.out.message.event_reason = r.cwe(4);
+            }
+            "PID" => self.pid(&mut r),
+            "PD1" => {
+                if let Some(p) = self.out.patient.as_mut() {
+                    p.primary_care = r.xcns(4);
+                }
+            }
+            "MRG" => self.mrg(&mut r),
+            "NK1" => self.nk1(&mut r),
+            "PV1" => self.pv1(&mut r),
+            "PV2" => self.pv2(&mut r),
+            "ORC" => self.orc(&mut r),
+            "OBR" => self.obr(&mut r),
+            "RXO" | "RXE" => self.pharmacy_order(&mut r),
+            "TQ1" => self.tq1(&mut r),
+            "OBX" => self.obx(&mut r),
+            "NTE" => self.nte(&mut r),
+            "SPM" => self.spm(&mut r),
+            "AL1" => self.al1(&mut r),
+            "DG1" => self.dg1(&mut r),
+            "PR1" => self.pr1(&mut r),
+            "RXA" => self.rxa(&mut r),
+            "RXR" => self.rxr(&mut r),
+            "IN1" => self.in1(&mut r),
+            "SCH" => self.sch(&mut r),
+            "AIS" => self.ais(&mut r),
+            "AIG" => {
+                let res = r.cwe(3);
+                self.appointment().resources.extend(res);
+            }
+            "AIL" => {
+                let loc = r.pl(3);
+                self.appointment().locations.extend(loc);
+            }
+            "AIP" => {
+                let people = r.xcns(3);
+                self.appointment().personnel.extend(people);
+            }
+            "TXA" => self.txa(&mut r),
+            _ => {}
+        }
+        self.out.warnings.append(&mut r.warnings);
+    }
+
+    fn finish(mut self) -> Clinical {
+        self.flush_orc();
+        self.out
+    }
+
+    fn msh(&mut self, r: &mut Reader<'_, '_>) {
+        let m = &mut self.out.message;
+        m.r#type = r.text(9, 1);
+        m.event = r.text(9, 2);
+        m.structure = r.text(9, 3);
+        m.control_id = r.text(10, 1);
+        m.sending_application = r.text(3, 1);
+        m.sending_facility = r.text(4, 1);
+        m.receiving_application = r.text(5, 1);
+        m.receiving_facility = r.text(6, 1);
+        m.processing_id = r.text(11, 1);
+        m.version = r.text(12, 1);
+        let sent = r.dtm(7);
+        self.out.message.sent_at = sent;
+    }
+
+    fn pid(&mut self, r: &mut Reader<'_, '_>) {
+        let mut ids = Vec::new();
+        ids.extend(r.cxs(2));
+        ids.extend(r.cxs(3));
+        ids.extend(r.cxs(4));
+        if let Some(ssn) = r.text(19, 1) {
+            ids.push(Identifier {
+                value: Some(ssn),
+                r#type: Some("SS".into()),
+                ..Identifier::default()
+            });
+        }
+        if let Some(dl) = r.text(20, 1) {
+            ids.push(Identifier {
+                value: Some(dl),
+                r#type: Some("DL".into()),
+                authority: r.text(20, 2),
+                end: r.date_at(20, 3),
+                ..Identifier::default()
+            });
+        }
+        self.last_pid_ids = ids.clone();
+        if self.seen_pid {
+            // A later PID (a merge message's next patient group) only feeds its MRG.
+            return;
+        }
+        self.seen_pid = true;
+        self.note_target = NoteTarget::Patient;
+        let mut names = r.xpns(5);
+        for mut alias in r.xpns(9) {
+            alias.r#use.get_or_insert_with(|| "A".into());
+            names.push(alias);
+        }
+        let mut addresses = r.xads(11);
+        if let Some(county) = r.text(12, 1) {
+            if let Some(a) = addresses.first_mut() {
+                a.district.get_or_insert(county);
+            } else {
+                addresses.push(Address {
+                    district: Some(county),
+                    ..Address::default()
+                });
+            }
+        }
+        let mut telecoms = r.xtns(13, "PRN");
+        telecoms.extend(r.xtns(14, "WPN"));
+        telecoms.extend(r.xtns(40, "PRN"));
+        let (birth_date, birth_time) = match r.dtm(7) {
+            Some(t) if t.len() > 10 => (Some(t[..10].to_string()), Some(t)),
+            other => (other, None),
+        };
+        let deceased_at = r.dtm(29);
+        let deceased = r.yes_no(30).or(deceased_at.as_ref().map(|_| true));
+        self.out.patient = Some(Patient {
+            identifiers: ids,
+            names,
+            mothers_maiden_name: r.text(6, 1),
+            birth_date,
+            birth_time,
+            sex: r.text(8, 1),
+            race: r.cwes(10),
+            addresses,
+            telecoms,
+            language: r.cwe(15),
+            marital_status: r.cwe(16),
+            religion: r.cwe(17),
+            account_number: r.cx(18),
+            ethnicity: r.cwes(22),
+            birth_place: r.text(23, 1),
+            multiple_birth: r.yes_no(24),
+            birth_order: r.integer(25),
+            citizenship: r.cwes(26),
+            deceased_at,
+            deceased,
+            updated_at: r.dtm(33),
+            primary_care: Vec::new(),
+            notes: Vec::new(),
+        });
+    }
+
+    fn mrg(&mut self, r: &mut Reader<'_, '_>) {
+        let mut prior = r.cxs(1);
+        if let Some(pi) = r.text(4, 1) {
+            prior.push(Identifier {
+                value: Some(pi),
+                r#type: Some("PI".into()),
+                ..Identifier::default()
+            });
+        }
+        self.out.merges.push(Merge {
+            identifiers: self.last_pid_ids.clone(),
+            prior_identifiers: prior,
+            prior_account: r.cx(3),
+            prior_visit: r.cx(5),
+            prior_name: r.xpns(7).into_iter().next(),
+        });
+    }
+
+    fn nk1(&mut self, r: &mut Reader<'_, '_>) {
+        let mut telecoms = r.xtns(5, "PRN");
+        telecoms.extend(r.xtns(6, "WPN"));
+        telecoms.extend(r.xtns(40, "PRN"));
+        self.out.next_of_kin.push(Contact {
+            names: r.xpns(2),
+            relationship: r.cwe(3),
+            addresses: r.xads(4),
+            telecoms,
+            role: r.cwe(7),
+            start: r.dtm(8),
+            end: r.dtm(9),
+            organization: r.text(13, 1),
+            sex: r.text(15, 1),
+            birth_date: r.dtm(16),
+            identifiers: r.cxs(33),
+        });
+    }
+
+    fn pv1(&mut self, r: &mut Reader<'_, '_>) {
+        if self.out.visit.is_some() {
+            return;
+        }
+        self.out.visit = Some(Visit {
+            class: r.text(2, 1).map(|c| Code::table("0004", c)),
+            location: r.pl(3),
+            admission_type: r.cwe(4),
+            preadmit_number: r.cx(5),
+            prior_location: r.pl(6),
+            attending: r.xcns(7),
+            referring: r.xcns(8),
+            consulting: r.xcns(9),
+            hospital_service: r.cwe(10),
+            temporary_location: r.pl(11),
+            readmission: r.cwe(13),
+            admit_source: r.cwe(14),
+            vip: r.cwe(16),
+            admitting: r.xcns(17),
+            patient_type: r.cwe(18),
+            visit_number: r.cx(19),
+            financial_class: r.cwe(20),
+            discharge_disposition: r.cwe(36),
+            discharged_to: r.text(37, 1),
+            pending_location: r.pl(42),
+            admitted_at: r.dtm(44),
+            discharged_at: r.dtm(45),
+            alternate_visit_id: r.cx(50),
+            visit_indicator: r.text(51, 1),
+            ..Visit::default()
+        });
+    }
+
+    fn pv2(&mut self, r: &mut Reader<'_, '_>) {
+        let v = self.out.visit.get_or_insert_with(Visit::default);
+        v.admit_reason = r.cwe(3);
+        v.expected_admit_at = r.dtm(8);
+        v.expected_discharge_at = r.dtm(9);
+        v.description = r.text(12, 1);
+    }
+
+    fn flush_orc(&mut self) {
+        if let Some(o) = self.pending_orc.take() {
+            self.out.orders.push(o);
+            let i = self.out.orders.len() - 1;
+            self.current_order = Some(i);
+            if matches!(self.note_target, NoteTarget::PendingOrder) {
+                self.note_target = NoteTarget::Order(i);
+            }
+        }
+    }
+
+    fn orc(&mut self, r: &mut Reader<'_, '_>) {
+        self.flush_orc();
+        let priority = r.text(7, 6);
+        self.pending_orc = Some(Order {
+            control: r.text(1, 1),
+            placer_id: r.ei(2),
+            filler_id: r.ei(3),
+            group_id: r.ei(4),
+            status: r.text(5, 1),
+            priority,
+            ordered_at: r.dtm(9),
+            entered_by: r.xcns(10),
+            ordering_provider: r.xcns(12),
+            ..Order::default()
+        });
+        self.note_target = NoteTarget::PendingOrder;
+    }
+
+    /// The ORC waiting for this segment, or a fresh order.
+    fn take_order(&mut self) -> Order {
+        self.pending_orc.take().unwrap_or_default()
+    }
+
+    fn push_order(&mut self, o: Order) -> usize {
+        self.out.orders.push(o);
+        let i = self.out.orders.len() - 1;
+        self.current_order = Some(i);
+        self.note_target = NoteTarget::Order(i);
+        i
+    }
+
+    fn obr(&mut self, r: &mut Reader<'_, '_>) {
+        let mut o = self.take_order();
+        fill(&mut o.placer_id, r.ei(2));
+        fill(&mut o.filler_id, r.ei(3));
+        o.code = r.cwe(4);
+        fill(&mut o.priority, r.text(5, 1));
+        fill(&mut o.ordered_at, r.dtm(6));
+        o.observed_at = r.dtm(7);
+        o.observed_end = r.dtm(8);
+        o.specimen_received_at = r.dtm(14);
+        o.specimen_source = r.cwe(15);
+        if o.ordering_provider.is_empty() {
+            o.ordering_provider = r.xcns(16);
+        }
+        o.reported_at = r.dtm(22);
+        o.service_section = r.text(24, 1);
+        o.result_status = r.text(25, 1);
+        o.parent_id = r.ei(29).or_else(|| r.ei(26));
+        o.reasons = r.cwes(31);
+        o.interpreters = r.xcns_at(32, 1);
+        self.push_order(o);
+        self.in_document = false;
+    }
+
+    fn pharmacy_order(&mut self, r: &mut Reader<'_, '_>) {
+        let mut o = self.take_order();
+        // RXO-1 / RXE-2: the requested or given give code.
+        o.code = if r.seg.id() == "RXO" {
+            r.cwe(1)
+        } else {
+            r.cwe(2)
+        };
+        self.push_order(o);
+    }
+
+    fn tq1(&mut self, r: &mut Reader<'_, '_>) {
+        let (start, end, priority) = (r.dtm(7), r.dtm(8), r.text(9, 1));
+        if let Some(o) = self.pending_orc.as_mut() {
+            fill(&mut o.priority, priority);
+        } else if let Some(a) = self.out.appointment.as_mut() {
+            fill(&mut a.start, start);
+            fill(&mut a.end, end);
+        } else if let Some(i) = self.current_order {
+            fill(&mut self.out.orders[i].priority, priority);
+        }
+    }
+
+    fn obx(&mut self, r: &mut Reader<'_, '_>) {
+        let value_type = r.text(2, 1).map(|t| t.to_ascii_uppercase());
+        if self.in_document {
+            self.document_content(r, value_type.as_deref());
+            return;
+        }
+        if self.pending_orc.is_some() {
+            self.flush_orc();
+        }
+        let value = r.obx_value(value_type.as_deref());
+        let interpretation = r.cwes(8);
+        let obs = Observation {
+            order: self.current_order,
+            value_type,
+            code: r.cwe(3),
+            sub_id: r.text(4, 1),
+            value,
+            units: r.cwe(6),
+            reference_range: r.text(7, 1),
+            interpretation,
+            status: r.text(11, 1),
+            observed_at: r.dtm(14),
+            producer: r.cwe(15),
+            performers: r.xcns(16),
+            method: r.cwe(17),
+            analysed_at: r.dtm(19),
+            body_site: r.cwe(20),
+            performing_organization: r.text(23, 1),
+            notes: Vec::new(),
+        };
+        self.out.observations.push(obs);
+        self.note_target = NoteTarget::Observation(self.out.observations.len() - 1);
+    }
+
+    fn document_content(&mut self, r: &mut Reader<'_, '_>, value_type: Option<&str>) {
+        let doc = self.out.document.get_or_insert_with(Document::default);
+        if value_type == Some("ED") {
+            for rep in r.reps(5) {
+                doc.attachments.push(Attachment {
+                    r#type: comp_text(&rep, 2),
+                    subtype: comp_text(&rep, 3),
+                    encoding: comp_text(&rep, 4),
+                    data: comp_text(&rep, 5),
+                });
+            }
+            return;
+        }
+        let lines: Vec<String> = r.reps(5).iter().map(|e| e.text().into_owned()).collect();
+        let text = lines.join("\n");
+        match &mut doc.text {
+            Some(t) => {
+                t.push('\n');
+                t.push_str(&text);
+            }
+            None => doc.text = Some(text),
+        }
+    }
+
+    fn nte(&mut self, r: &mut Reader<'_, '_>) {
+        let text: Vec<String> = r.reps(3).iter().map(|e| e.text().into_owned()).collect();
+        if text.is_empty() {
+            return;
+        }
+        let text = text.join("\n");
+        match self.note_target {
+            NoteTarget::Patient => {
+                if let Some(p) = self.out.patient.as_mut() {
+                    p.notes.push(text);
+                }
+            }
+            NoteTarget::PendingOrder => {
+                if let Some(o) = self.pending_orc.as_mut() {
+                    o.notes.push(text);
+                }
+            }
+            NoteTarget::Order(i) => self.out.orders[i].notes.push(text),
+            NoteTarget::Observation(i) => self.out.observations[i].notes.push(text),
+            NoteTarget::Appointment => self.appointment().notes.push(text),
+            NoteTarget::None => {}
+        }
+    }
+
+    fn spm(&mut self, r: &mut Reader<'_, '_>) {
+        let mut identifiers = Vec::new();
+        // SPM-2 is an EIP: placer id ^ filler id, each an EI in subcomponents.
+        for rep in r.reps(2) {
+            for k in 1..=2 {
+                if let Some(c) = rep.child(0).and_then(|x| x.child(k - 1)) {
+                    if let Some(id) = ei_of(&c, true) {
+                        identifiers.push(id);
+                    }
+                }
+            }
+        }
+        self.out.specimens.push(Specimen {
+            order: self.current_order,
+            identifiers,
+            r#type: r.cwe(4),
+            collection_method: r.cwe(7),
+            body_site: r.cwe(8),
+            collected_at: r.dtm_at(17, 1),
+            received_at: r.dtm(18),
+        });
+    }
+
+    fn al1(&mut self, r: &mut Reader<'_, '_>) {
+        let reactions = r
+            .reps(5)
+            .iter()
+            .filter_map(|e| clean(e.first_text()))
+            .collect();
+        self.out.allergies.push(Allergy {
+            r#type: r.cwe(2),
+            allergen: r.cwe(3),
+            severity: r.cwe(4),
+            reactions,
+            identified_at: r.dtm(6),
+        });
+    }
+
+    fn dg1(&mut self, r: &mut Reader<'_, '_>) {
+        let mut code = r.cwe(3);
+        if let Some(desc) = r.text(4, 1) {
+            let c = code.get_or_insert_with(Code::default);
+            c.text.get_or_insert(desc);
+        }
+        self.out.diagnoses.push(Diagnosis {
+            code,
+            diagnosed_at: r.dtm(5),
+            r#type: r.text(6, 1),
+            priority: r.text(15, 1),
+            clinicians: r.xcns(16),
+            identifier: r.ei(20),
+        });
+    }
+
+    fn pr1(&mut self, r: &mut Reader<'_, '_>) {
+        let mut performers = r.xcns(11);
+        performers.extend(r.xcns(12));
+        self.out.procedures.push(Procedure {
+            code: r.cwe(3),
+            performed_at: r.dtm(5),
+            performers,
+        });
+    }
+
+    fn rxa(&mut self, r: &mut Reader<'_, '_>) {
+        let orc = self.pending_orc.take();
+        let mut identifiers = Vec::new();
+        let mut ordering_provider = Vec::new();
+        if let Some(o) = orc {
+            identifiers.extend(o.placer_id);
+            identifiers.extend(o.filler_id);
+            ordering_provider = o.ordering_provider;
+        }
+        let lot_numbers = r
+            .reps(15)
+            .iter()
+            .filter_map(|e| clean(e.first_text()))
+            .collect();
+        self.out.immunizations.push(Immunization {
+            identifiers,
+            administered_at: r.dtm(3),
+            vaccine: r.cwe(5),
+            amount: r.number(6),
+            units: r.cwe(7),
+            notes: r.cwes(9),
+            performers: r.xcns(10),
+            lot_numbers,
+            expires: r.dtm(16),
+            manufacturer: r.cwe(17),
+            refusal_reasons: r.cwes(18),
+            completion_status: r.text(20, 1),
+            action: r.text(21, 1),
+            route: None,
+            site: None,
+            ordering_provider,
+        });
+        self.note_target = NoteTarget::None;
+    }
+
+    fn rxr(&mut self, r: &mut Reader<'_, '_>) {
+        let (route, site) = (r.cwe(1), r.cwe(2));
+        if let Some(i) = self.out.immunizations.last_mut() {
+            i.route = route;
+            i.site = site;
+        }
+    }
+
+    fn in1(&mut self, r: &mut Reader<'_, '_>) {
+        self.out.insurance.push(Insurance {
+            plan: r.cwe(2),
+            company_ids: r.cxs(3),
+            company_name: r.text(4, 1),
+            group_number: r.text(8, 1),
+            group_name: r.text(9, 1),
+            start: r.dtm(12),
+            end: r.dtm(13),
+            plan_type: r.text(15, 1),
+            insured_name: r.xpns(16).into_iter().next(),
+            relationship: r.cwe(17),
+            policy_number: r.text(36, 1),
+            insured_ids: r.cxs(49),
+        });
+    }
+
+    fn appointment(&mut self) -> &mut Appointment {
+        self.out
+            .appointment
+            .get_or_insert_with(Appointment::default)
+    }
+
+    fn sch(&mut self, r: &mut Reader<'_, '_>) {
+        let a = Appointment {
+            placer_id: r.ei(1),
+            filler_id: r.ei(2),
+            event_reason: r.cwe(6),
+            reason: r.cwe(7),
+            r#type: r.cwe(8),
+            duration: r.number(9),
+            duration_units: r.cwe(10),
+            start: r.dtm_at(11, 4),
+            end: r.dtm_at(11, 5),
+            status: r.cwe(25),
+            ..Appointment::default()
+        };
+        self.out.appointment = Some(a);
+        self.note_target = NoteTarget::Appointment;
+    }
+
+    fn ais(&mut self, r: &mut Reader<'_, '_>) {
+        let (service, start) = (r.cwe(3), r.dtm(4));
+        let a = self.appointment();
+        a.services.extend(service);
+        fill(&mut a.start, start);
+    }
+
+    fn txa(&mut self, r: &mut Reader<'_, '_>) {
+        let mut authors = r.xcns(5);
+        authors.extend(r.xcns(9));
+        let doc = Document {
+            r#type: r.cwe(2),
+            presentation: r.text(3, 1),
+            activity_at: r.dtm(4),
+            authors,
+            identifier: r.ei(12),
+            parent: r.ei(13),
+            placer_ids: r.reps(14).iter().filter_map(|e| ei_of(e, false)).collect(),
+            file_name: r.text(16, 1),
+            completion_status: r.text(17, 1),
+            confidentiality: r.text(18, 1),
+            availability: r.text(19, 1),
+            text: None,
+            attachments: Vec::new(),
+        };
+        self.out.document = Some(doc);
+        self.in_document = true;
+    }
+}
+
+fn fill<T>(slot: &mut Option<T>, value: Option<T>) {
+    if slot.is_none() {
+        *slot = value;
+    }
+}
+
+/// Trimmed text; empty and the HL7 null `""` are absent.
+fn clean(text: Cow<'_, str>) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty() && t != "\"\"").then(|| t.to_string())
+}
+
+/// The text of component `n` (1-based) of a repetition, read down to its first subcomponent.
+fn comp_text(rep: &Element<'_>, n: usize) -> Option<String> {
+    rep.child(n - 1)
+        .and_then(|c| c.child(0))
+        .and_then(|s| clean(s.text()))
+}
+
+/// Subcomponent `s` of component `n` (both 1-based).
+fn sub_text(rep: &Element<'_>, n: usize, s: usize) -> Option<String> {
+    rep.child(n - 1)
+        .and_then(|c| c.child(s - 1))
+        .and_then(|x| clean(x.text()))
+}
+
+/// An EI held in `e`: as components of a repetition, or as subcomponents of a component.
+fn ei_of(e: &Element<'_>, in_component: bool) -> Option<Identifier> {
+    let part = |n: usize| -> Option<String> {
+        if in_component {
+            e.child(n - 1).and_then(|x| clean(x.text()))
+        } else {
+            comp_text(e, n)
+        }
+    };
+    let value = part(1);
+    value.as_ref()?;
+    Some(Identifier {
+        value,
+        authority: part(2),
+        authority_id: part(3),
+        authority_id_type: part(4),
+        ..Identifier::default()
+    })
+}
+
+/// Reads typed values out of one segment, collecting warnings that name the field.
+struct Reader<'s, 'm> {
+    seg: &'s Segment<'m>,
+    warnings: Vec<String>,
+}
+
+impl<'m> Reader<'_, 'm> {
+    fn place(&self, field: usize) -> String {
+        format!("{}-{field}", self.seg.id())
+    }
+
+    /// The non-empty repetitions of a field.
+    fn reps(&self, field: usize) -> Vec<Element<'m>> {
+        match self.seg.field(field) {
+            Some(f) => f
+                .children()
+                .filter(|r| !r.is_empty() && !r.is_null())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn first(&self, field: usize) -> Option<Element<'m>> {
+        self.reps(field).into_iter().next()
+    }
+
+    /// Component `comp` of the first repetition, as text.
+    fn text(&self, field: usize, comp: usize) -> Option<String> {
+        comp_text(&self.first(field)?, comp)
+    }
+
+    fn yes_no(&mut self, field: usize) -> Option<bool> {
+        match self.text(field, 1)?.to_ascii_uppercase().as_str() {
+            "Y" => Some(true),
+            "N" => Some(false),
+            _ => {
+                let p = self.place(field);
+                self.warnings.push(format!("{p}: not Y or N"));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, field: usize) -> Option<f64> {
+        let t = self.text(field, 1)?;
+        match parse_number(&t) {
+            Some(n) => Some(n),
+            None => {
+                let p = self.place(field);
+                self.warnings.push(format!("{p}: not a number"));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, field: usize) -> Option<i64> {
+        let t = self.text(field, 1)?;
+        match t.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let p = self.place(field);
+                self.warnings.push(format!("{p}: not a whole number"));
+                None
+            }
+        }
+    }
+
+    /// A date/time from component 1 of the field.
+    fn dtm(&mut self, field: usize) -> Option<String> {
+        self.dtm_at(field, 1)
+    }
+
+    /// A date/time from component `comp` of the field.
+    fn dtm_at(&mut self, field: usize, comp: usize) -> Option<String> {
+        let t = self.text(field, comp)?;
+        match hl7_datetime(&t) {
+            Some(iso) => Some(iso),
+            None => {
+                let p = self.place(field);
+                self.warnings
+                    .push(format!("{p}: not a valid HL7 date/time"));
+                None
+            }
+        }
+    }
+
+    fn date_at(&mut self, field: usize, comp: usize) -> Option<String> {
+        self.dtm_at(field, comp)
+    }
+
+    fn cwe(&self, field: usize) -> Option<Code> {
+        self.first(field).and_then(|e| cwe_of(&e))
+    }
+
+    fn cwes(&self, field: usize) -> Vec<Code> {
+        self.reps(field).iter().filter_map(cwe_of).collect()
+    }
+
+    fn cx(&mut self, field: usize) -> Option<Identifier> {
+        self.cxs(field).into_iter().next()
+    }
+
+    fn cxs(&mut self, field: usize) -> Vec<Identifier> {
+        let mut out = Vec::new();
+        for rep in self.reps(field) {
+            let Some(value) = comp_text(&rep, 1) else {
+                continue;
+            };
+            let start = comp_text(&rep, 7).and_then(|t| hl7_datetime(&t));
+            let end = comp_text(&rep, 8).and_then(|t| hl7_datetime(&t));
+            out.push(Identifier {
+                value: Some(value),
+                r#type: comp_text(&rep, 5),
+                authority: sub_text(&rep, 4, 1),
+                authority_id: sub_text(&rep, 4, 2),
+                authority_id_type: sub_text(&rep, 4, 3),
+                facility: sub_text(&rep, 6, 1),
+                start,
+                end,
+            });
+        }
+        out
+    }
+
+    fn ei(&self, field: usize) -> Option<Identifier> {
+        self.first(field).and_then(|e| ei_of(&e, false))
+    }
+
+    fn xpns(&self, field: usize) -> Vec<Name> {
+        self.reps(field)
+            .iter()
+            .filter_map(|rep| {
+                let name = name_of(rep, 1);
+                (name != Name::default()).then_some(name)
+            })
+            .collect()
+    }
+
+    fn xcns(&self, field: usize) -> Vec<Person> {
+        self.reps(field).iter().filter_map(xcn_of).collect()
+    }
+
+    /// XCN held in component `comp` of each repetition as subcomponents (OBR-32 NDL style).
+    fn xcns_at(&self, field: usize, comp: usize) -> Vec<Person> {
+        self.reps(field)
+            .iter()
+            .filter_map(|rep| {
+                let c = rep.child(comp - 1)?;
+                let part = |n: usize| c.child(n - 1).and_then(|x| clean(x.text()));
+                let id = part(1).map(|v| Identifier {
+                    value: Some(v),
+                    ..Identifier::default()
+                });
+                let name = Name {
+                    family: part(2),
+                    given: part(3).into_iter().collect(),
+                    ..Name::default()
+                };
+                let name = (name != Name::default()).then_some(name);
+                (id.is_some() || name.is_some()).then_some(Person { id, name })
+            })
+            .collect()
+    }
+
+    fn xads(&self, field: usize) -> Vec<Address> {
+        self.reps(field)
+            .iter()
+            .filter_map(|rep| {
+                let a = Address {
+                    lines: [sub_text(rep, 1, 1), comp_text(rep, 2)]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    city: comp_text(rep, 3),
+                    state: comp_text(rep, 4),
+                    postal_code: comp_text(rep, 5),
+                    country: comp_text(rep, 6),
+                    r#type: comp_text(rep, 7),
+                    district: comp_text(rep, 9),
+                };
+                (a != Address::default()).then_some(a)
+            })
+            .collect()
+    }
+
+    /// Phones; `default_use` stands in for an empty XTN-2 (the field says whose phone it is).
+    fn xtns(&self, field: usize, default_use: &str) -> Vec<Telecom> {
+        self.reps(field)
+            .iter()
+            .filter_map(|rep| {
+                let email = comp_text(rep, 4);
+                let number = comp_text(rep, 1).or_else(|| comp_text(rep, 12));
+                let composed = || {
+                    let local = comp_text(rep, 7)?;
+                    let mut s = String::new();
+                    if let Some(cc) = comp_text(rep, 5) {
+                        s.push_str(&format!("+{cc} "));
+                    }
+                    if let Some(area) = comp_text(rep, 6) {
+                        s.push_str(&format!("({area}) "));
+                    }
+                    s.push_str(&local);
+                    if let Some(ext) = comp_text(rep, 8) {
+                        s.push_str(&format!(" x{ext}"));
+                    }
+                    Some(s)
+                };
+                let equipment = comp_text(rep, 3);
+                let value = match equipment.as_deref() {
+                    Some("Internet") | Some("X.400") => email.or(number),
+                    _ => number.or_else(composed).or(email),
+                }?;
+                Some(Telecom {
+                    value: Some(value),
+                    r#use: comp_text(rep, 2).or_else(|| Some(default_use.to_string())),
+                    equipment,
+                })
+            })
+            .collect()
+    }
+
+    fn pl(&self, field: usize) -> Option<Location> {
+        let rep = self.first(field)?;
+        let l = Location {
+            point_of_care: comp_text(&rep, 1),
+            room: comp_text(&rep, 2),
+            bed: comp_text(&rep, 3),
+            facility: sub_text(&rep, 4, 1),
+            status: comp_text(&rep, 5),
+            building: comp_text(&rep, 7),
+            floor: comp_text(&rep, 8),
+            description: comp_text(&rep, 9),
+        };
+        (l != Location::default()).then_some(l)
+    }
+
+    fn obx_value(&mut self, value_type: Option<&str>) -> Option<Value> {
+        let reps = self.reps(5);
+        let first = reps.first()?;
+        let place = self.place(5);
+        match value_type.unwrap_or("ST") {
+            "NM" => {
+                let t = clean(first.text())?;
+                match parse_number(&t) {
+                    Some(n) => Some(Value::Number(n)),
+                    None => {
+                        self.warnings
+                            .push(format!("{place}: value type NM but not a number"));
+                        Some(Value::Text(t))
+                    }
+                }
+            }
+            "CE" | "CWE" | "CNE" | "CF" => cwe_of(first).map(Value::Coded),
+            "SN" => {
+                let num = |n: usize| -> Option<f64> {
+                    comp_text(first, n).and_then(|t| parse_number(&t))
+                };
+                let sn = StructuredNumeric {
+                    comparator: comp_text(first, 1),
+                    number: num(2),
+                    separator: comp_text(first, 3),
+                    number2: num(4),
+                };
+                if sn.number.is_none() && comp_text(first, 2).is_some() {
+                    self.warnings
+                        .push(format!("{place}: value type SN but not a number"));
+                }
+                Some(Value::Structured(sn))
+            }
+            "DT" | "DTM" | "TS" => {
+                let t = clean(first.first_text())?;
+                match hl7_datetime(&t) {
+                    Some(iso) => Some(Value::Text(iso)),
+                    None => {
+                        self.warnings.push(format!(
+                            "{place}: value type {} but not a valid date/time",
+                            value_type.unwrap_or("")
+                        ));
+                        Some(Value::Text(t))
+                    }
+                }
+            }
+            "ED" | "RP" => comp_text(first, 5)
+                .or_else(|| comp_text(first, 1))
+                .map(Value::Text),
+            _ => {
+                // ST, TX, FT and the rest: the text of every repetition, one per line.
+                let lines: Vec<String> = reps.iter().map(|e| e.text().into_owned()).collect();
+                clean(Cow::Owned(lines.join("\n"))).map(Value::Text)
+            }
+        }
+    }
+}
+
+fn cwe_of(rep: &Element<'_>) -> Option<Code> {
+    let alt = |c: usize, d: usize, s: usize| {
+        let a = Code {
+            code: comp_text(rep, c),
+            display: comp_text(rep, d),
+            system: comp_text(rep, s),
+            ..Code::default()
+        };
+        (!a.is_empty()).then_some(a)
+    };
+    let code = Code {
+        code: comp_text(rep, 1),
+        display: comp_text(rep, 2),
+        system: comp_text(rep, 3),
+        version: comp_text(rep, 7),
+        alternates: [alt(4, 5, 6), alt(10, 11, 12)]
+            .into_iter()
+            .flatten()
+            .collect(),
+        text: comp_text(rep, 9),
+    };
+    (!code.is_empty() || !code.alternates.is_empty()).then_some(code)
+}
+
+/// A name starting at component `start` (1 for XPN, 2 for the name part of XCN).
+fn name_of(rep: &Element<'_>, start: usize) -> Name {
+    let c = |k: usize| comp_text(rep, start + k);
+    let mut given: Vec<String> = c(1).into_iter().collect();
+    if let Some(middle) = c(2) {
+        given.extend(middle.split_whitespace().map(str::to_string));
+    }
+    Name {
+        // FN-1, the surname, is the first subcomponent of the family-name component.
+        family: sub_text(rep, start, 1),
+        given,
+        prefix: c(4),
+        suffix: [c(3), c(5)].into_iter().flatten().collect(),
+        r#use: if start == 1 { c(6) } else { c(8) },
+        text: None,
+    }
+}
+
+fn xcn_of(rep: &Element<'_>) -> Option<Person> {
+    let id = comp_text(rep, 1).map(|value| Identifier {
+        value: Some(value),
+        r#type: comp_text(rep, 13),
+        authority: sub_text(rep, 9, 1),
+        authority_id: sub_text(rep, 9, 2),
+        authority_id_type: sub_text(rep, 9, 3),
+        ..Identifier::default()
+    });
+    let name = name_of(rep, 2);
+    let name = (name != Name::default()).then_some(name);
+    (id.is_some() || name.is_some()).then_some(Person { id, name })
+}
+
+fn parse_number(t: &str) -> Option<f64> {
+    let t = t.trim();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    // HL7 NM: optional sign, digits, optional decimal point; no exponent, no inf/nan.
+    let ok = !t.is_empty()
+        && t.bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'))
+        && t.bytes().any(|b| b.is_ascii_digit());
+    if !ok {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// An HL7 DT/DTM/TS (`YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`) as ISO 8601 text with
+/// the same precision for the date; a time is written `HH:MM:SS` (missing minutes and seconds
+/// are zero), a fraction and a UTC offset are kept. `None` when it is not a valid date/time.
+pub fn hl7_datetime(text: &str) -> Option<String> {
+    let t = text.trim();
+    let (main, offset) = match t.find(['+', '-']) {
+        Some(i) => (&t[..i], Some(&t[i..])),
+        None => (t, None),
+    };
+    let offset = match offset {
+        Some(z) => {
+            let zd = &z[1..];
+            if zd.len() != 4 || !zd.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let (zh, zm): (u32, u32) = (zd[..2].parse().ok()?, zd[2..].parse().ok()?);
+            if zh > 14 || zm > 59 {
+                return None;
+            }
+            Some(format!("{}{:02}:{:02}", &z[..1], zh, zm))
+        }
+        None => None,
+    };
+    let (digits, fraction) = match main.find('.') {
+        Some(i) => (&main[..i], Some(&main[i + 1..])),
+        None => (main, None),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || ![4, 6, 8, 10, 12, 14].contains(&digits.len())
+    {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> u32 { digits[r].parse().unwrap_or(0) };
+    let year = n(0..4);
+    let mut out = format!("{year:04}");
+    if digits.len() >= 6 {
+        let month = n(4..6);
+        if !(1..=12).contains(&month) {
+            return None;
+        }
+        out.push_str(&format!("-{month:02}"));
+        if digits.len() >= 8 {
+            let day = n(6..8);
+            if day == 0 || day > days_in_month(year, month) {
+                return None;
+            }
+            out.push_str(&format!("-{day:02}"));
+        }
+    }
+    if digits.len() >= 10 {
+        if digits.len() < 8 {
+            return None;
+        }
+        let hour = n(8..10);
+        let minute = if digits.len() >= 12 { n(10..12) } else { 0 };
+        let second = if digits.len() >= 14 { n(12..14) } else { 0 };
+        if hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        out.push_str(&format!("T{hour:02}:{minute:02}:{second:02}"));
+        if let Some(f) = fraction {
+            if f.is_empty()
+                || f.len() > 4
+                || !f.bytes().all(|b| b.is_ascii_digit())
+                || digits.len() < 14
+            {
+                return None;
+            }
+            out.push('.');
+            out.push_str(f);
+        }
+        // A UTC offset only means something with a time; FHIR dates cannot carry one.
+        if let Some(z) = offset {
+            out.push_str(&z);
+        }
+    } else if fraction.is_some() {
+        return None;
+    }
+    Some(out)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(text: &str) -> Clinical {
+        let raw = text.replace('\n', "\r");
+        to_clinical(&Message::parse(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn datetimes() {
+        assert_eq!(hl7_datetime("2024").as_deref(), Some("2024"));
+        assert_eq!(hl7_datetime("202402").as_deref(), Some("2024-02"));
+        assert_eq!(hl7_datetime("20240229").as_deref(), Some("2024-02-29"));
+        assert_eq!(hl7_datetime("20230229"), None);
+        assert_eq!(
+            hl7_datetime("2024022913").as_deref(),
+            Some("2024-02-29T13:00:00")
+        );
+        assert_eq!(
+            hl7_datetime("20240229132501.25-0500").as_deref(),
+            Some("2024-02-29T13:25:01.25-05:00")
+        );
+        assert_eq!(
+            hl7_datetime("202402291325+0100").as_deref(),
+            Some("2024-02-29T13:25:00+01:00")
+        );
+        for bad in [
+            "",
+            "24",
+            "2024-02-29",
+            "20241301",
+            "2024022925",
+            "20240229132501.",
+            "202402291325+01",
+        ] {
+            assert_eq!(hl7_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("+7.25"), Some(7.25));
+        assert_eq!(parse_number("-.5"), Some(-0.5));
+        for bad in ["", "1e5", "inf", "NaN", "1,5", "-", "."] {
+            assert_eq!(parse_number(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn adt_patient_and_visit() {
+        let c = convert(
+            "MSH|^~\\&|ADT|HOSP|EMR|WARD|20240301101500+0100||ADT^A01^ADT_A01|MSG1|P|2.5.1\n\
+             EVN|A01|20240301101400\n\
+             PID|1|ALT9|12345^^^HOSP&1.2.3&ISO^MR~999-99-9999^^^SSA^SS||DOE^JANE^Q^JR^DR^^L~SMITH^JANE^^^^^M||19800115|F|||1 MAIN ST^APT 2^SPRINGFIELD^IL^62701^USA^H^^SANGAMON||^PRN^PH^^1^217^5551234~^NET^Internet^jane@example.org|^WPN^PH^^^217^5559876^12||M^Married^HL70002||||||||||||||Y\n\
+             NTE|1||speaks slowly\n\
+             NK1|1|DOE^JOHN|SPO^Spouse^HL70063|1 MAIN ST^^SPRINGFIELD^IL|(217)555-1234||C^Emergency Contact^HL70131\n\
+             PV1|1|I|ICU^101^A^HOSP||||1234^WELBY^MARCUS^^^DR|||MED||||7|||5678^KILDARE^JAMES||V100^^^HOSP^VN|||||||||||||||||||||||||20240301100000|\n\
+             AL1|1|DA|PCN^Penicillin^L|SV|Hives~Rash|20200101\n\
+             DG1|1||I10^Essential hypertension^I10|||A\n\
+             IN1|1|PLAN1^Gold|INS1^^^^NIIP|ACME INSURANCE|||||GRP9|||20240101|20241231||||SEL^Self^HL70063",
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.message.r#type.as_deref(), Some("ADT"));
+        assert_eq!(c.message.structure.as_deref(), Some("ADT_A01"));
+        assert_eq!(
+            c.message.sent_at.as_deref(),
+            Some("2024-03-01T10:15:00+01:00")
+        );
+        assert_eq!(c.message.event_at.as_deref(), Some("2024-03-01T10:14:00"));
+        let p = c.patient.as_ref().unwrap();
+        assert_eq!(p.identifiers.len(), 3);
+        assert_eq!(p.identifiers[0].value.as_deref(), Some("ALT9"));
+        let mr = &p.identifiers[1];
+        assert_eq!(mr.value.as_deref(), Some("12345"));
+        assert_eq!(mr.r#type.as_deref(), Some("MR"));
+        assert_eq!(mr.authority.as_deref(), Some("HOSP"));
+        assert_eq!(mr.authority_id.as_deref(), Some("1.2.3"));
+        assert_eq!(p.identifiers[2].r#type.as_deref(), Some("SS"));
+        assert_eq!(p.names[0].family.as_deref(), Some("DOE"));
+        assert_eq!(p.names[0].given, vec!["JANE", "Q"]);
+        assert_eq!(p.names[0].suffix, vec!["JR"]);
+        assert_eq!(p.names[0].prefix.as_deref(), Some("DR"));
+        assert_eq!(p.names[1].r#use.as_deref(), Some("M"));
+        assert_eq!(p.birth_date.as_deref(), Some("1980-01-15"));
+        assert_eq!(p.sex.as_deref(), Some("F"));
+        assert_eq!(p.addresses[0].lines, vec!["1 MAIN ST", "APT 2"]);
+        assert_eq!(p.addresses[0].district.as_deref(), Some("SANGAMON"));
+        assert_eq!(p.telecoms[0].value.as_deref(), Some("+1 (217) 5551234"));
+        assert_eq!(p.telecoms[1].value.as_deref(), Some("jane@example.org"));
+        assert_eq!(p.telecoms[2].value.as_deref(), Some("(217) 5559876 x12"));
+        assert_eq!(p.telecoms[2].r#use.as_deref(), Some("WPN"));
+        assert_eq!(
+            p.marital_status.as_ref().unwrap().system.as_deref(),
+            Some("HL70002")
+        );
+        assert_eq!(p.deceased, Some(true));
+        assert_eq!(p.notes, vec!["speaks slowly"]);
+        let nk = &c.next_of_kin[0];
+        assert_eq!(
+            nk.relationship.as_ref().unwrap().code.as_deref(),
+            Some("SPO")
+        );
+        assert_eq!(nk.telecoms[0].r#use.as_deref(), Some("PRN"));
+        let v = c.visit.as_ref().unwrap();
+        assert_eq!(v.class.as_ref().unwrap().code.as_deref(), Some("I"));
+        assert_eq!(v.location.as_ref().unwrap().bed.as_deref(), Some("A"));
+        assert_eq!(
+            v.attending[0].id.as_ref().unwrap().value.as_deref(),
+            Some("1234")
+        );
+        assert_eq!(
+            v.attending[0].name.as_ref().unwrap().family.as_deref(),
+            Some("WELBY")
+        );
+        assert_eq!(
+            v.admitting[0].name.as_ref().unwrap().family.as_deref(),
+            Some("KILDARE")
+        );
+        assert_eq!(
+            v.visit_number.as_ref().unwrap().value.as_deref(),
+            Some("V100")
+        );
+        assert_eq!(v.admitted_at.as_deref(), Some("2024-03-01T10:00:00"));
+        assert_eq!(c.allergies[0].reactions, vec!["Hives", "Rash"]);
+        assert_eq!(
+            c.allergies[0].severity.as_ref().unwrap().code.as_deref(),
+            Some("SV")
+        );
+        assert_eq!(
+            c.diagnoses[0].code.as_ref().unwrap().system.as_deref(),
+            Some("I10")
+        );
+        assert_eq!(c.diagnoses[0].r#type.as_deref(), Some("A"));
+        assert_eq!(
+            c.insurance[0].company_name.as_deref(),
+            Some("ACME INSURANCE")
+        );
+        assert_eq!(c.insurance[0].start.as_deref(), Some("2024-01-01"));
+    }
+
+    #[test]
+    fn oru_orders_observations_and_notes() {
+        let c = convert(
+            "MSH|^~\\&|LAB|HOSP|||20240301||ORU^R01|M2|P|2.5.1\n\
+             PID|1||42^^^HOSP^MR\n\
+             ORC|RE|PO1|FO1||CM||||20240301080000|||77^HOUSE^GREG\n\
+             OBR|1|PO1|FO1|24331-1^Lipid panel^LN|||20240301070000|||||||||||||||20240301090000||CH|F\n\
+             OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL^mg/dL^UCUM|<200|N|||F|||20240301070000\n\
+             NTE|1||fasting\n\
+             OBX|2|SN|2085-9^HDL^LN||>^60|mg/dL|||||F\n\
+             OBX|3|CWE|883-9^ABO group^LN||A^Group A^LN||||||F\n\
+             OBX|4|TX|8251-1^Note^LN||line one~line two||||||F\n\
+             OBX|5|NM|1234-5^Bad^LN||12,5||||||F\n\
+             OBR|2||FO2|57021-8^CBC^LN|||20240301070000||||||||||||||||||F\n\
+             OBX|1|NM|718-7^Hemoglobin^LN||13.2|g/dL|12-16|N|||F",
+        );
+        assert_eq!(c.orders.len(), 2);
+        let o = &c.orders[0];
+        assert_eq!(o.control.as_deref(), Some("RE"));
+        assert_eq!(o.placer_id.as_ref().unwrap().value.as_deref(), Some("PO1"));
+        assert_eq!(o.code.as_ref().unwrap().code.as_deref(), Some("24331-1"));
+        assert_eq!(
+            o.ordering_provider[0]
+                .name
+                .as_ref()
+                .unwrap()
+                .family
+                .as_deref(),
+            Some("HOUSE")
+        );
+        assert_eq!(o.result_status.as_deref(), Some("F"));
+        assert_eq!(c.observations.len(), 6);
+        let chol = &c.observations[0];
+        assert_eq!(chol.order, Some(0));
+        assert_eq!(chol.value, Some(Value::Number(196.0)));
+        assert_eq!(chol.units.as_ref().unwrap().system.as_deref(), Some("UCUM"));
+        assert_eq!(chol.reference_range.as_deref(), Some("<200"));
+        assert_eq!(chol.notes, vec!["fasting"]);
+        match &c.observations[1].value {
+            Some(Value::Structured(sn)) => {
+                assert_eq!(sn.comparator.as_deref(), Some(">"));
+                assert_eq!(sn.number, Some(60.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &c.observations[2].value {
+            Some(Value::Coded(code)) => assert_eq!(code.code.as_deref(), Some("A")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.observations[3].value,
+            Some(Value::Text("line one\nline two".into()))
+        );
+        assert_eq!(c.observations[4].value, Some(Value::Text("12,5".into())));
+        assert_eq!(c.warnings, vec!["OBX-5: value type NM but not a number"]);
+        assert_eq!(c.observations[5].order, Some(1));
+    }
+
+    #[test]
+    fn merge_immunization_appointment_document() {
+        let a40 = convert(
+            "MSH|^~\\&|ADT|H|||20240301||ADT^A40^ADT_A39|M3|P|2.5\n\
+             PID|1||NEW1^^^H^MR\nMRG|OLD1^^^H^MR\nPID|1||NEW2^^^H^MR\nMRG|OLD2^^^H^MR",
+        );
+        assert_eq!(a40.merges.len(), 2);
+        assert_eq!(a40.merges[1].identifiers[0].value.as_deref(), Some("NEW2"));
+        assert_eq!(
+            a40.merges[1].prior_identifiers[0].value.as_deref(),
+            Some("OLD2")
+        );
+        assert_eq!(
+            a40.patient.unwrap().identifiers[0].value.as_deref(),
+            Some("NEW1")
+        );
+
+        let vxu = convert(
+            "MSH|^~\\&|IIS|H|||20240301||VXU^V04^VXU_V04|M4|P|2.5.1\nPID|1||7^^^H^MR\n\
+             ORC|RE||IZ-1^IIS\n\
+             RXA|0|1|20240215||08^HepB^CVX|0.5|mL^mL^UCUM||00^New^NIP001||||||LOT1||MSD^Merck^MVX|||CP|A\n\
+             RXR|IM^Intramuscular^HL70162|LA^Left arm^HL70163",
+        );
+        let iz = &vxu.immunizations[0];
+        assert_eq!(iz.identifiers[0].value.as_deref(), Some("IZ-1"));
+        assert_eq!(iz.vaccine.as_ref().unwrap().system.as_deref(), Some("CVX"));
+        assert_eq!(iz.amount, Some(0.5));
+        assert_eq!(iz.lot_numbers, vec!["LOT1"]);
+        assert_eq!(iz.route.as_ref().unwrap().code.as_deref(), Some("IM"));
+        assert!(vxu.orders.is_empty());
+
+        let siu = convert(
+            "MSH|^~\\&|SCHED|H|||20240301||SIU^S12|M5|P|2.5\n\
+             SCH|A1^SCHED|F1^SCHED|||||ROUTINE^Routine|CHECKUP|30|min^minutes|^^^20240310090000^20240310093000||||||||||||||Booked\n\
+             NTE|1||bring records\nPID|1||9^^^H^MR\nAIS|1||CONSULT^Consultation\nAIP|1||55^LEE^ANN",
+        );
+        let a = siu.appointment.as_ref().unwrap();
+        assert_eq!(a.start.as_deref(), Some("2024-03-10T09:00:00"));
+        assert_eq!(a.status.as_ref().unwrap().code.as_deref(), Some("Booked"));
+        assert_eq!(a.services[0].code.as_deref(), Some("CONSULT"));
+        assert_eq!(
+            a.personnel[0].name.as_ref().unwrap().family.as_deref(),
+            Some("LEE")
+        );
+        assert_eq!(a.notes, vec!["bring records"]);
+
+        let mdm = convert(
+            "MSH|^~\\&|DOC|H|||20240301||MDM^T02|M6|P|2.5\nPID|1||9^^^H^MR\nPV1|1|O\n\
+             TXA|1|DS^Discharge summary|TX|20240301||||||||DOC-1|||||AU||AV\n\
+             OBX|1|TX|DS||first line||||||F\nOBX|2|TX|DS||second line||||||F",
+        );
+        let d = mdm.document.as_ref().unwrap();
+        assert_eq!(
+            d.identifier.as_ref().unwrap().value.as_deref(),
+            Some("DOC-1")
+        );
+        assert_eq!(d.text.as_deref(), Some("first line\nsecond line"));
+        assert!(mdm.observations.is_empty());
+    }
+
+    #[test]
+    fn bad_fields_become_warnings_not_values() {
+        let c = convert("MSH|^~\\&|A|B|||2024||ADT^A08|M7|P|2.5\nPID|1||1^^^H^MR||X||19801345|M||||||||||||||||Q|zz");
+        let p = c.patient.unwrap();
+        assert_eq!(p.birth_date, None);
+        assert_eq!(p.multiple_birth, None);
+        assert_eq!(p.birth_order, None);
+        assert_eq!(
+            c.warnings,
+            vec![
+                "PID-7: not a valid HL7 date/time",
+                "PID-24: not Y or N",
+                "PID-25: not a whole number"
+            ]
+        );
+    }
+}

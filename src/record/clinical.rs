@@ -1,0 +1,1001 @@
+//! `Clinical`: the normalized content of a message, the same whichever format it came in.
+//!
+//! Like InterSystems' SDA, it sits between the formats: HL7 v2 → `Clinical` → FHIR, and FHIR →
+//! `Clinical` → HL7 v2. Routes read it through record paths (`patient.identifiers[type=MR].value`)
+//! and destinations can receive it as JSON, so its serde shape is part of Aorta's interface:
+//! field names are `snake_case`, absent values and empty lists are left out, dates and times are
+//! ISO 8601 text keeping the precision the source gave (`2024-03`, `2024-03-01T10:22:00+01:00`).
+//!
+//! Codes always keep their system, code and display ([`Code`]); systems are the names the
+//! source used (a v2 coding system such as `LN` or a v2 table such as `HL70001`), so nothing is
+//! lost before the FHIR conversion maps them to URIs.
+
+use serde::{Deserialize, Serialize};
+
+/// The normalized content of one message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Clinical {
+    /// What kind of message this was and who sent it.
+    pub message: MessageInfo,
+    /// The patient the message is about (the first PID, or the FHIR Patient).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<Patient>,
+    /// Merges: identifiers that the surviving patient replaces (ADT^A40 and friends).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merges: Vec<Merge>,
+    /// Next of kin and other contacts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub next_of_kin: Vec<Contact>,
+    /// The visit (encounter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visit: Option<Visit>,
+    /// Orders (ORC/OBR, ORC/RXO, ...), in message order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<Order>,
+    /// Observations and results (OBX), in message order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<Observation>,
+    /// Specimens (SPM).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub specimens: Vec<Specimen>,
+    /// Allergies (AL1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allergies: Vec<Allergy>,
+    /// Diagnoses (DG1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diagnoses: Vec<Diagnosis>,
+    /// Procedures (PR1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub procedures: Vec<Procedure>,
+    /// Immunizations (RXA).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub immunizations: Vec<Immunization>,
+    /// Insurance (IN1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub insurance: Vec<Insurance>,
+    /// A scheduled appointment (SIU: SCH with AIS/AIG/AIL/AIP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appointment: Option<Appointment>,
+    /// A clinical document (MDM: TXA with its OBX content).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<Document>,
+    /// What the conversion could not read (a field that was malformed, a segment it skipped).
+    /// Never patient data: each warning names a place (`PID-7`) and a problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Facts about the message itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MessageInfo {
+    /// Message type, e.g. `ADT` (MSH-9-1) or the FHIR resource type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Trigger event, e.g. `A01` (MSH-9-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// Message structure, e.g. `ADT_A01` (MSH-9-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structure: Option<String>,
+    /// MSH-10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_id: Option<String>,
+    /// MSH-7.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    /// EVN-2, or MSH-7 when there is no EVN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_at: Option<String>,
+    /// EVN-4 event reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_reason: Option<Code>,
+    /// MSH-3-1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending_application: Option<String>,
+    /// MSH-4-1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending_facility: Option<String>,
+    /// MSH-5-1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiving_application: Option<String>,
+    /// MSH-6-1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiving_facility: Option<String>,
+    /// MSH-11-1 (P production, T training, D debugging).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_id: Option<String>,
+    /// MSH-12-1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A coded value: code, system and display, plus the alternate coding a CWE can carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Code {
+    /// The code (CWE-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The display text (CWE-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// The coding system as the source named it (CWE-3, e.g. `LN`, or a table, e.g. `HL70001`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The version of the coding system (CWE-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The same concept in other systems (CWE-4..6, CWE-10..12).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternates: Vec<Code>,
+    /// The original text (CWE-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl Code {
+    /// A code from a v2 table (`HL7nnnn`), e.g. administrative sex.
+    pub fn table(table: &str, code: impl Into<String>) -> Code {
+        Code {
+            code: Some(code.into()),
+            system: Some(format!("HL7{table}")),
+            ..Code::default()
+        }
+    }
+
+    /// True when it holds no code and no text.
+    pub fn is_empty(&self) -> bool {
+        self.code.is_none() && self.display.is_none() && self.text.is_none()
+    }
+}
+
+/// An identifier (CX / EI): a value and who assigned it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Identifier {
+    /// The identifier itself (CX-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Identifier type (CX-5, table 0203: MR, PI, SS, VN, AN, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Assigning authority namespace (CX-4-1 / EI-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Assigning authority universal id, e.g. an OID (CX-4-2 / EI-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_id: Option<String>,
+    /// Type of that universal id, e.g. `ISO` (CX-4-3 / EI-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_id_type: Option<String>,
+    /// Assigning facility (CX-6-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    /// Valid from (CX-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Valid until (CX-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+/// A person's name (XPN, or the name part of XCN).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Name {
+    /// Family name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Given names, first name first (XPN-2 then XPN-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
+    /// Prefix, e.g. `DR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Suffix, e.g. `JR` (and the degree, e.g. `MD`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suffix: Vec<String>,
+    /// Name type (table 0200: L legal, D display, M maiden, A alias, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#use: Option<String>,
+    /// The whole name as text, when given that way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A postal address (XAD).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Address {
+    /// Street lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+    /// City.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// State or province.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Postal code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    /// Country.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// County or parish (XAD-9, PID-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    /// Address type (table 0190: H home, B business, M mailing, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+}
+
+/// A phone number or other contact point (XTN).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Telecom {
+    /// The number or address as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Use code (table 0201: PRN primary residence, WPN work, ORN other, NET network, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#use: Option<String>,
+    /// Equipment type (table 0202: PH, FX, CP, Internet, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equipment: Option<String>,
+}
+
+/// A health-care worker (XCN), e.g. an attending doctor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Person {
+    /// The person's id (XCN-1) with its authority (XCN-9) and type (XCN-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Identifier>,
+    /// The name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+}
+
+/// A place in a facility (PL): ward, room, bed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Location {
+    /// Point of care, e.g. a ward (PL-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point_of_care: Option<String>,
+    /// Room (PL-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Bed (PL-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bed: Option<String>,
+    /// Facility (PL-4-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    /// Location status (PL-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Building (PL-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub building: Option<String>,
+    /// Floor (PL-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<String>,
+    /// Free-text description (PL-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The patient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Patient {
+    /// Identifiers (PID-2, PID-3, PID-4; PID-19 as type `SS`, PID-20 as type `DL`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+    /// Names (PID-5, then aliases from PID-9 with use `A`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<Name>,
+    /// Mother's maiden name (PID-6-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mothers_maiden_name: Option<String>,
+    /// Birth date (`YYYY-MM-DD`, or less precise as given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    /// Birth date and time when PID-7 gave a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_time: Option<String>,
+    /// Administrative sex as sent (table 0001: F, M, O, U, A, N).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    /// Race (PID-10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub race: Vec<Code>,
+    /// Addresses (PID-11; PID-12 fills the first one's district when it has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// Phones and e-mail (PID-13 home, PID-14 business, PID-40).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telecoms: Vec<Telecom>,
+    /// Primary language (PID-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<Code>,
+    /// Marital status (PID-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marital_status: Option<Code>,
+    /// Religion (PID-17).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub religion: Option<Code>,
+    /// Patient account number (PID-18).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<Identifier>,
+    /// Ethnic group (PID-22).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ethnicity: Vec<Code>,
+    /// Birth place (PID-23).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_place: Option<String>,
+    /// Multiple birth indicator (PID-24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiple_birth: Option<bool>,
+    /// Birth order (PID-25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_order: Option<i64>,
+    /// Citizenship (PID-26).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub citizenship: Vec<Code>,
+    /// Death date and time (PID-29).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deceased_at: Option<String>,
+    /// Death indicator (PID-30; true also when PID-29 is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deceased: Option<bool>,
+    /// Last update of the demographics (PID-33).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// Primary care providers (PD1-4).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub primary_care: Vec<Person>,
+    /// Comments (NTE after PID).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One merge: the patient identified by `identifiers` replaces the one `prior_identifiers` named.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Merge {
+    /// The surviving patient's identifiers (the PID before the MRG).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+    /// The identifiers being replaced (MRG-1, and MRG-4 as type `PI`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prior_identifiers: Vec<Identifier>,
+    /// Prior account number (MRG-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_account: Option<Identifier>,
+    /// Prior visit number (MRG-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_visit: Option<Identifier>,
+    /// Prior name (MRG-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_name: Option<Name>,
+}
+
+/// A next of kin or other contact person (NK1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Contact {
+    /// Names (NK1-2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<Name>,
+    /// Relationship to the patient (NK1-3, table 0063).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<Code>,
+    /// Addresses (NK1-4).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// Phones (NK1-5 home, NK1-6 business, NK1-40).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telecoms: Vec<Telecom>,
+    /// Contact role (NK1-7, table 0131: C emergency contact, E employer, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Code>,
+    /// From (NK1-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Until (NK1-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Organization name when the contact is an organization (NK1-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// Sex (NK1-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    /// Birth date (NK1-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    /// Identifiers (NK1-33).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+}
+
+/// The visit or encounter (PV1, PV2).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Visit {
+    /// Patient class (PV1-2, table 0004: I inpatient, O outpatient, E emergency, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<Code>,
+    /// Assigned location (PV1-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Admission type (PV1-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_type: Option<Code>,
+    /// Preadmit number (PV1-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preadmit_number: Option<Identifier>,
+    /// Prior location (PV1-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_location: Option<Location>,
+    /// Attending doctors (PV1-7).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attending: Vec<Person>,
+    /// Referring doctors (PV1-8).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referring: Vec<Person>,
+    /// Consulting doctors (PV1-9).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consulting: Vec<Person>,
+    /// Hospital service (PV1-10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hospital_service: Option<Code>,
+    /// Temporary location (PV1-11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporary_location: Option<Location>,
+    /// Re-admission indicator (PV1-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readmission: Option<Code>,
+    /// Admit source (PV1-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admit_source: Option<Code>,
+    /// VIP indicator (PV1-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<Code>,
+    /// Admitting doctors (PV1-17).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admitting: Vec<Person>,
+    /// Patient type (PV1-18).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_type: Option<Code>,
+    /// Visit number (PV1-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visit_number: Option<Identifier>,
+    /// Financial class (PV1-20-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub financial_class: Option<Code>,
+    /// Discharge disposition (PV1-36).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discharge_disposition: Option<Code>,
+    /// Discharged to location (PV1-37-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discharged_to: Option<String>,
+    /// Pending location (PV1-42).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_location: Option<Location>,
+    /// Admit time (PV1-44).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted_at: Option<String>,
+    /// Discharge time (PV1-45).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discharged_at: Option<String>,
+    /// Alternate visit id (PV1-50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alternate_visit_id: Option<Identifier>,
+    /// Visit indicator (PV1-51: A account, V visit, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visit_indicator: Option<String>,
+    /// Admit reason (PV2-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admit_reason: Option<Code>,
+    /// Expected admit time (PV2-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_admit_at: Option<String>,
+    /// Expected discharge time (PV2-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_discharge_at: Option<String>,
+    /// Visit description (PV2-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// An order (ORC with OBR, RXO or RXA, or OBR alone).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Order {
+    /// Order control (ORC-1, table 0119: NW new, CA cancel, RE results, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// Placer order number (ORC-2 or OBR-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placer_id: Option<Identifier>,
+    /// Filler order number (ORC-3 or OBR-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filler_id: Option<Identifier>,
+    /// Placer group number (ORC-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<Identifier>,
+    /// Order status (ORC-5, table 0038).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// What is ordered (OBR-4, or ORC-16 order control reason is not this).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// Priority (OBR-5 or ORC-7/TQ1-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// When it was ordered (ORC-9 transaction time, or OBR-6 requested time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordered_at: Option<String>,
+    /// Who entered it (ORC-10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entered_by: Vec<Person>,
+    /// Who ordered it (ORC-12, OBR-16).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ordering_provider: Vec<Person>,
+    /// Observation start (OBR-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<String>,
+    /// Observation end (OBR-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_end: Option<String>,
+    /// Specimen received (OBR-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specimen_received_at: Option<String>,
+    /// Specimen source (OBR-15-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specimen_source: Option<Code>,
+    /// Results reported or status changed (OBR-22).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<String>,
+    /// Diagnostic service section (OBR-24, table 0074: LAB, RAD, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_section: Option<String>,
+    /// Result status (OBR-25, table 0123: F final, P preliminary, C corrected, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_status: Option<String>,
+    /// Parent result (OBR-26-1 code and OBR-29 parent order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Identifier>,
+    /// Reason for study (OBR-31).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Code>,
+    /// Principal result interpreter (OBR-32-1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interpreters: Vec<Person>,
+    /// Comments (NTE after ORC/OBR).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One observation value (OBX-5), typed by OBX-2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// NM: a number.
+    Number(f64),
+    /// CE/CWE/CNE: a code.
+    Coded(Code),
+    /// SN: a structured numeric such as `>^100` or `1^:^128`.
+    Structured(StructuredNumeric),
+    /// Everything else as text: ST, TX, FT, dates as ISO text, ED as its data.
+    Text(String),
+}
+
+/// A structured numeric (SN): comparator, number, separator, second number.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StructuredNumeric {
+    /// `>`, `<`, `>=`, `<=`, `=`, `<>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparator: Option<String>,
+    /// The first number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<f64>,
+    /// `-` (range), `+`, `/` or `:` (ratio), `.`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    /// The second number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number2: Option<f64>,
+}
+
+/// An observation or result (OBX).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Observation {
+    /// Index of the order it belongs to in [`Clinical::orders`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<usize>,
+    /// Value type (OBX-2: NM, ST, CWE, SN, TX, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
+    /// What was observed (OBX-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// Sub-id grouping related observations (OBX-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_id: Option<String>,
+    /// The value (OBX-5; repeated text values are joined with line breaks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// Units (OBX-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<Code>,
+    /// Reference range as sent (OBX-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_range: Option<String>,
+    /// Abnormal flags / interpretation (OBX-8, table 0078: H, L, A, N, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interpretation: Vec<Code>,
+    /// Result status (OBX-11, table 0085: F, P, C, X, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// When observed (OBX-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<String>,
+    /// Producer (OBX-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<Code>,
+    /// Responsible observers (OBX-16).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub performers: Vec<Person>,
+    /// Method (OBX-17).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<Code>,
+    /// When analysed (OBX-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysed_at: Option<String>,
+    /// Body site (OBX-20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_site: Option<Code>,
+    /// Performing organization name (OBX-23-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performing_organization: Option<String>,
+    /// Comments (NTE after OBX).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A specimen (SPM).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Specimen {
+    /// Index of the order it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<usize>,
+    /// Specimen id (SPM-2, placer/filler assigned).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+    /// Type (SPM-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// Collection method (SPM-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection_method: Option<Code>,
+    /// Source site (SPM-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_site: Option<Code>,
+    /// Collected at (SPM-17-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collected_at: Option<String>,
+    /// Received at (SPM-18).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<String>,
+}
+
+/// An allergy (AL1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Allergy {
+    /// Allergen type (AL1-2, table 0127: DA drug, FA food, EA environmental, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// The allergen (AL1-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allergen: Option<Code>,
+    /// Severity (AL1-4, table 0128: SV severe, MO moderate, MI mild, U unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Code>,
+    /// Reactions (AL1-5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<String>,
+    /// When identified (AL1-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identified_at: Option<String>,
+}
+
+/// A diagnosis (DG1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Diagnosis {
+    /// The diagnosis (DG1-3; DG1-4 as its text when DG1-3 has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// When diagnosed (DG1-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosed_at: Option<String>,
+    /// Type (DG1-6, table 0052: A admitting, W working, F final).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Priority (DG1-15; 1 is the primary diagnosis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// Diagnosing clinicians (DG1-16).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clinicians: Vec<Person>,
+    /// Identifier (DG1-20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+}
+
+/// A procedure (PR1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Procedure {
+    /// The procedure (PR1-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// When performed (PR1-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performed_at: Option<String>,
+    /// Surgeons and other performers (PR1-11, PR1-12).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub performers: Vec<Person>,
+}
+
+/// An administered (or refused) vaccine (RXA with RXR and its ORC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Immunization {
+    /// Placer and filler order numbers (ORC-2/3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+    /// When given (RXA-3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub administered_at: Option<String>,
+    /// The vaccine (RXA-5; CVX usually).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vaccine: Option<Code>,
+    /// Amount (RXA-6; 999 means unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<f64>,
+    /// Units (RXA-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<Code>,
+    /// Administration notes (RXA-9), e.g. NIP001 `00` new record, `01` historical.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Code>,
+    /// Who gave it (RXA-10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub performers: Vec<Person>,
+    /// Lot numbers (RXA-15).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lot_numbers: Vec<String>,
+    /// Expiration date (RXA-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Manufacturer (RXA-17, MVX).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<Code>,
+    /// Why it was refused (RXA-18).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refusal_reasons: Vec<Code>,
+    /// Completion status (RXA-20: CP complete, RE refused, NA not given, PA partial).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_status: Option<String>,
+    /// Action code (RXA-21: A add, D delete, U update).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Route (RXR-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Code>,
+    /// Site (RXR-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<Code>,
+    /// Ordering provider (ORC-12).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ordering_provider: Vec<Person>,
+}
+
+/// Insurance coverage (IN1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Insurance {
+    /// Plan (IN1-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Code>,
+    /// Insurance company ids (IN1-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub company_ids: Vec<Identifier>,
+    /// Insurance company name (IN1-4-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+    /// Group number (IN1-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_number: Option<String>,
+    /// Group name (IN1-9-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// Effective from (IN1-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Until (IN1-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Plan type (IN1-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_type: Option<String>,
+    /// Name of the insured (IN1-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insured_name: Option<Name>,
+    /// Insured's relationship to the patient (IN1-17, table 0063).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<Code>,
+    /// Policy number (IN1-36).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_number: Option<String>,
+    /// Insured's id number (IN1-49).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub insured_ids: Vec<Identifier>,
+}
+
+/// An appointment (SIU^S12–S26).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Appointment {
+    /// Placer appointment id (SCH-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placer_id: Option<Identifier>,
+    /// Filler appointment id (SCH-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filler_id: Option<Identifier>,
+    /// Event reason (SCH-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_reason: Option<Code>,
+    /// Appointment reason (SCH-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Code>,
+    /// Appointment type (SCH-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// Duration (SCH-9) in the units of SCH-10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// Duration units (SCH-10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_units: Option<Code>,
+    /// Start (SCH-11-4, TQ1-7 or the first AIS-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// End (SCH-11-5 or TQ1-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Filler status (SCH-25, table 0278: Booked, Cancelled, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Code>,
+    /// Services (AIS-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Code>,
+    /// Resources (AIG-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Code>,
+    /// Locations (AIL-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+    /// Personnel (AIP-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub personnel: Vec<Person>,
+    /// Comments (NTE).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A clinical document (MDM: TXA and OBX content).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Document {
+    /// Document type (TXA-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// Content presentation (TXA-3, e.g. TX, FT, multipart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presentation: Option<String>,
+    /// Activity time (TXA-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity_at: Option<String>,
+    /// Authors (TXA-5 primary activity provider, TXA-9 originator).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<Person>,
+    /// Unique document number (TXA-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    /// Parent document (TXA-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Identifier>,
+    /// Placer order numbers (TXA-14).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub placer_ids: Vec<Identifier>,
+    /// File name (TXA-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Completion status (TXA-17, table 0271: AU authenticated, DI dictated, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_status: Option<String>,
+    /// Confidentiality (TXA-18).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidentiality: Option<String>,
+    /// Availability (TXA-19, table 0273: AV available, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<String>,
+    /// The document's text (TX/FT/ST OBX values joined with line breaks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Embedded data (ED OBX-5): type, subtype, encoding, data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// Encapsulated data (ED): e.g. a base64 PDF.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attachment {
+    /// Type of data (ED-2), e.g. `AP`, `TEXT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Subtype (ED-3), e.g. `PDF`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<String>,
+    /// Encoding (ED-4), e.g. `Base64`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// The data as sent (ED-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_parts_are_left_out_of_json() {
+        let c = Clinical {
+            patient: Some(Patient {
+                sex: Some("F".into()),
+                ..Patient::default()
+            }),
+            ..Clinical::default()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"{"message":{},"patient":{"sex":"F"}}"#);
+        let back: Clinical = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn values_keep_their_type_in_json() {
+        let v = vec![
+            Value::Number(7.5),
+            Value::Text("positive".into()),
+            Value::Coded(Code::table("0136", "Y")),
+        ];
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, r#"[7.5,"positive",{"code":"Y","system":"HL70136"}]"#);
+    }
+}
