@@ -13,14 +13,15 @@
 //! - layer 1: [`convert`] — HL7 v2 → `Clinical`, pure.
 //!   [`store`] — the durable journal (SQLite, group commit, duplicate detection).
 //!   [`mllp::codec`] — MLLP framing. [`tls`] — rustls server/client configuration.
-//! - layer 2: [`mllp::listener`] — the wire: connections, ACK policy.
+//! - layer 2: [`route`] — route files compiled once; pure evaluation of a message into
+//!   deliveries; scripts (QuickJS); route tests as data.
+//!   [`mllp::listener`] — the wire: connections, ACK policy.
 //! - layer 3: [`admin`] — `/metrics` and health probes. [`config`] — `config/aorta.toml`,
 //!   staged validation.
 //! - layer 4: [`daemon`] — wiring and lifecycle. [`cli`] — the `aorta` command.
 //!   [`loadgen`] — `aorta bench mllp`.
 //!
-//! Routes, the clinical record model, destinations, FHIR and the admin API join as their issues
-//! land.
+//! Destinations, FHIR and the admin API join as their issues land.
 
 pub mod admin;
 pub mod cli;
@@ -32,5 +33,6 @@ pub mod loadgen;
 pub mod metrics;
 pub mod mllp;
 pub mod record;
+pub mod route;
 pub mod store;
 pub mod tls;
