@@ -44,6 +44,16 @@ pub enum Command {
         #[arg(long)]
         skip_env: bool,
     },
+    /// Run the route tests (`*.test.toml` beside each route) and report each case.
+    Test {
+        /// The routes directory (default: the configuration's `routes.dir`).
+        dir: Option<PathBuf>,
+        /// The configuration whose listeners, destinations and tables the routes are checked
+        /// against; when the file does not exist the routes are tested on their own, with
+        /// tables from `config/tables`.
+        #[arg(long, short, default_value = "config/aorta.toml")]
+        config: PathBuf,
+    },
     /// Read, convert and acknowledge HL7 v2 message files.
     #[command(subcommand)]
     Hl7(Hl7Command),
@@ -66,7 +76,8 @@ pub enum BenchCommand {
         /// Messages in total.
         #[arg(long, default_value_t = 10_000)]
         messages: usize,
-        /// Message files to cycle through (default: a built-in ADT^A01). Each gets a fresh MSH-10.
+        /// Message files to cycle through (default: the messages under routes/fixtures/, or a
+        /// built-in ADT^A01 when there are none). Each gets a fresh MSH-10.
         #[arg(long = "file")]
         files: Vec<PathBuf>,
         /// CA certificate (PEM) to trust: connect with TLS.
@@ -149,14 +160,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Hl7(cmd) => hl7_command(cmd),
         Command::Validate { config, skip_env } => {
             let c = crate::config::Config::load(&config, !skip_env).map_err(|e| anyhow!("{e}"))?;
+            let routes = c.load_routes().map_err(|errors| {
+                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                anyhow!("{}", lines.join("\n"))
+            })?;
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
             println!(
-                "{}: valid ({} listener{})",
+                "{}: valid ({} listener{}, {} destination{}, {} route{} in {})",
                 config.display(),
                 c.listeners.len(),
-                if c.listeners.len() == 1 { "" } else { "s" }
+                plural(c.listeners.len()),
+                c.destinations.len(),
+                plural(c.destinations.len()),
+                routes.routes.len(),
+                plural(routes.routes.len()),
+                c.routes.dir.display()
             );
             Ok(())
         }
+        Command::Test { dir, config } => route_tests(dir, &config),
         Command::Run { config } => {
             let c = crate::config::Config::load(&config, false).map_err(|e| anyhow!("{e}"))?;
             init_logging(&c.logging)?;
@@ -179,6 +201,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 let raw = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
                 let b = batch::split(&raw).map_err(|e| anyhow!("{}: {e}", f.display()))?;
                 payloads.extend(b.messages().map(|m| m.raw.to_vec()));
+            }
+            if files.is_empty() {
+                payloads.extend(fixture_messages(std::path::Path::new("routes/fixtures")));
             }
             if payloads.is_empty() {
                 payloads.push(crate::loadgen::SAMPLE_ADT.to_vec());
@@ -229,6 +254,80 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The messages of every `*.hl7` file in `dir` (none when it is missing).
+fn fixture_messages(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "hl7"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        if let Ok(raw) = std::fs::read(&f) {
+            if let Ok(b) = batch::split(&raw) {
+                out.extend(b.messages().map(|m| m.raw.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+/// `aorta test`: prints one line per case, the failures under it, and a summary.
+fn route_tests(dir: Option<PathBuf>, config: &std::path::Path) -> Result<()> {
+    let (dir, options) = if config.is_file() {
+        let c = crate::config::Config::load(config, false).map_err(|e| anyhow!("{e}"))?;
+        (
+            dir.unwrap_or_else(|| c.routes.dir.clone()),
+            c.route_options(),
+        )
+    } else {
+        (
+            dir.unwrap_or_else(|| PathBuf::from("routes")),
+            crate::route::LoadOptions {
+                tables_dir: PathBuf::from("config/tables"),
+                ..Default::default()
+            },
+        )
+    };
+    let reports = crate::route::test::run_dir(&dir, &options).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow!("the routes do not load:\n{}", lines.join("\n"))
+    })?;
+    let mut out = io::stdout().lock();
+    let mut file = "";
+    let (mut passed, mut failed) = (0, 0);
+    for r in &reports {
+        if r.file != file {
+            file = &r.file;
+            writeln!(out, "{file}")?;
+        }
+        if r.passed() {
+            passed += 1;
+            writeln!(out, "  ok    {}", r.case)?;
+        } else {
+            failed += 1;
+            writeln!(out, "  FAIL  {}", r.case)?;
+            for f in &r.failures {
+                writeln!(out, "        {f}")?;
+            }
+        }
+    }
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    if reports.is_empty() {
+        return Err(anyhow!("no route tests found in {}", dir.display()));
+    }
+    if failed > 0 {
+        return Err(anyhow!(
+            "{failed} route test case{} failed",
+            if failed == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

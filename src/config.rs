@@ -16,6 +16,14 @@
 //! [listeners.adt]              # one table per listener; the name appears in logs and metrics
 //! kind = "mllp"
 //! bind = "0.0.0.0:2575"
+//!
+//! [routes]                     # route files (see `route`) and the code tables they map through
+//! dir = "routes"
+//! tables = "config/tables"
+//! watch = true                 # reload when a file changes (SIGHUP always reloads)
+//!
+//! [destinations.emr]           # one table per destination that routes may name
+//! kind = "http"
 //! ```
 //!
 //! Every key can be overridden from the environment as `AORTA__SECTION__KEY`, e.g.
@@ -89,6 +97,93 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logging.
     pub logging: LoggingConfig,
+    /// Where the routes and code tables are.
+    pub routes: RoutesConfig,
+    /// Destinations by name.
+    pub destinations: BTreeMap<String, DestinationConfig>,
+}
+
+/// The routes' settings (`[routes]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesConfig {
+    /// The directory of route files (`*.toml`, tests `*.test.toml`).
+    #[serde(default = "default_routes_dir")]
+    pub dir: PathBuf,
+    /// The directory of code tables (`NAME.csv`).
+    #[serde(default = "default_tables_dir")]
+    pub tables: PathBuf,
+    /// Reload routes, tables and this file when they change (SIGHUP always reloads).
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Heap limit of the script engine, MiB.
+    #[serde(default = "default_script_mb")]
+    pub script_memory_mb: usize,
+    /// Longest run of one script call, milliseconds.
+    #[serde(default = "default_script_ms")]
+    pub script_time_ms: u64,
+}
+
+fn default_routes_dir() -> PathBuf {
+    PathBuf::from("routes")
+}
+fn default_tables_dir() -> PathBuf {
+    PathBuf::from("config/tables")
+}
+fn yes() -> bool {
+    true
+}
+fn default_script_mb() -> usize {
+    32
+}
+fn default_script_ms() -> u64 {
+    200
+}
+
+impl Default for RoutesConfig {
+    fn default() -> Self {
+        RoutesConfig {
+            dir: default_routes_dir(),
+            tables: default_tables_dir(),
+            watch: yes(),
+            script_memory_mb: default_script_mb(),
+            script_time_ms: default_script_ms(),
+        }
+    }
+}
+
+/// A destination (`[destinations.NAME]`). Routes queue deliveries for it by name; sending
+/// arrives with the destinations issue, which adds each kind's settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// `http`, `fhir`, `rabbitmq`, `mllp` or `file`.
+    pub kind: String,
+    /// What it is (shown to operators).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+const DESTINATION_KINDS: [&str; 5] = ["http", "fhir", "rabbitmq", "mllp", "file"];
+
+impl Config {
+    /// What route files are checked against: this file's listeners, destinations and tables.
+    pub fn route_options(&self) -> crate::route::LoadOptions {
+        crate::route::LoadOptions {
+            tables_dir: self.routes.tables.clone(),
+            sources: Some(self.listeners.keys().cloned().collect()),
+            destinations: Some(self.destinations.keys().cloned().collect()),
+            script_limits: crate::route::script::ScriptLimits {
+                memory_bytes: self.routes.script_memory_mb.saturating_mul(1 << 20),
+                time: std::time::Duration::from_millis(self.routes.script_time_ms),
+            },
+        }
+    }
+
+    /// Compiles the route files (every error, each with file, line, route and key).
+    pub fn load_routes(&self) -> Result<crate::route::RouteSet, Vec<crate::route::LoadError>> {
+        crate::route::RouteSet::load(&self.routes.dir, &self.route_options())
+    }
 }
 
 /// A listener of one of the supported kinds.
@@ -305,10 +400,13 @@ impl Config {
             _ => serde_json::Map::new(),
         };
         for key in top.keys() {
-            if !matches!(key.as_str(), "listeners" | "store" | "admin" | "logging") {
+            if !matches!(
+                key.as_str(),
+                "listeners" | "store" | "admin" | "logging" | "routes" | "destinations"
+            ) {
                 c.push(
                     key.clone(),
-                    "unknown section (expected listeners, store, admin, logging)",
+                    "unknown section (expected listeners, store, admin, logging, routes, destinations)",
                 );
             }
         }
@@ -319,6 +417,37 @@ impl Config {
         let store: Option<StoreConfig> = c.section("store", section("store"));
         let admin: Option<AdminConfig> = c.section("admin", section("admin"));
         let logging: Option<LoggingConfig> = c.section("logging", section("logging"));
+        let routes: Option<RoutesConfig> = c.section("routes", section("routes"));
+        let mut destinations = BTreeMap::new();
+        match section("destinations") {
+            Value::Object(map) => {
+                for (dname, v) in map {
+                    let key = format!("destinations.{dname}");
+                    if let Some(d) = c.section::<DestinationConfig>(&key, v) {
+                        if !DESTINATION_KINDS.contains(&d.kind.as_str()) {
+                            c.push(
+                                format!("{key}.kind"),
+                                format!(
+                                    "unknown destination kind {:?} (expected {})",
+                                    d.kind,
+                                    DESTINATION_KINDS.join(", ")
+                                ),
+                            );
+                        }
+                        destinations.insert(dname, d);
+                    }
+                }
+            }
+            _ => c.push("destinations", "must be a table of destinations"),
+        }
+        if let Some(r) = &routes {
+            if r.script_memory_mb < 4 {
+                c.push("routes.script_memory_mb", "must be at least 4");
+            }
+            if r.script_time_ms == 0 {
+                c.push("routes.script_time_ms", "must be at least 1");
+            }
+        }
         let mut listeners = BTreeMap::new();
         match section("listeners") {
             Value::Object(map) => {
@@ -438,13 +567,15 @@ impl Config {
                 }
             }
         }
-        match (c.errors.is_empty(), store, admin, logging) {
-            (true, Some(store), Some(admin), Some(logging)) => Ok(Config {
+        match (c.errors.is_empty(), store, admin, logging, routes) {
+            (true, Some(store), Some(admin), Some(logging), Some(routes)) => Ok(Config {
                 file: file.to_path_buf(),
                 listeners,
                 store,
                 admin,
                 logging,
+                routes,
+                destinations,
             }),
             _ => Err(ConfigErrors(c.errors)),
         }

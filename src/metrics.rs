@@ -38,6 +38,22 @@ pub struct Metrics {
     pub journal_commit_seconds: Histogram,
     /// Rows in the journal (approximate: counted by this process since start plus at open).
     pub journal_rows: IntGauge,
+    /// Messages a route matched and delivered, per route.
+    pub route_matched: IntCounterVec,
+    /// Messages a route's script filtered, per route.
+    pub route_filtered: IntCounterVec,
+    /// Messages a route failed on, per route.
+    pub route_errors: IntCounterVec,
+    /// Script errors, per route (a subset of `route_errors`).
+    pub script_errors: IntCounterVec,
+    /// Time one route took for one message (conditions and steps), per route.
+    pub route_seconds: HistogramVec,
+    /// Messages routed, per outcome (`routed`, `filtered`, `errored`).
+    pub messages_routed: IntCounterVec,
+    /// Deliveries queued per destination.
+    pub deliveries_queued: IntCounterVec,
+    /// Route reloads, per outcome (`ok`, `invalid`).
+    pub route_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -88,6 +104,17 @@ impl Metrics {
                 .buckets(buckets(0.000_05, 16)),
             ),
         );
+        let route_seconds = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "aorta_route_seconds",
+                    "Time one route took for one message (conditions and steps)",
+                )
+                .buckets(buckets(0.000_001, 20)),
+                &["route"],
+            ),
+        );
         let journal_rows = register(
             &registry,
             IntGauge::new("aorta_journal_rows", "Rows in the journal"),
@@ -133,6 +160,38 @@ impl Metrics {
                 "Bytes discarded between frames",
                 &["listener"],
             ),
+            route_matched: counter(
+                "aorta_route_matched_total",
+                "Messages a route matched and delivered",
+                &["route"],
+            ),
+            route_filtered: counter(
+                "aorta_route_filtered_total",
+                "Messages a route's script filtered",
+                &["route"],
+            ),
+            route_errors: counter(
+                "aorta_route_errors_total",
+                "Messages a route failed on",
+                &["route"],
+            ),
+            script_errors: counter("aorta_script_errors_total", "Script errors", &["route"]),
+            messages_routed: counter(
+                "aorta_messages_routed_total",
+                "Messages routed, by outcome",
+                &["outcome"],
+            ),
+            deliveries_queued: counter(
+                "aorta_deliveries_queued_total",
+                "Deliveries queued",
+                &["destination"],
+            ),
+            route_reloads: counter(
+                "aorta_route_reloads_total",
+                "Route reloads, by outcome",
+                &["outcome"],
+            ),
+            route_seconds,
             connections_open,
             ack_latency,
             journal_batch_size,

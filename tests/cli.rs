@@ -171,7 +171,63 @@ fn aorta_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 fn validate_the_example_config() {
     let o = aorta_env(&["validate", "--skip-env"], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(stdout(&o), "config/aorta.toml: valid (1 listener)\n");
+    assert_eq!(
+        stdout(&o),
+        "config/aorta.toml: valid (2 listeners, 3 destinations, 3 routes in routes)\n"
+    );
+}
+
+#[test]
+fn the_example_routes_pass_their_tests() {
+    let o = aorta_env(&["test"], &[]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("routes/adt-to-emr.test.toml\n  ok    "),
+        "{out}"
+    );
+    assert!(out.ends_with(" passed, 0 failed\n"), "{out}");
+}
+
+#[test]
+fn failing_route_tests_and_bad_routes_fail_the_command() {
+    let dir = std::env::temp_dir().join(format!("aorta-cli-routes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("r.toml"),
+        "from = \"*\"\nwhen = { \"MSH-9-1\" = \"ADT\" }\nto = [\"x\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("r.test.toml"),
+        "[[case]]\nname = \"an ORU is routed\"\nmessage = \"MSH|^~\\\\&|A|B|||2024||ORU^R01|1|P|2.5\"\n",
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let o = aorta_env(&["test", d, "--config", "/nonexistent.toml"], &[]);
+    assert!(!o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("  FAIL  an ORU is routed\n        expected routed, got filtered (the route's from/when did not match)\n"), "{out}");
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+
+    std::fs::write(
+        dir.join("r.toml"),
+        "from = \"*\"\nwhen = { \"MSH-9-1\" = { like = \"A\" } }\nto = [\"x\"]\n",
+    )
+    .unwrap();
+    let o = aorta_env(&["test", d, "--config", "/nonexistent.toml"], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("r.toml:2: route r: when.MSH-9-1: unknown operator `like`"),
+        "{err}"
+    );
 }
 
 #[test]

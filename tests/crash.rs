@@ -1,6 +1,8 @@
 //! Crash safety of the real binary: SIGKILL under load, restart, and prove that every message
 //! that was acknowledged is in the journal exactly once (copies re-sent after the crash are
-//! journaled as `duplicate`, never as a second `received`). Then SIGTERM: graceful exit 0.
+//! journaled as `duplicate`, never as a second original), and that routing neither skips nor
+//! repeats a message across the crash: each original ends up `routed` with exactly one delivery
+//! queued. Then SIGTERM: graceful exit 0.
 
 mod common;
 
@@ -49,11 +51,18 @@ async fn acked_messages_survive_sigkill() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let db = dir.join("journal.db");
     let config = dir.join("aorta.toml");
+    std::fs::create_dir_all(dir.join("routes")).unwrap();
+    std::fs::write(
+        dir.join("routes/all.toml"),
+        "from = \"*\"\n[[steps]]\nset = \"MSH-5\"\nvalue = \"OUT\"\n[[to]]\ndestination = \"out\"\n",
+    )
+    .unwrap();
     std::fs::write(
         &config,
         format!(
-            "[store]\npath = \"{}\"\n[admin]\nbind = \"\"\n[logging]\nlevel = \"warn\"\n[listeners.crash]\nkind = \"mllp\"\nbind = \"{addr}\"\n",
-            db.display()
+            "[store]\npath = \"{}\"\n[admin]\nbind = \"\"\n[logging]\nlevel = \"warn\"\n[routes]\ndir = \"{}\"\n[destinations.out]\nkind = \"file\"\n[listeners.crash]\nkind = \"mllp\"\nbind = \"{addr}\"\n",
+            db.display(),
+            dir.join("routes").display()
         ),
     )
     .unwrap();
@@ -136,6 +145,26 @@ async fn acked_messages_survive_sigkill() {
         assert_eq!(field(&ack, "MSA-2"), *id);
     }
     drop(s);
+    // Let the route loop catch up with everything journaled before and after the crash.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let waiting: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM messages WHERE status = 'received'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{waiting} messages were never routed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // SIGTERM: graceful shutdown, exit status 0.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -162,7 +191,7 @@ async fn acked_messages_survive_sigkill() {
             .get(id)
             .unwrap_or_else(|| panic!("{id} was acknowledged but is not in the journal"));
         assert_eq!(
-            statuses.iter().filter(|s| *s == "received").count(),
+            statuses.iter().filter(|s| *s == "routed").count(),
             1,
             "{id}: {statuses:?}"
         );
@@ -176,15 +205,35 @@ async fn acked_messages_survive_sigkill() {
     }
     for (id, statuses) in &rows {
         assert_eq!(
-            statuses.iter().filter(|s| *s == "received").count(),
+            statuses.iter().filter(|s| *s == "routed").count(),
             1,
             "{id}: {statuses:?}"
         );
         assert!(
-            statuses.iter().all(|s| s == "received" || s == "duplicate"),
+            statuses.iter().all(|s| s == "routed" || s == "duplicate"),
             "{id}: {statuses:?}"
         );
     }
+    // Exactly one delivery per original message: none skipped, none queued twice.
+    let mut stmt = conn
+        .prepare(
+            "SELECT m.control_id, count(d.seq) FROM messages m LEFT JOIN deliveries d ON d.message_id = m.id \
+             WHERE m.status = 'routed' GROUP BY m.id",
+        )
+        .unwrap();
+    let counts: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(counts.len(), rows.len());
+    for (id, n) in counts {
+        assert_eq!(n, 1, "{id} has {n} deliveries");
+    }
+    let payload: Vec<u8> = conn
+        .query_row("SELECT payload FROM deliveries LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(field(&payload, "MSH-5"), "OUT");
     for id in &in_flight {
         assert!(
             rows.contains_key(id),

@@ -132,8 +132,9 @@ async fn admin_endpoint_over_tls() {
     std::fs::write(
         &file,
         format!(
-            "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            "[store]\npath = \"{}\"\n[routes]\ndir = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
             dir.join("j.db").display(),
+            dir.join("routes").display(),
             pki.server_cert,
             pki.server_key
         ),

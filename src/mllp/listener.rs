@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -37,6 +37,53 @@ pub enum AckPolicy {
     AfterJournal,
     /// Before the journal commit. Faster, but a crash can lose messages that were acknowledged.
     Immediate,
+    /// After the routes have run on the message: `AA`/`CA` when it was routed, `AE` when no route
+    /// delivered it, a route failed, or routing did not finish within `route_timeout_secs`.
+    AfterRoute,
+}
+
+/// How routing ended for a message, told to a listener waiting to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// Deliveries are queued.
+    Delivered,
+    /// No route delivers it.
+    Filtered,
+    /// A route failed.
+    Errored,
+}
+
+/// The messages whose acknowledgement waits for routing (`ack = "after-route"`): the listener
+/// registers before journaling, the route loop resolves after its commit.
+#[derive(Clone, Default)]
+pub struct RoutingWaits(
+    Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, oneshot::Sender<Routed>>>>,
+);
+
+impl RoutingWaits {
+    /// Starts waiting for message `id`.
+    pub fn register(&self, id: uuid::Uuid) -> oneshot::Receiver<Routed> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id, tx);
+        }
+        rx
+    }
+
+    /// Stops waiting (the message was a duplicate, or the wait timed out).
+    pub fn cancel(&self, id: &uuid::Uuid) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(id);
+        }
+    }
+
+    /// Tells the waiter of `id`, if any, how routing ended.
+    pub fn finish(&self, id: &uuid::Uuid, outcome: Routed) {
+        let waiter = self.0.lock().ok().and_then(|mut m| m.remove(id));
+        if let Some(tx) = waiter {
+            let _ = tx.send(outcome);
+        }
+    }
 }
 
 /// What an acknowledgement looks like on the wire.
@@ -76,6 +123,9 @@ fn yes() -> bool {
 }
 fn day() -> u64 {
     86_400
+}
+fn default_route_timeout() -> u64 {
+    30
 }
 fn default_max_frame() -> usize {
     16 * 1024 * 1024
@@ -134,9 +184,12 @@ pub struct MllpListenerConfig {
     /// TLS; plain TCP when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
-    /// When to acknowledge: `after-journal` (default) or `immediate`.
+    /// When to acknowledge: `after-journal` (default), `immediate` or `after-route`.
     #[serde(default)]
     pub ack: AckPolicy,
+    /// With `ack = "after-route"`: how long to wait for routing before answering `AE`.
+    #[serde(default = "default_route_timeout")]
+    pub route_timeout_secs: u64,
     /// `hl7` ACK messages (default) or MLLP release 2 `commit-bytes`.
     #[serde(default)]
     pub ack_style: AckStyle,
@@ -167,6 +220,7 @@ impl MllpListenerConfig {
             bind: bind.to_string(),
             tls: None,
             ack: AckPolicy::default(),
+            route_timeout_secs: default_route_timeout(),
             ack_style: AckStyle::default(),
             max_frame_bytes: default_max_frame(),
             idle_timeout_secs: default_idle(),
@@ -218,6 +272,7 @@ pub struct MllpListener<S: Store> {
     /// This listener's metric series, looked up once instead of per message.
     counters: Counters,
     slots: Arc<Semaphore>,
+    waits: RoutingWaits,
 }
 
 struct Counters {
@@ -266,7 +321,14 @@ impl<S: Store + Clone> MllpListener<S> {
             store,
             metrics,
             slots,
+            waits: RoutingWaits::default(),
         })
+    }
+
+    /// Shares the route loop's waits (needed for `ack = "after-route"`).
+    pub fn with_routing_waits(mut self, waits: RoutingWaits) -> Self {
+        self.waits = waits;
+        self
     }
 
     /// Binds the configured address.
@@ -580,17 +642,51 @@ impl<S: Store + Clone> MllpListener<S> {
             return Reply::ThenJournal(answer, Box::new(entry));
         }
 
+        let after_route = self.config.ack == AckPolicy::AfterRoute;
+        let routed = after_route.then(|| self.waits.register(id));
         match self.store.append(entry).await {
             Ok(Appended::New) => {
                 tracing::debug!(listener = %self.name, control_id = %control_id, message_type = %message_type, size, "message journaled");
-                self.accepted(code, ack, mode)
+                match routed {
+                    Some(rx) => {
+                        let wait = Duration::from_secs(self.config.route_timeout_secs.max(1));
+                        let outcome = tokio::time::timeout(wait, rx).await;
+                        if outcome.is_err() {
+                            self.waits.cancel(&id);
+                        }
+                        match outcome {
+                            Ok(Ok(Routed::Delivered)) => self.accepted(code, ack, mode),
+                            Ok(Ok(Routed::Filtered)) => self.route_nak(&frame, id, received_at, mode, "no route accepted the message; it is kept as filtered"),
+                            Ok(Ok(Routed::Errored)) => self.route_nak(&frame, id, received_at, mode, "a route failed on the message; it is kept as errored for an operator to fix and replay"),
+                            _ => self.route_nak(&frame, id, received_at, mode, "routing did not finish in time; the message is journaled and will be routed"),
+                        }
+                    }
+                    None => self.accepted(code, ack, mode),
+                }
             }
-            Ok(Appended::Duplicate { original_ack, .. }) => {
+            Ok(Appended::Duplicate {
+                original_ack,
+                original,
+            }) => {
+                self.waits.cancel(&id);
                 self.counters.duplicates.inc();
                 tracing::info!(listener = %self.name, control_id = %control_id, message_type = %message_type, "duplicate message; answering with the original ACK");
+                if after_route {
+                    let status = self.store.status(original).await.ok().flatten();
+                    if let Some((Status::Filtered | Status::Errored, _)) = status {
+                        return self.route_nak(
+                            &frame,
+                            id,
+                            received_at,
+                            mode,
+                            "a copy of this message was received before and was not routed",
+                        );
+                    }
+                }
                 self.accepted(code, original_ack.unwrap_or(ack), mode)
             }
             Err(e) => {
+                self.waits.cancel(&id);
                 tracing::error!(listener = %self.name, control_id = %control_id, error = %e, "journal append failed; answering AE");
                 let code = AckCode::for_outcome(&mode, Outcome::Error);
                 self.metrics
@@ -612,6 +708,35 @@ impl<S: Store + Clone> MllpListener<S> {
                 }
             }
         }
+    }
+
+    /// The `AE`/`CE` of the after-route policy.
+    fn route_nak(
+        &self,
+        frame: &[u8],
+        id: uuid::Uuid,
+        received_at: i64,
+        mode: AckMode,
+        why: &str,
+    ) -> Reply {
+        let code = AckCode::for_outcome(&mode, Outcome::Error);
+        self.metrics
+            .naks_sent
+            .with_label_values(&[&self.name, "route"])
+            .inc();
+        let nak = Message::parse(frame).and_then(|m| {
+            build_ack(
+                &m,
+                &self.spec(
+                    code,
+                    &id,
+                    received_at,
+                    vec![AckError::new(ErrorCode::INTERNAL_ERROR, why)],
+                ),
+            )
+        });
+        let bytes = nak.ok().map(|n| n.encode());
+        self.answer(code, Outcome::Error, mode, bytes)
     }
 
     fn accepted(&self, code: AckCode, ack: Vec<u8>, mode: AckMode) -> Reply {

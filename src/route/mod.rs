@@ -111,6 +111,16 @@ pub enum RouteResult {
     Errored(String),
 }
 
+/// How a failed script step names itself in a route error.
+const SCRIPT_STEP: &str = " (script)";
+
+impl RouteResult {
+    /// True when a script step failed.
+    pub fn is_script_error(&self) -> bool {
+        matches!(self, RouteResult::Errored(e) if e.split(':').next().is_some_and(|p| p.ends_with(SCRIPT_STEP)))
+    }
+}
+
 /// What happens to a message after all routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -198,7 +208,14 @@ impl Route {
                         }
                         chosen = Some(names);
                     }
-                    Err(e) => return RouteResult::Errored(format!("step {}: {e}", i + 1)),
+                    Err(e) => {
+                        let kind = if matches!(step.kind, StepKind::Script(_)) {
+                            SCRIPT_STEP
+                        } else {
+                            ""
+                        };
+                        return RouteResult::Errored(format!("step {}{kind}: {e}", i + 1));
+                    }
                 }
             }
             owned = Some(m);

@@ -297,12 +297,8 @@ impl Step {
                     let mapped = match table.lookup(&code, *column) {
                         Some(v) => Some(v.to_string()),
                         None => match unmapped {
-                            Unmapped::Keep => {
-                                if src == dst {
-                                    continue;
-                                }
-                                Some(code.clone())
-                            }
+                            // The target keeps what it holds (with `to`, the source is not copied).
+                            Unmapped::Keep => continue,
                             Unmapped::Clear => None,
                             Unmapped::Default(d) => Some(d.clone()),
                             Unmapped::Error => {

@@ -384,7 +384,7 @@ fn apply_selector<'v>(
 
 /// A JSON value as text for comparisons: strings as they are, whole numbers without `.0`,
 /// a code object as its `code`.
-fn json_text(v: &serde_json::Value) -> Option<String> {
+pub(crate) fn json_text(v: &serde_json::Value) -> Option<String> {
     match v {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(match n.as_f64() {

@@ -19,6 +19,10 @@
 //! output = "fixtures/expected/adt-a01.json"   # the whole payload (JSON compared as JSON)
 //!
 //! [[case.deliveries]]
+//! to = "archive"
+//! unchanged = true                    # the payload is the input, byte for byte
+//!
+//! [[case.deliveries]]
 //! to = "lab"
 //! delivered = false                   # this destination must get nothing
 //! ```
@@ -77,6 +81,8 @@ struct Expectation {
     exists: Option<bool>,
     matches: Option<String>,
     output: Option<String>,
+    #[serde(default)]
+    unchanged: bool,
     #[serde(default = "yes")]
     delivered: bool,
 }
@@ -285,7 +291,16 @@ fn check_case(
                 continue;
             }
             (None, false) => continue,
-            (Some(d), true) => failures.extend(check_delivery(exp, base, d)),
+            (Some(d), true) => {
+                if exp.unchanged && d.payload != raw {
+                    failures.push(format!(
+                        "{}: the payload is not the input unchanged: {}",
+                        exp.to,
+                        compare_output(d.format, raw, &d.payload).unwrap_or_default()
+                    ));
+                }
+                failures.extend(check_delivery(exp, base, d))
+            }
         }
     }
     failures
@@ -342,10 +357,7 @@ fn check_delivery(exp: &Expectation, base: &FsPath, d: &Delivery) -> Vec<String>
             (Ok(p), Ok(json)) => p
                 .resolve(&json)
                 .into_iter()
-                .map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
+                .map(|v| super::target::json_text(v).unwrap_or_else(|| v.to_string()))
                 .collect(),
         },
     };

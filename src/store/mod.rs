@@ -10,6 +10,11 @@
 //! - Duplicate detection (MSH-3 + MSH-4 + MSH-10 within a window) runs inside the writer, in the
 //!   same transaction as the insert, so two copies arriving at once cannot both count as new.
 //!   A duplicate is journaled with status `duplicate` and the original's ACK bytes are returned.
+//! - Routing is restart-safe: the route loop reads `received` messages after its cursor (the
+//!   journal's row order is commit order), and one transaction writes a batch's deliveries into
+//!   the destination queues, sets each message's status (`routed`, `filtered`, `errored` with
+//!   the reason) and moves the cursor. After a crash, nothing is routed twice and nothing is
+//!   skipped.
 //!
 //! # On-disk layout (SQLite, [`sqlite`])
 //! ```text
@@ -18,6 +23,12 @@
 //!          receiving_application, receiving_facility, version, charset, patient_id,
 //!          error, dedupe_key, duplicate_of, ack BLOB, raw BLOB)
 //! indexes: (control_id, dedupe_key, received_at), patient_id, (message_type, trigger_event)
+//!
+//! deliveries(seq INTEGER PK AUTOINCREMENT (queue order), message_id, destination, route, format,
+//!            state ('queued'), attempts, created_at, next_attempt_at, order_key,
+//!            idempotency_key, last_error, payload BLOB)
+//! indexes: (destination, state, seq), message_id
+//! cursors(name PK, position)       -- 'route': the last journal row the route loop has done
 //! ```
 //! Every index costs one more page written and synced per commit, so there are only these
 //! three: ids are UUIDv7, whose text sorts by time, so the primary key serves time ranges; the
@@ -42,6 +53,12 @@ pub enum Status {
     Rejected,
     /// A copy of a message received before (same MSH-3, MSH-4, MSH-10 within the window).
     Duplicate,
+    /// Routed: its deliveries are in the destination queues.
+    Routed,
+    /// No route delivers it.
+    Filtered,
+    /// A route failed on it; the error says why.
+    Errored,
 }
 
 impl Status {
@@ -51,6 +68,9 @@ impl Status {
             Status::Received => "received",
             Status::Rejected => "rejected",
             Status::Duplicate => "duplicate",
+            Status::Routed => "routed",
+            Status::Filtered => "filtered",
+            Status::Errored => "errored",
         }
     }
 
@@ -60,6 +80,9 @@ impl Status {
             "received" => Some(Status::Received),
             "rejected" => Some(Status::Rejected),
             "duplicate" => Some(Status::Duplicate),
+            "routed" => Some(Status::Routed),
+            "filtered" => Some(Status::Filtered),
+            "errored" => Some(Status::Errored),
             _ => None,
         }
     }
@@ -126,6 +149,56 @@ pub struct StoredMessage {
     pub duplicate_of: Option<uuid::Uuid>,
 }
 
+/// A journaled message waiting to be routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routable {
+    /// Its position in the journal (the route cursor moves over these).
+    pub seq: i64,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// The listener it came in on.
+    pub listener: String,
+    /// Its bytes.
+    pub raw: Vec<u8>,
+}
+
+/// What routing made of one message, to be written in one transaction with the others of its
+/// batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingOutcome {
+    /// The message's journal position.
+    pub seq: i64,
+    /// The message.
+    pub message_id: uuid::Uuid,
+    /// `Routed`, `Filtered` or `Errored`.
+    pub status: Status,
+    /// Why it errored.
+    pub error: Option<String>,
+    /// What to queue (empty unless routed).
+    pub deliveries: Vec<crate::record::Delivery>,
+}
+
+/// A queued delivery as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelivery {
+    /// Queue position.
+    pub seq: i64,
+    /// The message it came from.
+    pub message_id: uuid::Uuid,
+    /// Destination.
+    pub destination: String,
+    /// Route.
+    pub route: String,
+    /// Payload format (`hl7v2`, `record-json`, `fhir`).
+    pub format: String,
+    /// Queue state.
+    pub state: String,
+    /// Idempotency key (message id + destination).
+    pub idempotency_key: String,
+    /// The bytes to send.
+    pub payload: Vec<u8>,
+}
+
 /// Journal failures. Callers NAK (or close) instead of acknowledging on any of them.
 #[derive(Debug)]
 pub enum StoreError {
@@ -168,6 +241,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts journaled messages by status.
     fn count(&self, status: Status) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// A message's status and error.
+    fn status(
+        &self,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<(Status, Option<String>)>, StoreError>> + Send;
+
+    /// Where the route loop stopped (0 at first).
+    fn route_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Up to `limit` `received` messages after journal position `after`, oldest first.
+    fn pending_routing(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Routable>, StoreError>> + Send;
+
+    /// Writes a batch's routing in one durable transaction: deliveries, statuses, cursor.
+    fn record_routing(
+        &self,
+        outcomes: Vec<RoutingOutcome>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The deliveries queued for a message, in queue order.
+    fn deliveries_for(
+        &self,
+        message_id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Vec<StoredDelivery>, StoreError>> + Send;
+
+    /// How many deliveries wait in a destination's queue.
+    fn queue_depth(
+        &self,
+        destination: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Resolved after each commit that journaled new messages (the route loop's wake-up).
+    fn appended(&self) -> std::sync::Arc<tokio::sync::Notify>;
 
     /// Commits what is queued and stops the writer; later appends fail with `Closed`.
     fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -8,7 +8,10 @@ use std::time::Instant;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, JournalEntry, Status, Store, StoreError, StoredMessage};
+use super::{
+    Appended, JournalEntry, Routable, RoutingOutcome, Status, Store, StoreError, StoredDelivery,
+    StoredMessage,
+};
 use crate::metrics::Metrics;
 
 /// Settings of the embedded journal.
@@ -34,17 +37,17 @@ impl SqliteOptions {
     }
 }
 
-/// An append waiting for its commit, with where to send the outcome.
-type Pending = (
-    Box<JournalEntry>,
-    oneshot::Sender<Result<Appended, StoreError>>,
-);
-
-enum Request {
+/// A write waiting for its commit, with where to send the outcome.
+enum Pending {
     Append(
         Box<JournalEntry>,
         oneshot::Sender<Result<Appended, StoreError>>,
     ),
+    Route(Vec<RoutingOutcome>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+enum Request {
+    Write(Pending),
     Close(oneshot::Sender<()>),
 }
 
@@ -55,6 +58,9 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
+    /// Reader connections kept for reuse (opening one costs more than most reads).
+    readers: Arc<Mutex<Vec<Connection>>>,
+    appended: Arc<tokio::sync::Notify>,
 }
 
 /// The checkpoint thread and the channel that stops it.
@@ -88,6 +94,25 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_control_id ON messages(control_id, dedupe_key, received_at);
 CREATE INDEX IF NOT EXISTS messages_patient_id ON messages(patient_id);
 CREATE INDEX IF NOT EXISTS messages_type ON messages(message_type, trigger_event);
+-- One durable FIFO per destination: seq is the queue order.
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    route TEXT NOT NULL,
+    format TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    order_key TEXT,
+    idempotency_key TEXT NOT NULL,
+    last_error TEXT,
+    payload BLOB NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries(message_id);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) STRICT;
 ";
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -132,15 +157,19 @@ impl SqliteStore {
         metrics.journal_rows.set(rows);
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let max_batch = options.max_batch.max(1);
+        let appended = Arc::new(tokio::sync::Notify::new());
+        let notify = appended.clone();
         let writer = std::thread::Builder::new()
             .name("aorta-journal".into())
-            .spawn(move || writer_loop(conn, rx, max_batch, metrics))
+            .spawn(move || writer_loop(conn, rx, max_batch, metrics, notify))
             .map_err(|e| StoreError::Database(format!("starting the journal writer: {e}")))?;
         Ok(SqliteStore {
             tx,
             path: options.path,
             writer: Arc::new(Mutex::new(Some(writer))),
             checkpointer: Arc::new(Mutex::new(Some((stop_checkpoints, checkpointer)))),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            appended,
         })
     }
 
@@ -149,9 +178,20 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let path = self.path.clone();
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = open_connection(&path)?;
-            f(&conn)
+            let pooled = readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut r) = readers.lock() {
+                if r.len() < 4 {
+                    r.push(conn);
+                }
+            }
+            out
         })
         .await
         .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
@@ -163,18 +203,19 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Request>,
     max_batch: usize,
     metrics: Metrics,
+    appended: Arc<tokio::sync::Notify>,
 ) {
     let mut batch: Vec<Pending> = Vec::new();
     let mut closing: Option<oneshot::Sender<()>> = None;
     while let Some(first) = rx.blocking_recv() {
         match first {
-            Request::Append(e, reply) => batch.push((e, reply)),
+            Request::Write(p) => batch.push(p),
             Request::Close(done) => closing = Some(done),
         }
         // Everything already waiting joins this commit: that is the group commit.
         while batch.len() < max_batch && closing.is_none() {
             match rx.try_recv() {
-                Ok(Request::Append(e, reply)) => batch.push((e, reply)),
+                Ok(Request::Write(p)) => batch.push(p),
                 Ok(Request::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
@@ -182,21 +223,44 @@ fn writer_loop(
         if !batch.is_empty() {
             let started = Instant::now();
             let n = batch.len();
+            let appends = batch
+                .iter()
+                .filter(|p| matches!(p, Pending::Append(..)))
+                .count();
             match commit(&mut conn, &batch) {
                 Ok(outcomes) => {
                     metrics.journal_batch_size.observe(n as f64);
                     metrics
                         .journal_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    metrics.journal_rows.add(n as i64);
-                    for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
+                    metrics.journal_rows.add(appends as i64);
+                    let mut outcomes = outcomes.into_iter();
+                    for p in batch.drain(..) {
+                        match p {
+                            Pending::Append(_, reply) => {
+                                let _ = reply.send(Ok(outcomes.next().unwrap_or(Appended::New)));
+                            }
+                            Pending::Route(_, reply) => {
+                                let _ = reply.send(Ok(()));
+                            }
+                        }
+                    }
+                    if appends > 0 {
+                        appended.notify_one();
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, batch = n, "journal commit failed");
-                    for (_, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(StoreError::Database(e.to_string())));
+                    for p in batch.drain(..) {
+                        let err = StoreError::Database(e.to_string());
+                        match p {
+                            Pending::Append(_, reply) => {
+                                let _ = reply.send(Err(err));
+                            }
+                            Pending::Route(_, reply) => {
+                                let _ = reply.send(Err(err));
+                            }
+                        }
                     }
                 }
             }
@@ -205,8 +269,16 @@ fn writer_loop(
             // Refuse what comes later; the receiver closing makes every later append fail.
             rx.close();
             while let Ok(req) = rx.try_recv() {
-                if let Request::Append(_, reply) = req {
-                    let _ = reply.send(Err(StoreError::Closed));
+                match req {
+                    Request::Write(Pending::Append(_, reply)) => {
+                        let _ = reply.send(Err(StoreError::Closed));
+                    }
+                    Request::Write(Pending::Route(_, reply)) => {
+                        let _ = reply.send(Err(StoreError::Closed));
+                    }
+                    Request::Close(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
             let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
@@ -222,7 +294,18 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
     {
         let mut find_original = tx.prepare_cached(
             "SELECT id, ack FROM messages WHERE control_id = ?1 AND dedupe_key = ?2 AND received_at >= ?3 \
-             AND status = 'received' ORDER BY received_at LIMIT 1",
+             AND status NOT IN ('rejected', 'duplicate') ORDER BY received_at LIMIT 1",
+        )?;
+        let mut set_status =
+            tx.prepare_cached("UPDATE messages SET status = ?2, error = ?3 WHERE id = ?1")?;
+        let mut queue = tx.prepare_cached(
+            "INSERT INTO deliveries (message_id, destination, route, format, state, attempts, created_at, \
+             next_attempt_at, order_key, idempotency_key, payload) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut cursor = tx.prepare_cached(
+            "INSERT INTO cursors (name, position) VALUES ('route', ?1) \
+             ON CONFLICT(name) DO UPDATE SET position = max(position, excluded.position)",
         )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (id, received_at, listener, format, status, raw, message_type, trigger_event, \
@@ -230,7 +313,36 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
              version, charset, patient_id, error, ack, dedupe_key, duplicate_of) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?;
-        for (entry, _) in batch {
+        for pending in batch {
+            let entry = match pending {
+                Pending::Append(entry, _) => entry,
+                Pending::Route(outcomes, _) => {
+                    let now = crate::record::now_micros();
+                    for o in outcomes {
+                        set_status.execute(params![
+                            o.message_id.to_string(),
+                            o.status.as_str(),
+                            o.error
+                        ])?;
+                        for d in &o.deliveries {
+                            queue.execute(params![
+                                d.message_id.to_string(),
+                                d.destination,
+                                d.route,
+                                d.format.as_str(),
+                                now,
+                                d.order_key,
+                                d.idempotency_key(),
+                                d.payload,
+                            ])?;
+                        }
+                    }
+                    if let Some(last) = outcomes.iter().map(|o| o.seq).max() {
+                        cursor.execute([last])?;
+                    }
+                    continue;
+                }
+            };
             let e = &entry.envelope;
             let mut status = entry.status;
             let mut outcome = Appended::New;
@@ -285,7 +397,7 @@ impl Store for SqliteStore {
     async fn append(&self, entry: JournalEntry) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Append(Box::new(entry), reply))
+            .send(Request::Write(Pending::Append(Box::new(entry), reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -329,6 +441,108 @@ impl Store for SqliteStore {
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
+    }
+
+    async fn status(&self, id: uuid::Uuid) -> Result<Option<(Status, Option<String>)>, StoreError> {
+        self.read(move |conn| {
+            let row: Option<(String, Option<String>)> = conn
+                .query_row(
+                    "SELECT status, error FROM messages WHERE id = ?1",
+                    [id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(row.and_then(|(s, e)| Status::parse(&s).map(|s| (s, e))))
+        })
+        .await
+    }
+
+    async fn route_cursor(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            let p: Option<i64> = conn
+                .query_row(
+                    "SELECT position FROM cursors WHERE name = 'route'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(p.unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn pending_routing(&self, after: i64, limit: usize) -> Result<Vec<Routable>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT rowid, id, listener, raw FROM messages \
+                 WHERE rowid > ?1 AND status = 'received' ORDER BY rowid LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                let id: String = r.get(1)?;
+                Ok(Routable {
+                    seq: r.get(0)?,
+                    id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
+                    listener: r.get(2)?,
+                    raw: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn record_routing(&self, outcomes: Vec<RoutingOutcome>) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Write(Pending::Route(outcomes, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn deliveries_for(
+        &self,
+        message_id: uuid::Uuid,
+    ) -> Result<Vec<StoredDelivery>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, message_id, destination, route, format, state, idempotency_key, payload \
+                 FROM deliveries WHERE message_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([message_id.to_string()], |r| {
+                let id: String = r.get(1)?;
+                Ok(StoredDelivery {
+                    seq: r.get(0)?,
+                    message_id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
+                    destination: r.get(2)?,
+                    route: r.get(3)?,
+                    format: r.get(4)?,
+                    state: r.get(5)?,
+                    idempotency_key: r.get(6)?,
+                    payload: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn queue_depth(&self, destination: &str) -> Result<u64, StoreError> {
+        let destination = destination.to_string();
+        self.read(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM deliveries WHERE destination = ?1 AND state = 'queued'",
+                [destination],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    fn appended(&self) -> Arc<tokio::sync::Notify> {
+        self.appended.clone()
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -434,6 +648,73 @@ mod tests {
             store.append(entry(a, b"ACK-3")).await.unwrap(),
             Appended::Duplicate { .. }
         ));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routing_is_one_transaction_and_restart_safe() {
+        use crate::record::{Delivery, OutputFormat};
+        let path = temp_db("routing");
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let raw = format!("MSH|^~\\&|LAB|H|||||ORU^R01|R{i}|P|2.5\r");
+            let e = entry(raw.as_bytes(), b"A");
+            ids.push(e.envelope.id);
+            store.append(e).await.unwrap();
+        }
+        assert_eq!(store.route_cursor().await.unwrap(), 0);
+        let pending = store.pending_routing(0, 10).await.unwrap();
+        assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), ids);
+        let delivery = |id: uuid::Uuid, dest: &str| Delivery {
+            message_id: id,
+            route: "r".into(),
+            destination: dest.into(),
+            format: OutputFormat::Hl7v2,
+            payload: b"payload".to_vec(),
+            order_key: None,
+        };
+        store
+            .record_routing(vec![
+                RoutingOutcome {
+                    seq: pending[0].seq,
+                    message_id: ids[0],
+                    status: Status::Routed,
+                    error: None,
+                    deliveries: vec![delivery(ids[0], "emr"), delivery(ids[0], "archive")],
+                },
+                RoutingOutcome {
+                    seq: pending[1].seq,
+                    message_id: ids[1],
+                    status: Status::Errored,
+                    error: Some("route r: step 1: boom".into()),
+                    deliveries: vec![],
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.route_cursor().await.unwrap(), pending[1].seq);
+        let rest = store.pending_routing(pending[1].seq, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].id, ids[2]);
+        assert_eq!(store.queue_depth("emr").await.unwrap(), 1);
+        let d = store.deliveries_for(ids[0]).await.unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].idempotency_key, format!("{}:emr", ids[0]));
+        assert_eq!(
+            store.status(ids[1]).await.unwrap(),
+            Some((Status::Errored, Some("route r: step 1: boom".into())))
+        );
+        // A routed original still catches its duplicates.
+        let again = entry(b"MSH|^~\\&|LAB|H|||||ORU^R01|R0|P|2.5\r", b"B");
+        assert!(matches!(
+            store.append(again).await.unwrap(),
+            Appended::Duplicate { .. }
+        ));
+        store.close().await.unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        assert_eq!(store.route_cursor().await.unwrap(), pending[1].seq);
+        assert_eq!(store.count(Status::Routed).await.unwrap(), 1);
         store.close().await.unwrap();
     }
 }

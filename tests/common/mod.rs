@@ -19,13 +19,37 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Starts an engine whose single listener `test` has the extra TOML keys in `listener_extra`.
+/// Starts an engine whose single listener `test` has the extra TOML keys in `listener_extra`,
+/// with no routes.
 pub async fn engine(name: &str, listener_extra: &str) -> (Running, PathBuf) {
+    engine_with(name, listener_extra, &[], &[]).await
+}
+
+/// Starts an engine with routes (`(file name, text)` under `DIR/routes`, tables under
+/// `DIR/routes/tables`) and destinations (names; kind `file`).
+pub async fn engine_with(
+    name: &str,
+    listener_extra: &str,
+    routes: &[(&str, &str)],
+    destinations: &[&str],
+) -> (Running, PathBuf) {
     let dir = temp_dir(name);
-    let toml = format!(
-        "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[listeners.test]\nkind = \"mllp\"\nbind = \"127.0.0.1:0\"\n{listener_extra}\n",
-        dir.join("journal.db").display()
+    std::fs::create_dir_all(dir.join("routes/tables")).unwrap();
+    for (file, text) in routes {
+        std::fs::write(dir.join("routes").join(file), text).unwrap();
+    }
+    let mut toml = format!(
+        "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[routes]\ndir = \"{}\"\ntables = \"{}\"\nwatch = false\n",
+        dir.join("journal.db").display(),
+        dir.join("routes").display(),
+        dir.join("routes/tables").display(),
     );
+    for d in destinations {
+        toml.push_str(&format!("[destinations.{d}]\nkind = \"file\"\n"));
+    }
+    toml.push_str(&format!(
+        "[listeners.test]\nkind = \"mllp\"\nbind = \"127.0.0.1:0\"\n{listener_extra}\n"
+    ));
     let file = dir.join("aorta.toml");
     std::fs::write(&file, toml).unwrap();
     let config = Config::load(&file, false).unwrap_or_else(|e| panic!("{e}"));
@@ -85,4 +109,18 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// Waits until the route loop has routed everything journaled (no `received` left), so counts
+/// by status are stable.
+pub async fn settle(store: &aorta::store::SqliteStore) {
+    use aorta::store::{Status, Store};
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while store.count(Status::Received).await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "routing did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

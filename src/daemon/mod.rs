@@ -1,9 +1,20 @@
-//! Wiring and lifecycle: open the journal, bind listeners and the admin endpoint, run until
-//! SIGTERM/SIGINT, then shut down in order.
+//! Wiring and lifecycle: compile the routes, open the journal, start the route loop, bind
+//! listeners and the admin endpoint, run until SIGTERM/SIGINT, then shut down in order.
+//!
+//! ```text
+//!  listeners ──append──> journal ──(notify)──> route loop ──one txn──> queues + statuses
+//!      ^ ACK after the commit (or, with after-route, after the route loop's commit)
+//! ```
 //!
 //! Shutdown order: readiness off → listeners stop accepting → each connection finishes the
-//! message it is handling (so it gets its ACK) and closes → the journal commits what is queued
-//! and checkpoints → the admin endpoint stops → exit 0.
+//! message it is handling (so it gets its ACK) and closes → the route loop finishes its batch
+//! → the journal commits what is queued and checkpoints → the admin endpoint stops → exit 0.
+//!
+//! - [`routing`]: the route loop.
+//! - [`reload`]: hot reload of routes on SIGHUP or file changes.
+
+pub mod reload;
+pub mod routing;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +27,8 @@ use tokio::task::JoinSet;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ListenerConfig};
 use crate::metrics::Metrics;
-use crate::mllp::listener::MllpListener;
+use crate::mllp::listener::{MllpListener, RoutingWaits};
+use crate::route::RouteSet;
 use crate::store::{SqliteOptions, SqliteStore, Store};
 
 /// A started engine.
@@ -29,8 +41,13 @@ pub struct Running {
     pub store: SqliteStore,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// The routes in force; sending a new set switches them (what a reload does).
+    pub routes: watch::Sender<Arc<RouteSet>>,
     shutdown: watch::Sender<bool>,
     listener_tasks: JoinSet<()>,
+    route_task: tokio::task::JoinHandle<()>,
+    reload_stop: watch::Sender<bool>,
+    reload_task: tokio::task::JoinHandle<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
     admin_stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
@@ -39,11 +56,35 @@ pub struct Running {
 /// Opens the journal and binds everything; returns once the engine accepts messages.
 pub async fn start(config: &Config) -> Result<Running> {
     let metrics = Metrics::new();
+    let route_set = config.load_routes().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("the routes are not valid:\n{}", lines.join("\n"))
+    })?;
+    tracing::info!(routes = route_set.routes.len(), dir = %config.routes.dir.display(), "routes loaded");
+    let (routes, routes_rx) = watch::channel(Arc::new(route_set));
     let mut options = SqliteOptions::new(&config.store.path);
     options.max_batch = config.store.max_batch;
     let store = SqliteStore::open(options, metrics.clone())
         .with_context(|| format!("opening the journal {}", config.store.path.display()))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let waits = RoutingWaits::default();
+    let route_task = tokio::spawn(
+        routing::RouteLoop {
+            store: store.clone(),
+            routes: routes_rx,
+            metrics: metrics.clone(),
+            waits: waits.clone(),
+        }
+        .run(shutdown_rx.clone()),
+    );
+    let (reload_stop, reload_stop_rx) = watch::channel(false);
+    let reload_task = tokio::spawn(reload::run(
+        config.file.clone(),
+        config.routes.watch,
+        routes.clone(),
+        metrics.clone(),
+        reload_stop_rx,
+    ));
     let mut listener_tasks = JoinSet::new();
     let mut listeners = Vec::new();
     for (name, l) in &config.listeners {
@@ -51,7 +92,8 @@ pub async fn start(config: &Config) -> Result<Running> {
             ListenerConfig::Mllp(cfg) => {
                 let listener =
                     MllpListener::build(name, cfg.clone(), store.clone(), metrics.clone())
-                        .map_err(|e| anyhow::anyhow!("listener {name}: {e}"))?;
+                        .map_err(|e| anyhow::anyhow!("listener {name}: {e}"))?
+                        .with_routing_waits(waits.clone());
                 let socket = listener
                     .bind()
                     .await
@@ -121,8 +163,12 @@ pub async fn start(config: &Config) -> Result<Running> {
         admin,
         store,
         metrics,
+        routes,
         shutdown,
         listener_tasks,
+        route_task,
+        reload_stop,
+        reload_task,
         admin_task,
         admin_stop,
         ready,
@@ -143,6 +189,9 @@ impl Running {
         self.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         while self.listener_tasks.join_next().await.is_some() {}
+        let _ = self.reload_stop.send(true);
+        let _ = (&mut self.reload_task).await;
+        let _ = (&mut self.route_task).await;
         self.store.close().await.context("closing the journal")?;
         let _ = self.admin_stop.send(true);
         if let Some(t) = self.admin_task.take() {
