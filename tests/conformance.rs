@@ -356,3 +356,58 @@ fn edits_on_real_messages_keep_the_rest() {
         "{new_pid}"
     );
 }
+
+/// Every message of the corpus converts to a Clinical record without panicking, the record
+/// serializes, and the main facts present in the message are present in the record.
+#[test]
+fn every_corpus_message_converts_to_a_record() {
+    let Some(dir) = corpus() else { return };
+    let (mut converted, mut with_patient, mut observations, mut warnings) = (0, 0, 0, 0);
+    for file in message_files(&dir) {
+        let raw = std::fs::read(&file).unwrap();
+        let Ok(b) = batch::split(&raw) else { continue };
+        for bm in b.messages() {
+            let Ok(m) = Message::parse(bm.raw) else {
+                continue;
+            };
+            let c = aorta::convert::v2::to_clinical(&m);
+            let json = serde_json::to_value(&c).unwrap();
+            let back: aorta::record::Clinical = serde_json::from_value(json).unwrap();
+            assert_eq!(back.message, c.message, "{}", file.display());
+            converted += 1;
+            warnings += c.warnings.len();
+            let pid3 = m.get(&Path::parse("PID-3-1").unwrap()).unwrap_or_default();
+            if !pid3.trim().is_empty() {
+                let p = c
+                    .patient
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{}: no patient", file.display()));
+                assert!(
+                    p.identifiers
+                        .iter()
+                        .any(|i| i.value.as_deref() == Some(pid3.trim())),
+                    "{}: PID-3-1 is not among the identifiers",
+                    file.display()
+                );
+                with_patient += 1;
+            }
+            let obx_count = m.segments().filter(|s| s.id() == "OBX").count();
+            let in_document = m.segments().any(|s| s.id() == "TXA");
+            if !in_document {
+                assert_eq!(c.observations.len(), obx_count, "{}", file.display());
+            }
+            observations += c.observations.len();
+            // Warnings name places, never values.
+            for w in &c.warnings {
+                let place = w.split(':').next().unwrap_or("");
+                assert!(
+                    place.len() >= 5 && place.as_bytes()[3] == b'-',
+                    "{}: {w}",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(converted >= 700, "{converted}");
+    eprintln!("{converted} messages converted: {with_patient} with a patient, {observations} observations, {warnings} warnings");
+}

@@ -710,9 +710,10 @@ impl<'m> Reader<'_, 'm> {
     }
 
     fn yes_no(&mut self, field: usize) -> Option<bool> {
+        // Y/N per the standard; YES/NO occur in real feeds and mean the same.
         match self.text(field, 1)?.to_ascii_uppercase().as_str() {
-            "Y" => Some(true),
-            "N" => Some(false),
+            "Y" | "YES" => Some(true),
+            "N" | "NO" => Some(false),
             _ => {
                 let p = self.place(field);
                 self.warnings.push(format!("{p}: not Y or N"));
@@ -1068,6 +1069,8 @@ pub fn hl7_datetime(text: &str) -> Option<String> {
     };
     let (digits, fraction) = match main.find('.') {
         Some(i) => (&main[..i], Some(&main[i + 1..])),
+        // Some senders append milliseconds without the point (`20110613122406637`).
+        None if (15..=18).contains(&main.len()) => (&main[..14], Some(&main[14..])),
         None => (main, None),
     };
     if !digits.bytes().all(|b| b.is_ascii_digit()) || ![4, 6, 8, 10, 12, 14].contains(&digits.len())
@@ -1158,6 +1161,10 @@ mod tests {
         assert_eq!(
             hl7_datetime("202402291325+0100").as_deref(),
             Some("2024-02-29T13:25:00+01:00")
+        );
+        assert_eq!(
+            hl7_datetime("20110613122406637").as_deref(),
+            Some("2011-06-13T12:24:06.637")
         );
         for bad in [
             "",
