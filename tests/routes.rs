@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use aorta::store::{Status, Store};
-use common::{adt, connect, engine_with, exchange, field, settle};
+use common::{adt, connect, engine_watching, engine_with, exchange, field, settle};
 
 const TO_EMR: &str = r#"
 from = "test"
@@ -195,6 +195,27 @@ async fn reloads_switch_only_to_valid_routes() {
         metrics.contains("aorta_route_reloads_total{outcome=\"ok\"} 1"),
         "{metrics}"
     );
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_route_file_is_picked_up() {
+    let first = "name = \"w\"\nfrom = \"test\"\n[[steps]]\nset = \"MSH-5\"\nvalue = \"W1\"\n[[to]]\ndestination = \"emr\"\n";
+    let (e, dir) = engine_watching("watch", "", &[("w.toml", first)], &["emr"], true).await;
+    let before = e.metrics.route_reloads.with_label_values(&["ok"]).get();
+    // A different length, so the change shows even where modification times are coarse.
+    std::fs::write(dir.join("routes/w.toml"), first.replace("W1", "W2-longer")).unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    while e.metrics.route_reloads.with_label_values(&["ok"]).get() == before {
+        assert!(Instant::now() < until, "the change was not picked up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    exchange(&mut c, &adt("W-1")).await;
+    settle(&e.store).await;
+    let m = e.store.find_by_control_id("W-1").await.unwrap();
+    let d = e.store.deliveries_for(m[0].id).await.unwrap();
+    assert_eq!(field(&d[0].payload, "MSH-5"), "W2-longer");
     e.stop().await.unwrap();
 }
 

@@ -56,6 +56,7 @@ pub struct Running {
 /// Opens the journal and binds everything; returns once the engine accepts messages.
 pub async fn start(config: &Config) -> Result<Running> {
     let metrics = Metrics::new();
+    let watched = reload::snapshot(config);
     let route_set = config.load_routes().map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("the routes are not valid:\n{}", lines.join("\n"))
@@ -79,8 +80,8 @@ pub async fn start(config: &Config) -> Result<Running> {
     );
     let (reload_stop, reload_stop_rx) = watch::channel(false);
     let reload_task = tokio::spawn(reload::run(
-        config.file.clone(),
-        config.routes.watch,
+        config.clone(),
+        watched,
         routes.clone(),
         metrics.clone(),
         reload_stop_rx,

@@ -19,20 +19,28 @@ use crate::route::RouteSet;
 /// How often files are checked for changes.
 const POLL: Duration = Duration::from_secs(2);
 
-/// Watches for reload triggers until `shutdown`.
+/// What the watched files looked like: names, sizes, modification times.
+pub type Snapshot = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The files a configuration's routes are read from, as they are now. Take it *before* loading
+/// the routes, so a change made while they load is seen as a change.
+pub fn snapshot(config: &Config) -> Snapshot {
+    fingerprint(&config.file, &config.routes.dir, &config.routes.tables)
+}
+
+/// Watches for reload triggers until `shutdown`; `seen` is the [`snapshot`] taken before the
+/// running routes were loaded.
 pub async fn run(
-    config_file: PathBuf,
-    watch_files: bool,
+    config: Config,
+    seen: Snapshot,
     routes: watch::Sender<Arc<RouteSet>>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let initial = match Config::load(&config_file, false) {
-        Ok(c) => c,
-        Err(_) => return,
-    };
-    let mut dirs = (initial.routes.dir.clone(), initial.routes.tables.clone());
-    let mut seen = fingerprint(&config_file, &dirs.0, &dirs.1);
+    let config_file = config.file.clone();
+    let watch_files = config.routes.watch;
+    let mut dirs = (config.routes.dir, config.routes.tables);
+    let mut seen = seen;
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -110,11 +118,7 @@ fn reload(
 }
 
 /// Names, sizes and modification times of every file that a reload would read.
-fn fingerprint(
-    config: &Path,
-    routes: &Path,
-    tables: &Path,
-) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn fingerprint(config: &Path, routes: &Path, tables: &Path) -> Snapshot {
     let mut out = Vec::new();
     let mut add = |p: &Path| {
         if let Ok(m) = std::fs::metadata(p) {

@@ -33,13 +33,24 @@ pub async fn engine_with(
     routes: &[(&str, &str)],
     destinations: &[&str],
 ) -> (Running, PathBuf) {
+    engine_watching(name, listener_extra, routes, destinations, false).await
+}
+
+/// [`engine_with`], with `routes.watch` set as given.
+pub async fn engine_watching(
+    name: &str,
+    listener_extra: &str,
+    routes: &[(&str, &str)],
+    destinations: &[&str],
+    watch: bool,
+) -> (Running, PathBuf) {
     let dir = temp_dir(name);
     std::fs::create_dir_all(dir.join("routes/tables")).unwrap();
     for (file, text) in routes {
         std::fs::write(dir.join("routes").join(file), text).unwrap();
     }
     let mut toml = format!(
-        "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[routes]\ndir = \"{}\"\ntables = \"{}\"\nwatch = false\n",
+        "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[routes]\ndir = \"{}\"\ntables = \"{}\"\nwatch = {watch}\n",
         dir.join("journal.db").display(),
         dir.join("routes").display(),
         dir.join("routes/tables").display(),
