@@ -82,6 +82,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     let reload_task = tokio::spawn(reload::run(
         config.clone(),
         watched,
+        reload::hangup(),
         routes.clone(),
         metrics.clone(),
         reload_stop_rx,

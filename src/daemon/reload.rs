@@ -28,11 +28,32 @@ pub fn snapshot(config: &Config) -> Snapshot {
     fingerprint(&config.file, &config.routes.dir, &config.routes.tables)
 }
 
+/// SIGHUP, registered before the engine reports itself started (an unhandled SIGHUP would
+/// end the process).
+#[cfg(unix)]
+pub type Hangup = Option<tokio::signal::unix::Signal>;
+/// No SIGHUP off Unix.
+#[cfg(not(unix))]
+pub type Hangup = Option<()>;
+
+/// Registers the SIGHUP handler.
+pub fn hangup() -> Hangup {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// Watches for reload triggers until `shutdown`; `seen` is the [`snapshot`] taken before the
 /// running routes were loaded.
 pub async fn run(
     config: Config,
     seen: Snapshot,
+    #[cfg_attr(not(unix), allow(unused_mut, unused_variables))] mut hangup: Hangup,
     routes: watch::Sender<Arc<RouteSet>>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
@@ -41,8 +62,6 @@ pub async fn run(
     let watch_files = config.routes.watch;
     let mut dirs = (config.routes.dir, config.routes.tables);
     let mut seen = seen;
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         #[cfg(unix)]
         let hup = async {
