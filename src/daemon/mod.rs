@@ -46,6 +46,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     listener_tasks: JoinSet<()>,
     route_task: tokio::task::JoinHandle<()>,
+    route_stop: watch::Sender<bool>,
     reload_stop: watch::Sender<bool>,
     reload_task: tokio::task::JoinHandle<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
@@ -69,6 +70,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         .with_context(|| format!("opening the journal {}", config.store.path.display()))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let waits = RoutingWaits::default();
+    // The route loop stops after the listeners: a connection waiting to acknowledge after
+    // routing must see its message routed, not time out.
+    let (route_stop, route_stop_rx) = watch::channel(false);
     let route_task = tokio::spawn(
         routing::RouteLoop {
             store: store.clone(),
@@ -76,7 +80,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             metrics: metrics.clone(),
             waits: waits.clone(),
         }
-        .run(shutdown_rx.clone()),
+        .run(route_stop_rx),
     );
     let (reload_stop, reload_stop_rx) = watch::channel(false);
     let reload_task = tokio::spawn(reload::run(
@@ -169,6 +173,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         shutdown,
         listener_tasks,
         route_task,
+        route_stop,
         reload_stop,
         reload_task,
         admin_task,
@@ -193,6 +198,7 @@ impl Running {
         while self.listener_tasks.join_next().await.is_some() {}
         let _ = self.reload_stop.send(true);
         let _ = (&mut self.reload_task).await;
+        let _ = self.route_stop.send(true);
         let _ = (&mut self.route_task).await;
         self.store.close().await.context("closing the journal")?;
         let _ = self.admin_stop.send(true);
