@@ -54,6 +54,21 @@ pub enum Command {
         #[arg(long, short, default_value = "config/aorta.toml")]
         config: PathBuf,
     },
+    /// Show what the routes do with messages from a file, without starting anything: which
+    /// routes match, what each destination would receive.
+    Route {
+        /// Message file (one or more messages, or a batch), or - for stdin.
+        file: String,
+        /// The listener the messages are taken to come from.
+        #[arg(long, short, default_value = "adt")]
+        source: String,
+        /// The configuration (routes directory, tables, listeners, destinations).
+        #[arg(long, short, default_value = "config/aorta.toml")]
+        config: PathBuf,
+        /// Print each delivery's payload too.
+        #[arg(long)]
+        show: bool,
+    },
     /// Read, convert and acknowledge HL7 v2 message files.
     #[command(subcommand)]
     Hl7(Hl7Command),
@@ -179,6 +194,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Test { dir, config } => route_tests(dir, &config),
+        Command::Route {
+            file,
+            source,
+            config,
+            show,
+        } => route_file(&file, &source, &config, show),
         Command::Run { config } => {
             let c = crate::config::Config::load(&config, false).map_err(|e| anyhow!("{e}"))?;
             init_logging(&c.logging)?;
@@ -275,6 +296,72 @@ fn fixture_messages(dir: &std::path::Path) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// `aorta route`: each message's routing, route by route.
+fn route_file(file: &str, source: &str, config: &std::path::Path, show: bool) -> Result<()> {
+    use crate::route::{Disposition, Input, RouteResult};
+    let c = crate::config::Config::load(config, false).map_err(|e| anyhow!("{e}"))?;
+    let routes = c.load_routes().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow!("the routes do not load:\n{}", lines.join("\n"))
+    })?;
+    let raw = read_input(file)?;
+    let b = batch::split(&raw).map_err(|e| anyhow!("{file}: {e}"))?;
+    let mut out = io::stdout().lock();
+    for (i, m) in b.messages().enumerate() {
+        let parsed =
+            Message::parse(m.raw).map_err(|e| anyhow!("{file}: message {}: {e}", i + 1))?;
+        writeln!(
+            out,
+            "message {} ({}^{} {}) from {source}:",
+            i + 1,
+            parsed.message_code().unwrap_or_default(),
+            parsed.trigger_event().unwrap_or_default(),
+            parsed.control_id().unwrap_or_default()
+        )?;
+        let input = Input {
+            id: uuid::Uuid::nil(),
+            source,
+            raw: m.raw,
+        };
+        let (disposition, results) = routes.evaluate(&input);
+        for (name, r) in &results {
+            match r {
+                RouteResult::NotMatched => writeln!(out, "  route {name}: not matched")?,
+                RouteResult::Filtered => writeln!(out, "  route {name}: filtered by its script")?,
+                RouteResult::Errored(e) => writeln!(out, "  route {name}: ERROR {e}")?,
+                RouteResult::Delivered(ds) => {
+                    for d in ds {
+                        writeln!(
+                            out,
+                            "  route {name}: to {} ({}, {} bytes)",
+                            d.destination,
+                            d.format.as_str(),
+                            d.payload.len()
+                        )?;
+                        if show {
+                            let text = String::from_utf8_lossy(&d.payload);
+                            for line in text.split('\r').filter(|l| !l.is_empty()) {
+                                writeln!(out, "      {line}")?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let summary = match disposition {
+            Disposition::Routed(d) => format!(
+                "routed: {} deliver{}",
+                d.len(),
+                if d.len() == 1 { "y" } else { "ies" }
+            ),
+            Disposition::Filtered => "filtered: no route delivers it".into(),
+            Disposition::Errored(_) => "errored: nothing would be queued".into(),
+        };
+        writeln!(out, "  => {summary}")?;
+    }
+    Ok(())
 }
 
 /// `aorta test`: prints one line per case, the failures under it, and a summary.

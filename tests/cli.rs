@@ -263,3 +263,37 @@ fn run_refuses_a_bad_config_before_starting() {
         String::from_utf8_lossy(&o.stderr).contains("listeners.x.colour: unknown field `colour`")
     );
 }
+
+#[test]
+fn route_shows_what_each_route_does() {
+    let o = aorta_env(
+        &["route", "routes/fixtures/adt-a04-unknown-service.hl7"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "message 1 (ADT^A04 ADT000140) from adt:\n  \
+         route adt-to-emr: ERROR step 3: map PV1-10: the code `NEURO` is not in table config/tables/hospital-service.csv\n  \
+         route archive: to archive (hl7v2, 200 bytes)\n  \
+         route lab-results: not matched\n  \
+         => errored: nothing would be queued\n"
+    );
+    let o = aorta_env(
+        &[
+            "route",
+            "--source",
+            "lab",
+            "--show",
+            "routes/fixtures/oru-r01-bmp.hl7",
+        ],
+        &[],
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("  route lab-results: to lab-results (record-json, "),
+        "{out}"
+    );
+    assert!(out.contains("\"code\":\"2345-7\""), "{out}");
+    assert!(out.ends_with("  => routed: 2 deliveries\n"), "{out}");
+}

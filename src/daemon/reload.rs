@@ -60,7 +60,8 @@ pub async fn run(
 ) {
     let config_file = config.file.clone();
     let watch_files = config.routes.watch;
-    let mut dirs = (config.routes.dir, config.routes.tables);
+    let mut dirs = (config.routes.dir.clone(), config.routes.tables.clone());
+    let running = config;
     let mut seen = seen;
     loop {
         #[cfg(unix)]
@@ -94,7 +95,7 @@ pub async fn run(
         } else {
             "a file changed"
         };
-        if let Some(new_dirs) = reload(&config_file, &routes, &metrics, why) {
+        if let Some(new_dirs) = reload(&running, &routes, &metrics, why) {
             dirs = new_dirs;
             seen = fingerprint(&config_file, &dirs.0, &dirs.1);
         }
@@ -103,12 +104,12 @@ pub async fn run(
 
 /// Loads and swaps; returns the (possibly moved) routes and tables directories when it did.
 fn reload(
-    config_file: &Path,
+    running: &Config,
     routes: &watch::Sender<Arc<RouteSet>>,
     metrics: &Metrics,
     why: &str,
 ) -> Option<(PathBuf, PathBuf)> {
-    let config = match Config::load(config_file, false) {
+    let config = match Config::load(&running.file, false) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -118,6 +119,13 @@ fn reload(
             return None;
         }
     };
+    if config.listeners != running.listeners
+        || config.store != running.store
+        || config.admin != running.admin
+        || config.logging != running.logging
+    {
+        tracing::warn!("listener, store, admin and logging changes take effect at the next restart; routes, tables and destinations now");
+    }
     match config.load_routes() {
         Ok(set) => {
             let n = set.routes.len();
