@@ -1,5 +1,6 @@
-//! No input may panic the `hl7` module: random bytes, truncated real messages, random edits.
-//! And the properties edits must keep: what is set is what is read back after re-parsing.
+//! No input may panic the `hl7` module, the HL7 v2 → record conversion or route evaluation:
+//! random bytes, truncated real messages, random segments, random edits. And the properties
+//! edits must keep: what is set is what is read back after re-parsing.
 
 use aorta::hl7::{
     batch, build_ack, build_nak_for_unparseable, escape, json, AckCode, AckSpec, Delimiters,
@@ -45,12 +46,88 @@ fn exercise(raw: &[u8]) {
             let _ = m.get(&p);
             let _ = m.get_raw(&p);
         }
+        let record = aorta::convert::v2::to_clinical(&m);
+        serde_json::to_string(&record).expect("a record serializes");
+        let _ = routes().evaluate(&aorta::route::Input {
+            id: uuid::Uuid::nil(),
+            source: "test",
+            raw,
+        });
         let mut o = m.to_owned_message();
         let _ = o.set(&Path::parse("PID-5-2").unwrap(), "x|y");
         let _ = o.delete(&Path::parse("PID-3(0)").unwrap());
         let _ = o.set_delimiters(Delimiters::default());
         let _ = Message::parse(&o.encode());
     }
+}
+
+/// Routes that touch everything: wildcard conditions and steps, record paths, a table, a script.
+fn routes() -> &'static aorta::route::RouteSet {
+    static ROUTES: std::sync::OnceLock<aorta::route::RouteSet> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("aorta-robust-routes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tables")).unwrap();
+        std::fs::write(dir.join("tables/t.csv"), "from,to\nA,B\n0,1\n").unwrap();
+        std::fs::write(
+            dir.join("r.toml"),
+            r#"
+from = "*"
+when = { any = [ { "OBX(*)-5" = { gt = 1 } }, { "patient.birth_date" = { lt = "2000" } }, { "PID-3(*)-1" = { matches = "A" } }, { not = { "MSH-9" = "X" } } ] }
+[[steps]]
+map = "OBX(*)-3-1"
+to = "OBX(*)-3-2"
+table = "t"
+[[steps]]
+copy = "OBX(*)-5"
+to = "OBX(*)-6"
+[[steps]]
+set = "PID-3(*)-4"
+value = "${PID-5-1}&${observations.value}"
+raw = true
+[[steps]]
+delete = "NTE(*)"
+[[steps]]
+js = """
+for (let i = 0; i < msg.count("OBX"); i++) msg.set(`OBX(${i})-8`, msg.get(`OBX(${i})-5`));
+if (record.patient && record.patient.sex === "F") return false;
+"""
+[[to]]
+destination = "a"
+[[to]]
+destination = "b"
+format = "record-json"
+"#,
+        )
+        .unwrap();
+        aorta::route::RouteSet::load(
+            &dir,
+            &aorta::route::LoadOptions {
+                tables_dir: dir.join("tables"),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    })
+}
+
+/// Messages of random segments that the converter reads, with random field contents.
+fn segments() -> impl Strategy<Value = Vec<u8>> {
+    let ids = prop::sample::select(vec![
+        "PID", "PD1", "MRG", "NK1", "PV1", "PV2", "ORC", "OBR", "RXO", "TQ1", "OBX", "NTE", "SPM",
+        "AL1", "DG1", "PR1", "RXA", "RXR", "IN1", "SCH", "AIS", "AIG", "AIL", "AIP", "TXA", "EVN",
+    ]);
+    let text = "[A-Z0-9|^~&\\\\+\\-.é\"]{0,60}";
+    prop::collection::vec((ids, text), 0..12).prop_map(|segs| {
+        let mut out = b"MSH|^~\\&|A|B|||20240101||ADT^A01|1|P|2.5".to_vec();
+        for (id, body) in segs {
+            out.push(b'\r');
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'|');
+            out.extend_from_slice(body.as_bytes());
+        }
+        out
+    })
 }
 
 /// Bytes that look enough like HL7 to get past the header check.
@@ -65,6 +142,11 @@ fn hl7ish() -> impl Strategy<Value = Vec<u8>> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_segments_never_panic(raw in segments()) {
+        exercise(&raw);
+    }
 
     #[test]
     fn random_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..400)) {

@@ -1070,7 +1070,9 @@ pub fn hl7_datetime(text: &str) -> Option<String> {
     let (digits, fraction) = match main.find('.') {
         Some(i) => (&main[..i], Some(&main[i + 1..])),
         // Some senders append milliseconds without the point (`20110613122406637`).
-        None if (15..=18).contains(&main.len()) => (&main[..14], Some(&main[14..])),
+        None if (15..=18).contains(&main.len()) && main.bytes().all(|b| b.is_ascii_digit()) => {
+            (&main[..14], Some(&main[14..]))
+        }
         None => (main, None),
     };
     if !digits.bytes().all(|b| b.is_ascii_digit()) || ![4, 6, 8, 10, 12, 14].contains(&digits.len())
@@ -1166,6 +1168,7 @@ mod tests {
             hl7_datetime("20110613122406637").as_deref(),
             Some("2011-06-13T12:24:06.637")
         );
+        assert_eq!(hl7_datetime("2024010112000é"), None);
         for bad in [
             "",
             "24",
