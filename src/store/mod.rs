@@ -14,7 +14,11 @@
 //!   journal's row order is commit order), and one transaction writes a batch's deliveries into
 //!   the destination queues, sets each message's status (`routed`, `filtered`, `errored` with
 //!   the reason) and moves the cursor. After a crash, nothing is routed twice and nothing is
-//!   skipped.
+//!   skipped. A commit that holds only routing results (no appends) does not wait for its own
+//!   fsync (`synchronous=NORMAL` for that transaction): it is derived from the journal, a crash
+//!   can lose it only together with the cursor move, and the route loop then routes the same
+//!   messages again to the same deliveries (same idempotency keys); the next appending commit's
+//!   fsync makes it durable. This keeps a lone sender from paying two fsyncs per message.
 //!
 //! # On-disk layout (SQLite, [`sqlite`])
 //! ```text

@@ -227,7 +227,21 @@ fn writer_loop(
                 .iter()
                 .filter(|p| matches!(p, Pending::Append(..)))
                 .count();
-            match commit(&mut conn, &batch) {
+            // Routing results are derived from the journal: a group holding only those need not
+            // wait for its own fsync. Losing it in a crash only means the route loop, which
+            // resumes from the last durable cursor, routes those messages again; and the next
+            // FULL commit syncs the WAL up to and including it. Appends always wait.
+            let derived_only = appends == 0;
+            if derived_only {
+                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+            }
+            let committed = commit(&mut conn, &batch);
+            if derived_only {
+                if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+                    tracing::error!(error = %e, "cannot restore synchronous=FULL on the journal");
+                }
+            }
+            match committed {
                 Ok(outcomes) => {
                     metrics.journal_batch_size.observe(n as f64);
                     metrics
