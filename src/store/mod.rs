@@ -29,15 +29,33 @@
 //! indexes: (control_id, dedupe_key, received_at), patient_id, (message_type, trigger_event)
 //!
 //! deliveries(seq INTEGER PK AUTOINCREMENT (queue order), message_id, destination, route, format,
-//!            state ('queued'), attempts, created_at, next_attempt_at, order_key,
-//!            idempotency_key, last_error, payload BLOB)
-//! indexes: (destination, state, seq), message_id
+//!            state ('queued' | 'leased' | 'sent' | 'dead'), attempts, created_at,
+//!            next_attempt_at, leased_until, order_key, order_hash, idempotency_key,
+//!            last_error, sent_at, payload BLOB)
+//! indexes: (destination, seq) over queued and leased rows only, message_id
+//! delivery_attempts(seq, attempt, at, outcome ('sent' | 'retry' | 'dead'), detail, micros)
+//! paused(destination PK)           -- destinations whose workers wait
 //! cursors(name PK, position)       -- 'route': the last journal row the route loop has done
 //! ```
-//! Every index costs one more page written and synced per commit, so there are only these
-//! three: ids are UUIDv7, whose text sorts by time, so the primary key serves time ranges; the
-//! duplicate lookup goes through the control id index (the dedupe key contains the control id).
-//! The `Store` trait is what callers see, so a PostgreSQL implementation can follow.
+//!
+//! # Queues
+//! One FIFO per destination: `seq` order. A worker **leases** the next delivery (its lease
+//! expires if the worker dies, and leases left by a previous process are void at start), sends
+//! it, then **marks** it `sent`, `retry` (back to `queued` with a time for the next attempt and
+//! the reason) or `dead` — each mark recorded in `delivery_attempts` with the attempt number,
+//! time and outcome. Head-of-line policy `block` leases only a partition's oldest unsent
+//! delivery (strict order; a retrying head holds the rest back); `skip` leases the oldest one
+//! that is due. With `concurrency = N`, worker `p` takes the deliveries whose
+//! `order_hash % N = p`: order is kept per order key (e.g. per patient) across N workers.
+//! Queue changes, like routing results, do not wait for their own fsync: losing a lease only
+//! voids it, and losing a `sent` mark in an OS crash means the delivery is sent again, with the
+//! same idempotency key (at least once, as promised).
+//!
+//! Every index on `messages` costs one more page written and synced per append, so there are
+//! only these three: ids are UUIDv7, whose text sorts by time, so the primary key serves time
+//! ranges; the duplicate lookup goes through the control id index (the dedupe key contains the
+//! control id). The `Store` trait is what callers see, so a PostgreSQL implementation can
+//! follow.
 
 pub mod sqlite;
 
@@ -199,8 +217,113 @@ pub struct StoredDelivery {
     pub state: String,
     /// Idempotency key (message id + destination).
     pub idempotency_key: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
     /// The bytes to send.
     pub payload: Vec<u8>,
+}
+
+/// Which part of a destination's queue a worker serves: `order_hash % of == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// This worker's partition.
+    pub index: u32,
+    /// Number of partitions (workers).
+    pub of: u32,
+}
+
+/// What a worker may take from its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadOfLine {
+    /// Only the oldest unsent delivery: strict order; a failing head holds the rest back.
+    Block,
+    /// The oldest delivery that is due: a retrying delivery lets later ones pass.
+    Skip,
+}
+
+/// A delivery leased to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// Queue position.
+    pub seq: i64,
+    /// The message it came from.
+    pub message_id: uuid::Uuid,
+    /// Destination.
+    pub destination: String,
+    /// Payload format (`hl7v2`, `record-json`, `fhir`).
+    pub format: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When it was queued (µs since the epoch).
+    pub created_at: i64,
+    /// Idempotency key (message id + destination).
+    pub idempotency_key: String,
+    /// The bytes to send.
+    pub payload: Vec<u8>,
+}
+
+/// What a lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// A delivery to send now.
+    Leased(Box<Leased>),
+    /// Deliveries are waiting; the earliest may be tried at this time (µs), or (`None`) the
+    /// head is in flight with another lease.
+    Wait(Option<i64>),
+    /// Nothing is queued.
+    Empty,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// The destination has it.
+    Sent,
+    /// Try again at this time (µs since the epoch).
+    Retry {
+        /// When.
+        at: i64,
+        /// Why the attempt failed.
+        reason: String,
+    },
+    /// Give up: dead-letter it.
+    Dead {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// When it ended (µs since the epoch).
+    pub at: i64,
+    /// `sent`, `retry` or `dead`.
+    pub outcome: String,
+    /// The reason for a retry or dead-letter.
+    pub detail: Option<String>,
+}
+
+/// A destination queue's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Deliveries not yet sent or dead (queued or leased).
+    pub depth: u64,
+    /// When the oldest of them was queued (µs), if any.
+    pub oldest: Option<i64>,
+}
+
+/// The 32-bit FNV-1a hash of an ordering key: which partition its deliveries go to.
+pub fn order_hash(key: Option<&str>) -> u32 {
+    key.map_or(0, |k| {
+        k.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
+    })
 }
 
 /// Journal failures. Callers NAK (or close) instead of acknowledging on any of them.
@@ -282,6 +405,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Resolved after each commit that journaled new messages (the route loop's wake-up).
     fn appended(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
+    /// Leases the next delivery of a destination's partition for `lease_micros`.
+    fn lease(
+        &self,
+        destination: &str,
+        partition: Partition,
+        policy: HeadOfLine,
+        lease_micros: i64,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send;
+
+    /// Records the outcome of attempt number `attempt` of delivery `seq`.
+    fn mark(
+        &self,
+        seq: i64,
+        attempt: u32,
+        mark: Mark,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Pauses (workers wait) or resumes a destination.
+    fn set_paused(
+        &self,
+        destination: &str,
+        paused: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether a destination is paused.
+    fn is_paused(&self, destination: &str)
+        -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A destination queue's depth and oldest entry.
+    fn queue_stats(
+        &self,
+        destination: &str,
+    ) -> impl Future<Output = Result<QueueStats, StoreError>> + Send;
+
+    /// The attempts recorded for a delivery, oldest first.
+    fn attempts(&self, seq: i64) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
 
     /// Commits what is queued and stops the writer; later appends fail with `Closed`.
     fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

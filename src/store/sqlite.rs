@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Appended, JournalEntry, Routable, RoutingOutcome, Status, Store, StoreError, StoredDelivery,
-    StoredMessage,
+    order_hash, Appended, Attempt, HeadOfLine, JournalEntry, Lease, Leased, Mark, Partition,
+    QueueStats, Routable, RoutingOutcome, Status, Store, StoreError, StoredDelivery, StoredMessage,
 };
 use crate::metrics::Metrics;
 
@@ -44,6 +44,33 @@ enum Pending {
         oneshot::Sender<Result<Appended, StoreError>>,
     ),
     Route(Vec<RoutingOutcome>, oneshot::Sender<Result<(), StoreError>>),
+    Queue(QueueOp, oneshot::Sender<Result<Option<Lease>, StoreError>>),
+}
+
+/// A change to a destination queue.
+enum QueueOp {
+    Lease {
+        destination: String,
+        partition: Partition,
+        policy: HeadOfLine,
+        lease_micros: i64,
+    },
+    Mark {
+        seq: i64,
+        attempt: u32,
+        mark: Mark,
+    },
+    Pause {
+        destination: String,
+        paused: bool,
+    },
+}
+
+/// What one write produced, in batch order.
+enum Done {
+    Appended(Appended),
+    Routed,
+    Queue(Option<Lease>),
 }
 
 enum Request {
@@ -105,13 +132,28 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,
+    leased_until INTEGER,
     order_key TEXT,
+    order_hash INTEGER NOT NULL DEFAULT 0,
     idempotency_key TEXT NOT NULL,
     last_error TEXT,
+    sent_at INTEGER,
     payload BLOB NOT NULL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, seq);
+-- Only what is still to be sent: sent and dead rows leave the index, so a lease walks the
+-- pending part of one destination's queue in order, however long its history.
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(destination, seq)
+    WHERE state IN ('queued', 'leased');
 CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries(message_id);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    PRIMARY KEY (seq, attempt)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS paused (destination TEXT PRIMARY KEY) STRICT;
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) STRICT;
 ";
 
@@ -153,6 +195,11 @@ impl SqliteStore {
                 }
             })
             .map_err(|e| StoreError::Database(format!("starting the journal checkpointer: {e}")))?;
+        // Leases belong to workers of the process that made them; that process is gone.
+        conn.execute(
+            "UPDATE deliveries SET state = 'queued', leased_until = NULL WHERE state = 'leased'",
+            [],
+        )?;
         let rows: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
         metrics.journal_rows.set(rows);
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
@@ -171,6 +218,15 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             appended,
         })
+    }
+
+    async fn queue(&self, op: QueueOp) -> Result<Option<Lease>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Write(Pending::Queue(op, reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read<T: Send + 'static>(
@@ -248,14 +304,22 @@ fn writer_loop(
                         .journal_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                     metrics.journal_rows.add(appends as i64);
-                    let mut outcomes = outcomes.into_iter();
-                    for p in batch.drain(..) {
-                        match p {
-                            Pending::Append(_, reply) => {
-                                let _ = reply.send(Ok(outcomes.next().unwrap_or(Appended::New)));
+                    for (p, done) in batch.drain(..).zip(outcomes) {
+                        match (p, done) {
+                            (Pending::Append(_, reply), Done::Appended(a)) => {
+                                let _ = reply.send(Ok(a));
                             }
-                            Pending::Route(_, reply) => {
+                            (Pending::Route(_, reply), _) => {
                                 let _ = reply.send(Ok(()));
+                            }
+                            (Pending::Queue(_, reply), Done::Queue(l)) => {
+                                let _ = reply.send(Ok(l));
+                            }
+                            (Pending::Append(_, reply), _) => {
+                                let _ = reply.send(Ok(Appended::New));
+                            }
+                            (Pending::Queue(_, reply), _) => {
+                                let _ = reply.send(Ok(None));
                             }
                         }
                     }
@@ -274,6 +338,9 @@ fn writer_loop(
                             Pending::Route(_, reply) => {
                                 let _ = reply.send(Err(err));
                             }
+                            Pending::Queue(_, reply) => {
+                                let _ = reply.send(Err(err));
+                            }
                         }
                     }
                 }
@@ -290,6 +357,9 @@ fn writer_loop(
                     Request::Write(Pending::Route(_, reply)) => {
                         let _ = reply.send(Err(StoreError::Closed));
                     }
+                    Request::Write(Pending::Queue(_, reply)) => {
+                        let _ = reply.send(Err(StoreError::Closed));
+                    }
                     Request::Close(done) => {
                         let _ = done.send(());
                     }
@@ -302,9 +372,9 @@ fn writer_loop(
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rusqlite::Error> {
+fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlite::Error> {
     let tx = conn.transaction()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut done = Vec::with_capacity(batch.len());
     {
         let mut find_original = tx.prepare_cached(
             "SELECT id, ack FROM messages WHERE control_id = ?1 AND dedupe_key = ?2 AND received_at >= ?3 \
@@ -314,8 +384,8 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
             tx.prepare_cached("UPDATE messages SET status = ?2, error = ?3 WHERE id = ?1")?;
         let mut queue = tx.prepare_cached(
             "INSERT INTO deliveries (message_id, destination, route, format, state, attempts, created_at, \
-             next_attempt_at, order_key, idempotency_key, payload) \
-             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5, ?6, ?7, ?8)",
+             next_attempt_at, order_key, order_hash, idempotency_key, payload) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut cursor = tx.prepare_cached(
             "INSERT INTO cursors (name, position) VALUES ('route', ?1) \
@@ -346,6 +416,7 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
                                 d.format.as_str(),
                                 now,
                                 d.order_key,
+                                i64::from(order_hash(d.order_key.as_deref())),
                                 d.idempotency_key(),
                                 d.payload,
                             ])?;
@@ -354,6 +425,11 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
                     if let Some(last) = outcomes.iter().map(|o| o.seq).max() {
                         cursor.execute([last])?;
                     }
+                    done.push(Done::Routed);
+                    continue;
+                }
+                Pending::Queue(op, _) => {
+                    done.push(Done::Queue(queue_op(&tx, op)?));
                     continue;
                 }
             };
@@ -400,11 +476,171 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Appended>, rus
                 entry.dedupe.as_ref().map(|d| &d.key),
                 duplicate_of,
             ])?;
-            outcomes.push(outcome);
+            done.push(Done::Appended(outcome));
         }
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(done)
+}
+
+/// Applies one queue change inside the writer's transaction; a lease returns what it found.
+fn queue_op(
+    tx: &rusqlite::Transaction<'_>,
+    op: &QueueOp,
+) -> Result<Option<Lease>, rusqlite::Error> {
+    let now = crate::record::now_micros();
+    match op {
+        QueueOp::Lease {
+            destination,
+            partition,
+            policy,
+            lease_micros,
+        } => {
+            let of = i64::from(partition.of.max(1));
+            let index = i64::from(partition.index);
+            // Both read the pending part of this destination's queue in order (partial index).
+            let sql = match policy {
+                HeadOfLine::Block => {
+                    "SELECT seq, state, leased_until, next_attempt_at, message_id, format, attempts, \
+                     created_at, idempotency_key, payload FROM deliveries \
+                     WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3 \
+                     ORDER BY seq LIMIT 1"
+                }
+                HeadOfLine::Skip => {
+                    "SELECT seq, state, leased_until, next_attempt_at, message_id, format, attempts, \
+                     created_at, idempotency_key, payload FROM deliveries \
+                     WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3 \
+                     AND next_attempt_at <= ?4 AND (state = 'queued' OR leased_until <= ?4) \
+                     ORDER BY seq LIMIT 1"
+                }
+            };
+            let mut stmt = tx.prepare_cached(sql)?;
+            type Row = (
+                i64,
+                String,
+                Option<i64>,
+                i64,
+                String,
+                String,
+                i64,
+                i64,
+                String,
+                Vec<u8>,
+            );
+            let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            };
+            let head = match policy {
+                HeadOfLine::Block => stmt.query_row(params![destination, of, index], read),
+                HeadOfLine::Skip => stmt.query_row(params![destination, of, index, now], read),
+            }
+            .optional()?;
+            let Some((
+                seq,
+                state,
+                leased_until,
+                next_at,
+                message_id,
+                format,
+                attempts,
+                created_at,
+                key,
+                payload,
+            )) = head
+            else {
+                if *policy == HeadOfLine::Skip {
+                    let (n, earliest): (i64, Option<i64>) = tx.query_row(
+                        "SELECT count(*), min(CASE WHEN state = 'queued' THEN next_attempt_at ELSE leased_until END) \
+                         FROM deliveries WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3",
+                        params![destination, of, index],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    if n > 0 {
+                        return Ok(Some(Lease::Wait(earliest)));
+                    }
+                }
+                return Ok(Some(Lease::Empty));
+            };
+            if state == "leased" && leased_until.is_some_and(|u| u > now) {
+                return Ok(Some(Lease::Wait(leased_until)));
+            }
+            if next_at > now {
+                return Ok(Some(Lease::Wait(Some(next_at))));
+            }
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'leased', leased_until = ?2 WHERE seq = ?1",
+            )?
+            .execute(params![seq, now.saturating_add(*lease_micros)])?;
+            Ok(Some(Lease::Leased(Box::new(Leased {
+                seq,
+                message_id: uuid::Uuid::parse_str(&message_id).unwrap_or_default(),
+                destination: destination.clone(),
+                format,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                created_at,
+                idempotency_key: key,
+                payload,
+            }))))
+        }
+        QueueOp::Mark { seq, attempt, mark } => {
+            let (outcome, detail) = match mark {
+                Mark::Sent => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET state = 'sent', attempts = ?2, sent_at = ?3, leased_until = NULL, \
+                         last_error = NULL WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, attempt, now])?;
+                    ("sent", None)
+                }
+                Mark::Retry { at, reason } => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET state = 'queued', attempts = ?2, next_attempt_at = ?3, \
+                         leased_until = NULL, last_error = ?4 WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, attempt, at, reason])?;
+                    ("retry", Some(reason.as_str()))
+                }
+                Mark::Dead { reason } => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET state = 'dead', attempts = ?2, leased_until = NULL, last_error = ?3 \
+                         WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, attempt, reason])?;
+                    ("dead", Some(reason.as_str()))
+                }
+            };
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO delivery_attempts (seq, attempt, at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![seq, attempt, now, outcome, detail])?;
+            Ok(None)
+        }
+        QueueOp::Pause {
+            destination,
+            paused,
+        } => {
+            if *paused {
+                tx.execute(
+                    "INSERT OR IGNORE INTO paused (destination) VALUES (?1)",
+                    [destination],
+                )?;
+            } else {
+                tx.execute("DELETE FROM paused WHERE destination = ?1", [destination])?;
+            }
+            Ok(None)
+        }
+    }
 }
 
 impl Store for SqliteStore {
@@ -522,7 +758,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, message_id, destination, route, format, state, idempotency_key, payload \
-                 FROM deliveries WHERE message_id = ?1 ORDER BY seq",
+                 , attempts, last_error FROM deliveries WHERE message_id = ?1 ORDER BY seq",
             )?;
             let rows = stmt.query_map([message_id.to_string()], |r| {
                 let id: String = r.get(1)?;
@@ -535,6 +771,8 @@ impl Store for SqliteStore {
                     state: r.get(5)?,
                     idempotency_key: r.get(6)?,
                     payload: r.get(7)?,
+                    attempts: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+                    last_error: r.get(9)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -546,7 +784,7 @@ impl Store for SqliteStore {
         let destination = destination.to_string();
         self.read(move |conn| {
             let n: i64 = conn.query_row(
-                "SELECT count(*) FROM deliveries WHERE destination = ?1 AND state = 'queued'",
+                "SELECT count(*) FROM deliveries WHERE destination = ?1 AND state IN ('queued', 'leased')",
                 [destination],
                 |r| r.get(0),
             )?;
@@ -557,6 +795,84 @@ impl Store for SqliteStore {
 
     fn appended(&self) -> Arc<tokio::sync::Notify> {
         self.appended.clone()
+    }
+
+    async fn lease(
+        &self,
+        destination: &str,
+        partition: Partition,
+        policy: HeadOfLine,
+        lease_micros: i64,
+    ) -> Result<Lease, StoreError> {
+        let op = QueueOp::Lease {
+            destination: destination.to_string(),
+            partition,
+            policy,
+            lease_micros,
+        };
+        Ok(self.queue(op).await?.unwrap_or(Lease::Empty))
+    }
+
+    async fn mark(&self, seq: i64, attempt: u32, mark: Mark) -> Result<(), StoreError> {
+        self.queue(QueueOp::Mark { seq, attempt, mark })
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<(), StoreError> {
+        let op = QueueOp::Pause {
+            destination: destination.to_string(),
+            paused,
+        };
+        self.queue(op).await.map(|_| ())
+    }
+
+    async fn is_paused(&self, destination: &str) -> Result<bool, StoreError> {
+        let destination = destination.to_string();
+        self.read(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM paused WHERE destination = ?1",
+                [destination],
+                |r| r.get(0),
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, destination: &str) -> Result<QueueStats, StoreError> {
+        let destination = destination.to_string();
+        self.read(move |conn| {
+            let (depth, oldest): (i64, Option<i64>) = conn.query_row(
+                "SELECT count(*), min(created_at) FROM deliveries \
+                 WHERE destination = ?1 AND state IN ('queued', 'leased')",
+                [destination],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(QueueStats {
+                depth: u64::try_from(depth).unwrap_or(0),
+                oldest,
+            })
+        })
+        .await
+    }
+
+    async fn attempts(&self, seq: i64) -> Result<Vec<Attempt>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT attempt, at, outcome, detail FROM delivery_attempts WHERE seq = ?1 ORDER BY attempt",
+            )?;
+            let rows = stmt.query_map([seq], |r| {
+                Ok(Attempt {
+                    attempt: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    at: r.get(1)?,
+                    outcome: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -729,6 +1045,145 @@ mod tests {
         let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
         assert_eq!(store.route_cursor().await.unwrap(), pending[1].seq);
         assert_eq!(store.count(Status::Routed).await.unwrap(), 1);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queues_lease_retry_and_keep_order() {
+        use crate::record::{Delivery, OutputFormat};
+        use crate::store::{HeadOfLine, Lease, Mark, Partition};
+        let path = temp_db("queue");
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        let one = Partition { index: 0, of: 1 };
+        let hour = 3_600_000_000;
+        let e = entry(b"MSH|^~\\&|LAB|H|||||ORU^R01|Q1|P|2.5\r", b"A");
+        let id = e.envelope.id;
+        store.append(e).await.unwrap();
+        let pending = store.pending_routing(0, 10).await.unwrap();
+        let d = |n: u8, key: &str| Delivery {
+            message_id: id,
+            route: "r".into(),
+            destination: "emr".into(),
+            format: OutputFormat::Hl7v2,
+            payload: vec![n],
+            order_key: Some(key.into()),
+        };
+        store
+            .record_routing(vec![RoutingOutcome {
+                seq: pending[0].seq,
+                message_id: id,
+                status: Status::Routed,
+                error: None,
+                deliveries: vec![d(1, "A"), d(2, "B"), d(3, "A")],
+            }])
+            .await
+            .unwrap();
+        let lease = |policy| store.lease("emr", one, policy, hour);
+        let Lease::Leased(first) = lease(HeadOfLine::Block).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.payload, vec![1]);
+        // The head is in flight: block waits, skip takes the next one.
+        assert!(matches!(
+            lease(HeadOfLine::Block).await.unwrap(),
+            Lease::Wait(Some(_))
+        ));
+        let Lease::Leased(second) = lease(HeadOfLine::Skip).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(second.payload, vec![2]);
+        let later = crate::record::now_micros() + hour;
+        store
+            .mark(
+                first.seq,
+                1,
+                Mark::Retry {
+                    at: later,
+                    reason: "503 Service Unavailable".into(),
+                },
+            )
+            .await
+            .unwrap();
+        // A retrying head blocks under `block` ...
+        assert_eq!(
+            lease(HeadOfLine::Block).await.unwrap(),
+            Lease::Wait(Some(later))
+        );
+        // ... and is passed under `skip`.
+        let Lease::Leased(third) = lease(HeadOfLine::Skip).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(third.payload, vec![3]);
+        store.mark(second.seq, 1, Mark::Sent).await.unwrap();
+        store
+            .mark(
+                third.seq,
+                1,
+                Mark::Dead {
+                    reason: "400 Bad Request".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(lease(HeadOfLine::Skip).await.unwrap(), Lease::Wait(Some(t)) if t == later)
+        );
+        assert_eq!(store.queue_stats("emr").await.unwrap().depth, 1);
+        let attempts = store.attempts(first.seq).await.unwrap();
+        assert_eq!(attempts[0].outcome, "retry");
+        assert_eq!(
+            attempts[0].detail.as_deref(),
+            Some("503 Service Unavailable")
+        );
+        let all = store.deliveries_for(id).await.unwrap();
+        assert_eq!(
+            all.iter().map(|d| d.state.as_str()).collect::<Vec<_>>(),
+            ["queued", "sent", "dead"]
+        );
+        assert_eq!(
+            all[0].last_error.as_deref(),
+            Some("503 Service Unavailable")
+        );
+        // Partitions by order key: A and B land in fixed partitions of two.
+        let pa = crate::store::order_hash(Some("A")) % 2;
+        let other = Partition {
+            index: 1 - pa,
+            of: 2,
+        };
+        store
+            .mark(
+                first.seq,
+                2,
+                Mark::Retry {
+                    at: 0,
+                    reason: "again".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .lease("emr", other, HeadOfLine::Block, hour)
+                .await
+                .unwrap(),
+            Lease::Empty
+        );
+        assert!(matches!(
+            store.lease("emr", Partition { index: pa, of: 2 }, HeadOfLine::Block, hour).await.unwrap(),
+            Lease::Leased(l) if l.payload == vec![1] && l.attempts == 2
+        ));
+        // Pause and resume.
+        store.set_paused("emr", true).await.unwrap();
+        assert!(store.is_paused("emr").await.unwrap());
+        store.set_paused("emr", false).await.unwrap();
+        assert!(!store.is_paused("emr").await.unwrap());
+        store.close().await.unwrap();
+        // A lease held when the process stopped is void after a restart.
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        assert!(matches!(
+            store.lease("emr", one, HeadOfLine::Block, hour).await.unwrap(),
+            Lease::Leased(l) if l.payload == vec![1]
+        ));
         store.close().await.unwrap();
     }
 }
