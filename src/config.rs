@@ -85,7 +85,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file it was read from.
     pub file: PathBuf,
@@ -152,16 +152,18 @@ impl Default for RoutesConfig {
     }
 }
 
-/// A destination (`[destinations.NAME]`). Routes queue deliveries for it by name; sending
-/// arrives with the destinations issue, which adds each kind's settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+/// A destination (`[destinations.NAME]`): its kind, queue settings and the kind's own keys.
+/// Routes queue deliveries for it by name.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DestinationConfig {
-    /// `http`, `fhir`, `rabbitmq`, `mllp` or `file`.
+    /// `http`, `file`, `mllp`, `rabbitmq` or `fhir`.
     pub kind: String,
     /// What it is (shown to operators).
-    #[serde(default)]
     pub description: Option<String>,
+    /// Retry, ordering and rate settings.
+    pub queue: crate::destination::QueueConfig,
+    /// The kind's own settings.
+    pub settings: crate::destination::Settings,
 }
 
 const DESTINATION_KINDS: [&str; 5] = ["http", "fhir", "rabbitmq", "mllp", "file"];
@@ -423,17 +425,7 @@ impl Config {
             Value::Object(map) => {
                 for (dname, v) in map {
                     let key = format!("destinations.{dname}");
-                    if let Some(d) = c.section::<DestinationConfig>(&key, v) {
-                        if !DESTINATION_KINDS.contains(&d.kind.as_str()) {
-                            c.push(
-                                format!("{key}.kind"),
-                                format!(
-                                    "unknown destination kind {:?} (expected {})",
-                                    d.kind,
-                                    DESTINATION_KINDS.join(", ")
-                                ),
-                            );
-                        }
+                    if let Some(d) = destination(&mut c, &key, v) {
                         destinations.insert(dname, d);
                     }
                 }
@@ -580,6 +572,81 @@ impl Config {
             _ => Err(ConfigErrors(c.errors)),
         }
     }
+}
+
+/// Reads one `[destinations.NAME]` table: kind, description, queue keys, the kind's keys.
+fn destination(c: &mut Collector, key: &str, v: Value) -> Option<DestinationConfig> {
+    use crate::destination::{QueueConfig, Settings, QUEUE_KEYS};
+    let Value::Object(mut table) = v else {
+        c.push(key, "must be a table");
+        return None;
+    };
+    let kind = match table.remove("kind") {
+        Some(Value::String(k)) => k,
+        Some(_) => {
+            c.push(format!("{key}.kind"), "must be a string");
+            return None;
+        }
+        None => {
+            c.push(
+                format!("{key}.kind"),
+                format!("missing (expected {})", DESTINATION_KINDS.join(", ")),
+            );
+            return None;
+        }
+    };
+    let description = match table.remove("description") {
+        Some(Value::String(d)) => Some(d),
+        None => None,
+        Some(_) => {
+            c.push(format!("{key}.description"), "must be a string");
+            None
+        }
+    };
+    let mut queue_keys = serde_json::Map::new();
+    for k in QUEUE_KEYS {
+        if let Some(v) = table.remove(k) {
+            queue_keys.insert(k.to_string(), v);
+        }
+    }
+    let queue: Option<QueueConfig> = c.section(key, Value::Object(queue_keys));
+    if let Some(q) = &queue {
+        for (k, m) in q.check() {
+            c.push(format!("{key}.{k}"), m);
+        }
+    }
+    let rest = Value::Object(table);
+    let settings = match kind.as_str() {
+        "http" => c.section(key, rest).map(Settings::Http),
+        "file" => c.section(key, rest).map(Settings::File),
+        "mllp" | "rabbitmq" | "fhir" => {
+            if let Value::Object(t) = &rest {
+                for k in t.keys() {
+                    c.push(
+                        format!("{key}.{k}"),
+                        format!("unknown key: sending to {kind} destinations has not landed yet, so they take only queue settings"),
+                    );
+                }
+            }
+            Some(Settings::NotYet)
+        }
+        other => {
+            c.push(
+                format!("{key}.kind"),
+                format!(
+                    "unknown destination kind {other:?} (expected {})",
+                    DESTINATION_KINDS.join(", ")
+                ),
+            );
+            None
+        }
+    };
+    Some(DestinationConfig {
+        kind,
+        description,
+        queue: queue?,
+        settings: settings?,
+    })
 }
 
 fn check_writable(dir: &Path) -> std::io::Result<()> {

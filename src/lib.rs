@@ -16,7 +16,8 @@
 //! - layer 2: [`route`] — route files compiled once; pure evaluation of a message into
 //!   deliveries; scripts (QuickJS); route tests as data.
 //!   [`mllp::listener`] — the wire: connections, ACK policy.
-//! - layer 3: [`admin`] — `/metrics` and health probes. [`config`] — `config/aorta.toml`,
+//! - layer 3: [`destination`] — send one delivery, classify the outcome (HTTP, file).
+//!   [`admin`] — `/metrics` and health probes. [`config`] — `config/aorta.toml`,
 //!   staged validation.
 //! - layer 4: [`daemon`] — wiring and lifecycle. [`cli`] — the `aorta` command.
 //!   [`loadgen`] — `aorta bench mllp`.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod daemon;
+pub mod destination;
 pub mod hl7;
 pub mod loadgen;
 pub mod metrics;

@@ -4,8 +4,8 @@
 //! few values (listener name, ACK code, outcome) — never a control id or a patient id.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric Aorta exports, registered in one registry.
@@ -54,6 +54,22 @@ pub struct Metrics {
     pub deliveries_queued: IntCounterVec,
     /// Route reloads, per outcome (`ok`, `invalid`).
     pub route_reloads: IntCounterVec,
+    /// Deliveries the receiver has, per destination.
+    pub deliveries_sent: IntCounterVec,
+    /// Failed attempts that will be tried again, per destination.
+    pub deliveries_retried: IntCounterVec,
+    /// Deliveries the receiver refused, per destination.
+    pub deliveries_rejected: IntCounterVec,
+    /// Deliveries dead-lettered (refused, or out of attempts or time), per destination.
+    pub deliveries_dead: IntCounterVec,
+    /// Sends under way, per destination.
+    pub deliveries_in_flight: IntGaugeVec,
+    /// Time one send took, per destination.
+    pub delivery_seconds: HistogramVec,
+    /// Deliveries waiting (queued or being sent), per destination.
+    pub queue_depth: IntGaugeVec,
+    /// Age of the oldest waiting delivery, per destination.
+    pub queue_oldest_seconds: GaugeVec,
 }
 
 impl Metrics {
@@ -113,6 +129,35 @@ impl Metrics {
                 )
                 .buckets(buckets(0.000_001, 20)),
                 &["route"],
+            ),
+        );
+        let delivery_seconds = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new("aorta_delivery_seconds", "Time one send took")
+                    .buckets(buckets(0.000_1, 18)),
+                &["destination"],
+            ),
+        );
+        let gauge = |name: &str, help: &str| {
+            register(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), &["destination"]),
+            )
+        };
+        let deliveries_in_flight = gauge("aorta_deliveries_in_flight", "Sends under way");
+        let queue_depth = gauge(
+            "aorta_queue_depth",
+            "Deliveries waiting (queued or being sent)",
+        );
+        let queue_oldest_seconds = register(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "aorta_queue_oldest_seconds",
+                    "Age of the oldest waiting delivery",
+                ),
+                &["destination"],
             ),
         );
         let journal_rows = register(
@@ -191,6 +236,30 @@ impl Metrics {
                 "Route reloads, by outcome",
                 &["outcome"],
             ),
+            deliveries_sent: counter(
+                "aorta_deliveries_sent_total",
+                "Deliveries the receiver has",
+                &["destination"],
+            ),
+            deliveries_retried: counter(
+                "aorta_deliveries_retried_total",
+                "Failed attempts that will be tried again",
+                &["destination"],
+            ),
+            deliveries_rejected: counter(
+                "aorta_deliveries_rejected_total",
+                "Deliveries the receiver refused",
+                &["destination"],
+            ),
+            deliveries_dead: counter(
+                "aorta_deliveries_dead_lettered_total",
+                "Deliveries dead-lettered",
+                &["destination"],
+            ),
+            deliveries_in_flight,
+            delivery_seconds,
+            queue_depth,
+            queue_oldest_seconds,
             route_seconds,
             connections_open,
             ack_latency,

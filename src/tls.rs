@@ -67,6 +67,45 @@ impl TlsConfig {
     }
 }
 
+/// A rustls client configuration for outgoing connections: trusting `ca` (a PEM file) when
+/// given, else the operating system's trusted roots; with an optional client certificate and
+/// key (mutual TLS).
+pub fn outgoing_config(
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<rustls::ClientConfig, String> {
+    if let Some(ca) = ca {
+        return client_config(ca, client).map(|c| (*c).clone());
+    }
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for c in found.certs {
+        // A system certificate rustls cannot use is skipped, as browsers do.
+        let _ = roots.add(c);
+    }
+    if roots.is_empty() {
+        return Err("no trusted root certificates found on this system; give a CA file".into());
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match client {
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("{}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| e.to_string())
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
 /// A rustls client configuration trusting `ca` (for `aorta bench` and tests), with an optional
 /// client certificate and key.
 pub fn client_config(

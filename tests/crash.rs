@@ -2,7 +2,8 @@
 //! that was acknowledged is in the journal exactly once (copies re-sent after the crash are
 //! journaled as `duplicate`, never as a second original), and that routing neither skips nor
 //! repeats a message across the crash: each original ends up `routed` with exactly one delivery
-//! queued. Then SIGTERM: graceful exit 0.
+//! queued, and that delivery reaches the (file) destination — sent again after the restart when
+//! the kill came between sending and marking it. Then SIGTERM: graceful exit 0.
 
 mod common;
 
@@ -60,9 +61,10 @@ async fn acked_messages_survive_sigkill() {
     std::fs::write(
         &config,
         format!(
-            "[store]\npath = \"{}\"\n[admin]\nbind = \"\"\n[logging]\nlevel = \"warn\"\n[routes]\ndir = \"{}\"\n[destinations.out]\nkind = \"file\"\n[listeners.crash]\nkind = \"mllp\"\nbind = \"{addr}\"\n",
+            "[store]\npath = \"{}\"\n[admin]\nbind = \"\"\n[logging]\nlevel = \"warn\"\n[routes]\ndir = \"{}\"\n[destinations.out]\nkind = \"file\"\ndirectory = \"{}\"\n[listeners.crash]\nkind = \"mllp\"\nbind = \"{addr}\"\n",
             db.display(),
-            dir.join("routes").display()
+            dir.join("routes").display(),
+            dir.join("out").display()
         ),
     )
     .unwrap();
@@ -165,6 +167,26 @@ async fn acked_messages_survive_sigkill() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // And the file destination catch up with every delivery, those in flight at the kill too.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let pending: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE state <> 'sent'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{pending} deliveries were never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // SIGTERM: graceful shutdown, exit status 0.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -234,6 +256,21 @@ async fn acked_messages_survive_sigkill() {
         .query_row("SELECT payload FROM deliveries LIMIT 1", [], |r| r.get(0))
         .unwrap();
     assert_eq!(field(&payload, "MSH-5"), "OUT");
+    // Every routed message is in the destination directory once: a delivery re-sent after the
+    // crash wrote the same file (named by message id) again.
+    let files: Vec<_> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    let routed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE status = 'routed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(files.len() as i64, routed);
     for id in &in_flight {
         assert!(
             rows.contains_key(id),

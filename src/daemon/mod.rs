@@ -8,11 +8,14 @@
 //!
 //! Shutdown order: readiness off → listeners stop accepting → each connection finishes the
 //! message it is handling (so it gets its ACK) and closes → the route loop finishes its batch
-//! → the journal commits what is queued and checkpoints → the admin endpoint stops → exit 0.
+//! → destination workers finish the send in hand → the journal commits what is queued and
+//! checkpoints → the admin endpoint stops → exit 0.
 //!
 //! - [`routing`]: the route loop.
 //! - [`reload`]: hot reload of routes on SIGHUP or file changes.
+//! - [`delivery`]: destination workers (lease, send, mark; retry policy).
 
+pub mod delivery;
 pub mod reload;
 pub mod routing;
 
@@ -26,10 +29,15 @@ use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ListenerConfig};
+use crate::destination::Destination;
 use crate::metrics::Metrics;
 use crate::mllp::listener::{MllpListener, RoutingWaits};
+use crate::route::target::Hl7Target;
 use crate::route::RouteSet;
+use crate::store::Partition;
 use crate::store::{SqliteOptions, SqliteStore, Store};
+use std::collections::HashMap;
+use tokio::sync::Notify;
 
 /// A started engine.
 pub struct Running {
@@ -47,6 +55,8 @@ pub struct Running {
     listener_tasks: JoinSet<()>,
     route_task: tokio::task::JoinHandle<()>,
     route_stop: watch::Sender<bool>,
+    worker_tasks: JoinSet<()>,
+    workers_stop: watch::Sender<bool>,
     reload_stop: watch::Sender<bool>,
     reload_task: tokio::task::JoinHandle<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
@@ -70,6 +80,49 @@ pub async fn start(config: &Config) -> Result<Running> {
         .with_context(|| format!("opening the journal {}", config.store.path.display()))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let waits = RoutingWaits::default();
+    // Destination workers: `concurrency` per destination, each with its own wake-up.
+    let (workers_stop, workers_stop_rx) = watch::channel(false);
+    let mut worker_tasks = JoinSet::new();
+    let mut wakes: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+    let mut order_keys = HashMap::new();
+    for (name, d) in &config.destinations {
+        if let Some(k) = &d.queue.order_key {
+            let target = Hl7Target::parse(k)
+                .map_err(|e| anyhow::anyhow!("destinations.{name}.order_key: {e}"))?;
+            order_keys.insert(name.clone(), target);
+        }
+        let built = Destination::build(&d.settings, &d.queue)
+            .map_err(|e| anyhow::anyhow!("destination {name}: {e}"))?;
+        let Some(built) = built else {
+            tracing::warn!(destination = %name, kind = %d.kind, "sending to this kind of destination has not landed yet; its deliveries wait in its queue");
+            continue;
+        };
+        let built = Arc::new(built);
+        let n = d.queue.concurrency.max(1);
+        for index in 0..n {
+            let wake = Arc::new(Notify::new());
+            wakes.entry(name.clone()).or_default().push(wake.clone());
+            worker_tasks.spawn(
+                delivery::Worker {
+                    store: store.clone(),
+                    name: name.clone(),
+                    destination: built.clone(),
+                    queue: d.queue.clone(),
+                    partition: Partition { index, of: n },
+                    wake,
+                    metrics: metrics.clone(),
+                }
+                .run(workers_stop_rx.clone()),
+            );
+        }
+        tracing::info!(destination = %name, kind = %d.kind, workers = n, "destination ready");
+    }
+    worker_tasks.spawn(delivery::watch_queues(
+        store.clone(),
+        config.destinations.keys().cloned().collect(),
+        metrics.clone(),
+        workers_stop_rx,
+    ));
     // The route loop stops after the listeners: a connection waiting to acknowledge after
     // routing must see its message routed, not time out.
     let (route_stop, route_stop_rx) = watch::channel(false);
@@ -79,6 +132,8 @@ pub async fn start(config: &Config) -> Result<Running> {
             routes: routes_rx,
             metrics: metrics.clone(),
             waits: waits.clone(),
+            wakes,
+            order_keys: Arc::new(order_keys),
         }
         .run(route_stop_rx),
     );
@@ -174,6 +229,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         listener_tasks,
         route_task,
         route_stop,
+        worker_tasks,
+        workers_stop,
         reload_stop,
         reload_task,
         admin_task,
@@ -200,6 +257,9 @@ impl Running {
         let _ = (&mut self.reload_task).await;
         let _ = self.route_stop.send(true);
         let _ = (&mut self.route_task).await;
+        // Workers finish the send in hand; what is still queued waits for the next start.
+        let _ = self.workers_stop.send(true);
+        while self.worker_tasks.join_next().await.is_some() {}
         self.store.close().await.context("closing the journal")?;
         let _ = self.admin_stop.send(true);
         if let Some(t) = self.admin_task.take() {

@@ -6,6 +6,7 @@
 //! deliveries, statuses and the cursor together — so a crash between the two repeats the batch,
 //! never half of it. Listeners with `ack = "after-route"` hear the outcome after that commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use crate::hl7::Message;
 use crate::metrics::Metrics;
 use crate::mllp::listener::{Routed, RoutingWaits};
-use crate::route::target::RecordView;
+use crate::route::target::{EvalContext, Hl7Target, RecordView};
 use crate::route::{Disposition, Input, RouteResult, RouteSet};
 use crate::store::{Routable, RoutingOutcome, Status, Store};
 
@@ -31,6 +32,10 @@ pub struct RouteLoop<S: Store> {
     pub metrics: Metrics,
     /// Listeners waiting to acknowledge after routing.
     pub waits: RoutingWaits,
+    /// Each destination's workers, woken when deliveries are queued for it.
+    pub wakes: HashMap<String, Vec<Arc<tokio::sync::Notify>>>,
+    /// Destinations with an ordering key: the path whose value keeps order among workers.
+    pub order_keys: Arc<HashMap<String, Hl7Target>>,
 }
 
 impl<S: Store + Clone> RouteLoop<S> {
@@ -75,8 +80,11 @@ impl<S: Store + Clone> RouteLoop<S> {
             }
             let routes = self.routes.borrow().clone();
             let metrics = self.metrics.clone();
-            let evaluated =
-                tokio::task::spawn_blocking(move || evaluate_batch(&routes, batch, &metrics)).await;
+            let keys = self.order_keys.clone();
+            let evaluated = tokio::task::spawn_blocking(move || {
+                evaluate_batch(&routes, batch, &metrics, &keys)
+            })
+            .await;
             let outcomes = match evaluated {
                 Ok(o) => o,
                 Err(e) => {
@@ -109,6 +117,17 @@ impl<S: Store + Clone> RouteLoop<S> {
             match self.store.record_routing(outcomes).await {
                 Ok(()) => {
                     cursor = last;
+                    let mut woken: Vec<&str> = Vec::new();
+                    for (_, destinations) in &counted {
+                        for d in destinations {
+                            if !woken.contains(&d.as_str()) {
+                                woken.push(d);
+                                for w in self.wakes.get(d).into_iter().flatten() {
+                                    w.notify_one();
+                                }
+                            }
+                        }
+                    }
                     for (status, destinations) in counted {
                         self.metrics
                             .messages_routed
@@ -142,14 +161,20 @@ pub fn evaluate_batch(
     routes: &RouteSet,
     batch: Vec<Routable>,
     metrics: &Metrics,
+    order_keys: &HashMap<String, Hl7Target>,
 ) -> Vec<RoutingOutcome> {
     batch
         .into_iter()
-        .map(|m| evaluate_one(routes, &m, metrics))
+        .map(|m| evaluate_one(routes, &m, metrics, order_keys))
         .collect()
 }
 
-fn evaluate_one(routes: &RouteSet, m: &Routable, metrics: &Metrics) -> RoutingOutcome {
+fn evaluate_one(
+    routes: &RouteSet,
+    m: &Routable,
+    metrics: &Metrics,
+    order_keys: &HashMap<String, Hl7Target>,
+) -> RoutingOutcome {
     let outcome = |status, error, deliveries| RoutingOutcome {
         seq: m.seq,
         message_id: m.id,
@@ -209,7 +234,23 @@ fn evaluate_one(routes: &RouteSet, m: &Routable, metrics: &Metrics) -> RoutingOu
         results.push((route.name.as_str(), result));
     }
     match Disposition::of(&results) {
-        Disposition::Routed(d) => outcome(Status::Routed, None, d),
+        Disposition::Routed(mut deliveries) => {
+            for d in &mut deliveries {
+                if let Some(key) = order_keys.get(&d.destination) {
+                    let cx = EvalContext {
+                        message: &msg,
+                        record: &record,
+                        scope: None,
+                    };
+                    d.order_key = key
+                        .values_for(&cx)
+                        .into_iter()
+                        .next()
+                        .filter(|v| !v.is_empty());
+                }
+            }
+            outcome(Status::Routed, None, deliveries)
+        }
         Disposition::Filtered => {
             tracing::debug!(message_id = %m.id, control_id = %control_id, "no route delivers the message; filtered");
             outcome(Status::Filtered, None, Vec::new())

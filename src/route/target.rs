@@ -153,6 +153,14 @@ impl Hl7Target {
             .collect()
     }
 
+    /// The values at this target (every occurrence/repetition its wildcards name).
+    pub fn values_for(&self, cx: &EvalContext<'_>) -> Vec<String> {
+        self.values(cx.message, cx.scope)
+            .into_iter()
+            .map(|v| v.into_owned())
+            .collect()
+    }
+
     /// The path as written.
     pub fn as_str(&self) -> &str {
         &self.text

@@ -88,6 +88,8 @@ pub struct SqliteStore {
     /// Reader connections kept for reuse (opening one costs more than most reads).
     readers: Arc<Mutex<Vec<Connection>>>,
     appended: Arc<tokio::sync::Notify>,
+    /// Paused destinations (the `paused` table, kept in memory too: workers ask often).
+    paused: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The checkpoint thread and the channel that stops it.
@@ -200,6 +202,10 @@ impl SqliteStore {
             "UPDATE deliveries SET state = 'queued', leased_until = NULL WHERE state = 'leased'",
             [],
         )?;
+        let paused: std::collections::HashSet<String> = conn
+            .prepare("SELECT destination FROM paused")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         let rows: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
         metrics.journal_rows.set(rows);
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
@@ -217,6 +223,7 @@ impl SqliteStore {
             checkpointer: Arc::new(Mutex::new(Some((stop_checkpoints, checkpointer)))),
             readers: Arc::new(Mutex::new(Vec::new())),
             appended,
+            paused: Arc::new(Mutex::new(paused)),
         })
     }
 
@@ -824,20 +831,22 @@ impl Store for SqliteStore {
             destination: destination.to_string(),
             paused,
         };
-        self.queue(op).await.map(|_| ())
+        self.queue(op).await?;
+        if let Ok(mut p) = self.paused.lock() {
+            if paused {
+                p.insert(destination.to_string());
+            } else {
+                p.remove(destination);
+            }
+        }
+        Ok(())
     }
 
     async fn is_paused(&self, destination: &str) -> Result<bool, StoreError> {
-        let destination = destination.to_string();
-        self.read(move |conn| {
-            let n: i64 = conn.query_row(
-                "SELECT count(*) FROM paused WHERE destination = ?1",
-                [destination],
-                |r| r.get(0),
-            )?;
-            Ok(n > 0)
-        })
-        .await
+        self.paused
+            .lock()
+            .map(|p| p.contains(destination))
+            .map_err(|_| StoreError::Database("the paused set is poisoned".into()))
     }
 
     async fn queue_stats(&self, destination: &str) -> Result<QueueStats, StoreError> {

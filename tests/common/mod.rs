@@ -56,7 +56,17 @@ pub async fn engine_watching(
         dir.join("routes/tables").display(),
     );
     for d in destinations {
-        toml.push_str(&format!("[destinations.{d}]\nkind = \"file\"\n"));
+        if d.starts_with('[') {
+            // A whole destination table, given as TOML.
+            toml.push_str(d);
+            toml.push('\n');
+        } else {
+            // A file destination in the test's directory.
+            toml.push_str(&format!(
+                "[destinations.{d}]\nkind = \"file\"\ndirectory = \"{}\"\n",
+                dir.join("out").join(d).display()
+            ));
+        }
     }
     toml.push_str(&format!(
         "[listeners.test]\nkind = \"mllp\"\nbind = \"127.0.0.1:0\"\n{listener_extra}\n"

@@ -1,0 +1,207 @@
+//! Delivery workers: lease from a destination's queue, send, mark.
+//!
+//! Each destination gets `concurrency` workers; worker `p` serves partition `p` of its queue
+//! (deliveries whose order key hashes to `p`), so order is kept per key — or strictly, with one
+//! worker. A worker owns the retry decision: a destination only says `Retry(reason)`, and the
+//! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
+//! receiver's `Retry-After`) or, past `max_attempts`/`max_age_secs`, a dead letter. Marks are
+//! written after the send: a crash between the two means the delivery is sent again, with the
+//! same idempotency key.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use crate::destination::{Destination, HeadOfLineConfig, Outcome, Outgoing, QueueConfig};
+use crate::metrics::Metrics;
+use crate::store::{HeadOfLine, Lease, Mark, Partition, Store};
+
+/// One worker of one destination.
+pub struct Worker<S: Store> {
+    /// The journal and queues.
+    pub store: S,
+    /// Destination name.
+    pub name: String,
+    /// How to send.
+    pub destination: Arc<Destination>,
+    /// Retry, order and rate settings.
+    pub queue: QueueConfig,
+    /// The part of the queue this worker serves.
+    pub partition: Partition,
+    /// Woken when deliveries are queued for this destination.
+    pub wake: Arc<Notify>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// The longest a worker sleeps without looking at its queue again.
+const IDLE: Duration = Duration::from_secs(5);
+
+impl<S: Store> Worker<S> {
+    /// Sends until `shutdown` turns true (finishing the delivery in hand).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let policy = match self.queue.head_of_line {
+            HeadOfLineConfig::Block => HeadOfLine::Block,
+            HeadOfLineConfig::Skip => HeadOfLine::Skip,
+        };
+        let lease_micros =
+            i64::try_from(self.queue.lease_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let gap = (self.queue.rate_limit > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / self.queue.rate_limit));
+        let mut next_send = Instant::now();
+        let name = self.name.as_str();
+        let delivered = self.metrics.deliveries_sent.with_label_values(&[name]);
+        let retried = self.metrics.deliveries_retried.with_label_values(&[name]);
+        let rejected = self.metrics.deliveries_rejected.with_label_values(&[name]);
+        let dead = self.metrics.deliveries_dead.with_label_values(&[name]);
+        let in_flight = self.metrics.deliveries_in_flight.with_label_values(&[name]);
+        let latency = self.metrics.delivery_seconds.with_label_values(&[name]);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if self.store.is_paused(name).await.unwrap_or(false) {
+                self.sleep(Duration::from_millis(250), &mut shutdown).await;
+                continue;
+            }
+            let lease = match self
+                .store
+                .lease(name, self.partition, policy, lease_micros)
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(destination = %name, error = %e, "cannot lease from the queue; retrying");
+                    self.sleep(Duration::from_secs(1), &mut shutdown).await;
+                    continue;
+                }
+            };
+            let d = match lease {
+                Lease::Leased(d) => d,
+                Lease::Wait(at) => {
+                    let wait = at.map_or(Duration::from_millis(200), |at| {
+                        let micros = at.saturating_sub(crate::record::now_micros()).max(1_000);
+                        Duration::from_micros(u64::try_from(micros).unwrap_or(1_000))
+                    });
+                    self.sleep(wait.min(IDLE), &mut shutdown).await;
+                    continue;
+                }
+                Lease::Empty => {
+                    self.sleep(IDLE, &mut shutdown).await;
+                    continue;
+                }
+            };
+            if let Some(gap) = gap {
+                let now = Instant::now();
+                if next_send > now {
+                    tokio::time::sleep(next_send - now).await;
+                }
+                next_send = next_send.max(now) + gap;
+            }
+            let attempt = d.attempts.saturating_add(1);
+            let out = Outgoing {
+                seq: d.seq,
+                message_id: d.message_id,
+                idempotency_key: &d.idempotency_key,
+                format: &d.format,
+                payload: &d.payload,
+                attempt,
+            };
+            in_flight.inc();
+            let started = Instant::now();
+            let outcome = self.destination.send(&out).await;
+            latency.observe(started.elapsed().as_secs_f64());
+            in_flight.dec();
+            let mark = match outcome {
+                Outcome::Delivered => {
+                    delivered.inc();
+                    tracing::debug!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivered");
+                    Mark::Sent
+                }
+                Outcome::Retry { reason, after } => {
+                    let seed = (d.seq as u64) ^ u64::from(attempt).rotate_left(32);
+                    let wait = self
+                        .queue
+                        .retry
+                        .backoff(attempt, seed)
+                        .max(after.unwrap_or_default());
+                    let at = crate::record::now_micros()
+                        .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+                    let r = &self.queue.retry;
+                    let too_many = r.max_attempts > 0 && attempt >= r.max_attempts;
+                    let too_old = r.max_age_secs > 0
+                        && at.saturating_sub(d.created_at)
+                            > i64::try_from(r.max_age_secs.saturating_mul(1_000_000))
+                                .unwrap_or(i64::MAX);
+                    if too_many || too_old {
+                        dead.inc();
+                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "giving up; delivery dead-lettered");
+                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "last failure");
+                        let why = if too_many {
+                            format!("gave up after {attempt} attempts; last: {reason}")
+                        } else {
+                            format!("gave up: older than {} s; last: {reason}", r.max_age_secs)
+                        };
+                        Mark::Dead { reason: why }
+                    } else {
+                        retried.inc();
+                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
+                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "failure");
+                        Mark::Retry { at, reason }
+                    }
+                }
+                Outcome::Reject(reason) => {
+                    rejected.inc();
+                    dead.inc();
+                    tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivery rejected by the receiver; dead-lettered");
+                    tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "rejection");
+                    Mark::Dead { reason }
+                }
+            };
+            if let Err(e) = self.store.mark(d.seq, attempt, mark).await {
+                // The lease runs out and the delivery is sent again: at least once.
+                tracing::error!(destination = %name, seq = d.seq, error = %e, "cannot record the delivery's outcome");
+                self.sleep(Duration::from_secs(1), &mut shutdown).await;
+            }
+        }
+    }
+
+    async fn sleep(&self, d: Duration, shutdown: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.wake.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Keeps the queue-depth and oldest-age gauges of the destinations current.
+pub async fn watch_queues<S: Store>(
+    store: S,
+    names: Vec<String>,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        for name in &names {
+            if let Ok(stats) = store.queue_stats(name).await {
+                metrics
+                    .queue_depth
+                    .with_label_values(&[name])
+                    .set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+                let age = stats.oldest.map_or(0.0, |t| {
+                    (crate::record::now_micros().saturating_sub(t)) as f64 / 1e6
+                });
+                metrics
+                    .queue_oldest_seconds
+                    .with_label_values(&[name])
+                    .set(age);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Destinations against real receivers on loopback: an HTTP server that fails for a while and
+//! then accepts, one that refuses, a file directory; strict order under `block`, passing under
+//! `skip`, pause and resume.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aorta::store::Store;
+use axum::http::{HeaderMap, StatusCode};
+use common::{adt, connect, engine_with, exchange, field, settle};
+
+/// What the test server saw: (MSH-10, Idempotency-Key, answered status).
+type Seen = Arc<Mutex<Vec<(String, String, u16)>>>;
+
+/// An HTTP receiver on 127.0.0.1:0 that answers with `answer(control id, nth request for it)`.
+async fn receiver(
+    answer: impl Fn(&str, usize) -> u16 + Send + Sync + 'static,
+) -> (std::net::SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let answer = Arc::new(answer);
+    let app = axum::Router::new().route(
+        "/hl7/{kind}",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (s, answer) = (s.clone(), answer.clone());
+            async move {
+                let id = field(&body, "MSH-10");
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let mut seen = s.lock().unwrap();
+                let nth = seen.iter().filter(|(i, _, _)| *i == id).count();
+                let status = answer(&id, nth);
+                seen.push((id, key, status));
+                let mut h = HeaderMap::new();
+                if status == 503 {
+                    h.insert("retry-after", "0".parse().unwrap());
+                }
+                (StatusCode::from_u16(status).unwrap(), h, "busy or not")
+            }
+        }),
+    );
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(socket, app).await.unwrap();
+    });
+    (addr, seen)
+}
+
+fn http_destination(addr: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "[destinations.emr]\nkind = \"http\"\nurl = \"http://{addr}/hl7/${{MSH-9-1}}\"\ntimeout_secs = 5\nretry = {{ initial_ms = 20, max_ms = 100 }}\n{extra}\n"
+    )
+}
+
+const TO_EMR: &str = "from = \"test\"\n[[to]]\ndestination = \"emr\"\n";
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_retries_until_delivered_in_order_and_dead_letters_refusals() {
+    // Every message fails twice with 503, then is accepted; BAD-* is refused with 400.
+    let (addr, seen) = receiver(|id, nth| {
+        if id.starts_with("BAD") {
+            400
+        } else if nth < 2 {
+            503
+        } else {
+            200
+        }
+    })
+    .await;
+    let dest = http_destination(addr, "head_of_line = \"block\"");
+    let (e, _dir) = engine_with("http-retry", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("H-{i}")).collect();
+    for id in &ids {
+        assert_eq!(field(&exchange(&mut c, &adt(id)).await, "MSA-1"), "AA");
+    }
+    exchange(&mut c, &adt("BAD-1")).await;
+    settle(&e.store).await;
+    let accepted = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, s)| *s == 200)
+            .map(|(i, _, _)| i.clone())
+            .collect::<Vec<_>>()
+    };
+    wait_for("every delivery", || accepted().len() == 10).await;
+    // Strict order: each message was accepted before the next was even tried.
+    assert_eq!(accepted(), ids);
+    let log = seen.lock().unwrap().clone();
+    let order: Vec<&str> = log.iter().map(|(i, _, _)| i.as_str()).collect();
+    let mut expected = Vec::new();
+    for id in &ids {
+        expected.extend([id.as_str(); 3]);
+    }
+    assert_eq!(&order[..30], &expected[..]);
+    // One idempotency key per message, the same on every attempt.
+    for id in &ids {
+        let keys: std::collections::BTreeSet<&String> = log
+            .iter()
+            .filter(|(i, _, _)| i == id)
+            .map(|(_, k, _)| k)
+            .collect();
+        assert_eq!(keys.len(), 1);
+        assert!(keys.iter().next().unwrap().ends_with(":emr"));
+    }
+    // The refused one is dead-lettered with the reason, after one attempt.
+    let bad = e.store.find_by_control_id("BAD-1").await.unwrap();
+    wait_for("the dead letter", || {
+        seen.lock().unwrap().iter().any(|(i, _, _)| i == "BAD-1")
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(10);
+    let d = loop {
+        let d = e.store.deliveries_for(bad[0].id).await.unwrap();
+        if d[0].state == "dead" || Instant::now() > until {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(d[0].state, "dead");
+    assert!(
+        d[0].last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("HTTP 400 Bad Request"),
+        "{:?}",
+        d[0].last_error
+    );
+    let attempts = e.store.attempts(d[0].seq).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "dead");
+    let first = e.store.find_by_control_id("H-0").await.unwrap();
+    let a = e
+        .store
+        .attempts(e.store.deliveries_for(first[0].id).await.unwrap()[0].seq)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.iter().map(|x| x.outcome.as_str()).collect::<Vec<_>>(),
+        ["retry", "retry", "sent"]
+    );
+    assert_eq!(
+        a[0].detail.as_deref().map(|d| d.starts_with("HTTP 503")),
+        Some(true)
+    );
+    let m = e.metrics.render();
+    assert!(
+        m.contains("aorta_deliveries_sent_total{destination=\"emr\"} 10"),
+        "{m}"
+    );
+    assert!(
+        m.contains("aorta_deliveries_retried_total{destination=\"emr\"} 20"),
+        "{m}"
+    );
+    assert!(
+        m.contains("aorta_deliveries_dead_lettered_total{destination=\"emr\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("aorta_deliveries_rejected_total{destination=\"emr\"} 1"),
+        "{m}"
+    );
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_lets_later_deliveries_pass_and_gives_up_after_max_attempts() {
+    // SLOW-1 always fails with 503; the others are accepted at once.
+    let (addr, seen) = receiver(|id, _| if id == "SLOW-1" { 503 } else { 200 }).await;
+    let dest = http_destination(
+        addr,
+        "head_of_line = \"skip\"\n[destinations.emr.retry]\ninitial_ms = 20\nmax_ms = 40\nmax_attempts = 4",
+    )
+    .replace("retry = { initial_ms = 20, max_ms = 100 }\n", "");
+    let (e, _dir) = engine_with("http-skip", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for id in ["SLOW-1", "FAST-1", "FAST-2"] {
+        exchange(&mut c, &adt(id)).await;
+    }
+    let count = |id: &str, status: u16| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _, s)| i == id && *s == status)
+            .count()
+    };
+    wait_for("the fast ones", || {
+        count("FAST-1", 200) == 1 && count("FAST-2", 200) == 1
+    })
+    .await;
+    wait_for("four attempts", || count("SLOW-1", 503) == 4).await;
+    let slow = e.store.find_by_control_id("SLOW-1").await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = e.store.deliveries_for(slow[0].id).await.unwrap();
+        if d[0].state == "dead" {
+            assert!(d[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("gave up after 4 attempts; last: HTTP 503"));
+            break;
+        }
+        assert!(Instant::now() < until, "not dead-lettered: {:?}", d[0]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(count("SLOW-1", 503), 4, "no fifth attempt");
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_arrive_whole_and_paused_destinations_wait() {
+    let route = "from = \"test\"\n[[to]]\ndestination = \"archive\"\n";
+    let (e, dir) = engine_with("file-dest", "", &[("a.toml", route)], &["archive"]).await;
+    e.store.set_paused("archive", true).await.unwrap();
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..5 {
+        exchange(&mut c, &adt(&format!("F-{i}"))).await;
+    }
+    settle(&e.store).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = dir.join("out/archive");
+    let files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&out)
+            .map(|r| r.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    assert!(files().is_empty(), "a paused destination sends nothing");
+    assert_eq!(e.store.queue_stats("archive").await.unwrap().depth, 5);
+    e.store.set_paused("archive", false).await.unwrap();
+    wait_for("five files", || files().len() == 5).await;
+    for f in files() {
+        let body = std::fs::read(&f).unwrap();
+        let id = field(&body, "MSH-10");
+        let m = e.store.find_by_control_id(&id).await.unwrap();
+        assert_eq!(
+            f.file_name().unwrap().to_string_lossy(),
+            format!("{}.hl7", m[0].id)
+        );
+        assert_eq!(body, adt(&id));
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while e.store.queue_stats("archive").await.unwrap().depth > 0 {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.stop().await.unwrap();
+}
