@@ -619,7 +619,8 @@ fn destination(c: &mut Collector, key: &str, v: Value) -> Option<DestinationConf
     let settings = match kind.as_str() {
         "http" => c.section(key, rest).map(Settings::Http),
         "file" => c.section(key, rest).map(Settings::File),
-        "mllp" | "rabbitmq" | "fhir" => {
+        "mllp" => c.section(key, rest).map(Settings::Mllp),
+        "rabbitmq" | "fhir" => {
             if let Value::Object(t) = &rest {
                 for k in t.keys() {
                     c.push(

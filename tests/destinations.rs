@@ -262,3 +262,173 @@ async fn files_arrive_whole_and_paused_destinations_wait() {
     }
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_end_to_end_into_a_second_engine() {
+    let (peer, _pdir) = common::engine("mllp-peer", "").await;
+    let dest = format!(
+        "[destinations.peer]\nkind = \"mllp\"\naddress = \"{}\"\nack_timeout_secs = 5\nretry = {{ initial_ms = 20, max_ms = 100 }}\n",
+        peer.listener_addr("test").unwrap()
+    );
+    let route = "from = \"test\"\n[[steps]]\nset = \"MSH-5\"\nvalue = \"PEER\"\n[[to]]\ndestination = \"peer\"\n";
+    let (e, _dir) = engine_with("mllp-src", "", &[("p.toml", route)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..20 {
+        exchange(&mut c, &adt(&format!("M-{i}"))).await;
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    for i in 0..20 {
+        loop {
+            let got = peer
+                .store
+                .find_by_control_id(&format!("M-{i}"))
+                .await
+                .unwrap();
+            if let Some(m) = got.first() {
+                assert_eq!(field(&m.raw, "MSH-5"), "PEER");
+                assert_eq!(got.len(), 1, "received once");
+                break;
+            }
+            assert!(Instant::now() < until, "M-{i} never reached the peer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    e.stop().await.unwrap();
+    peer.stop().await.unwrap();
+}
+
+/// An MLLP receiver that answers by control id: `AE-*` gets AE twice then AA, `AR-*` gets AR,
+/// `LATE-*` is answered only after 1.5 s the first time (the sender times out at 1 s and must
+/// ignore that late ACK), anything else AA. It also sends a stray ACK for another control id
+/// before each real answer.
+async fn cue_receiver() -> (std::net::SocketAddr, Seen) {
+    use aorta::hl7::{build_ack, AckCode, AckSpec, Message};
+    use aorta::mllp::codec::{frame, Framing, MllpCodec};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::Decoder;
+    let seen: Seen = Arc::default();
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = socket.accept().await else {
+                return;
+            };
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut codec = MllpCodec::new(Framing::default(), 1 << 20);
+                let mut buf = bytes::BytesMut::new();
+                loop {
+                    while let Ok(Some(f)) = codec.decode(&mut buf) {
+                        let m = Message::parse(&f).unwrap();
+                        let id = m.control_id().unwrap().into_owned();
+                        let nth = s
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|(i, _, _)| *i == id)
+                            .count();
+                        let code = if id.starts_with("AE-") && nth < 2 {
+                            AckCode::AE
+                        } else if id.starts_with("AR-") {
+                            AckCode::AR
+                        } else {
+                            AckCode::AA
+                        };
+                        s.lock().unwrap().push((id.clone(), String::new(), 0));
+                        if id.starts_with("LATE-") && nth == 0 {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
+                        let spec = |code| AckSpec {
+                            code,
+                            control_id: "ACK1".into(),
+                            timestamp: "20240101".into(),
+                            text: Some("on cue".into()),
+                            errors: vec![],
+                        };
+                        let stray = b"MSH|^~\\&|X|Y|||2024||ORU^R01|SOMETHING-ELSE|P|2.5\r";
+                        let stray =
+                            build_ack(&Message::parse(stray).unwrap(), &spec(AckCode::AA)).unwrap();
+                        let ack = build_ack(&m, &spec(code)).unwrap();
+                        if conn.write_all(&frame(&stray.encode())).await.is_err()
+                            || conn.write_all(&frame(&ack.encode())).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match conn.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_acks_decide_delivered_retry_or_reject() {
+    let (addr, seen) = cue_receiver().await;
+    let dest = format!(
+        "[destinations.lis]\nkind = \"mllp\"\naddress = \"{addr}\"\nack_timeout_secs = 1\nhead_of_line = \"skip\"\nretry = {{ initial_ms = 20, max_ms = 100 }}\n"
+    );
+    let route = "from = \"test\"\n[[to]]\ndestination = \"lis\"\n";
+    let (e, _dir) = engine_with("mllp-cue", "", &[("l.toml", route)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for id in ["OK-1", "AE-1", "AR-1", "LATE-1", "OK-2"] {
+        exchange(&mut c, &adt(id)).await;
+    }
+    settle(&e.store).await;
+    let state = |id: &'static str| {
+        let store = e.store.clone();
+        async move {
+            let m = store.find_by_control_id(id).await.unwrap();
+            let d = store.deliveries_for(m[0].id).await.unwrap();
+            (d[0].state.clone(), d[0].attempts, d[0].last_error.clone())
+        }
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = [
+            state("OK-1").await,
+            state("AE-1").await,
+            state("AR-1").await,
+            state("LATE-1").await,
+            state("OK-2").await,
+        ];
+        if all.iter().all(|(s, _, _)| s == "sent" || s == "dead") {
+            assert_eq!(all[0].0, "sent");
+            assert_eq!(
+                (all[1].0.as_str(), all[1].1),
+                ("sent", 3),
+                "AE twice, then AA"
+            );
+            assert_eq!(all[2].0, "dead");
+            assert_eq!(all[2].2.as_deref(), Some("AR: on cue"));
+            assert_eq!(
+                (all[3].0.as_str(), all[3].1),
+                ("sent", 2),
+                "timed out once, then AA"
+            );
+            assert_eq!(all[4].0, "sent");
+            break;
+        }
+        assert!(Instant::now() < until, "{all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let late = e.store.find_by_control_id("LATE-1").await.unwrap();
+    let seq = e.store.deliveries_for(late[0].id).await.unwrap()[0].seq;
+    let a = e.store.attempts(seq).await.unwrap();
+    assert_eq!(a[0].detail.as_deref(), Some("no ACK within 1 s"));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _, _)| i == "AR-1")
+            .count()
+            == 1
+    );
+    e.stop().await.unwrap();
+}

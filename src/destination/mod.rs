@@ -7,12 +7,14 @@
 //!
 //! A destination never sleeps, retries or touches the journal: it classifies. The worker
 //! (`daemon::delivery`) owns the retry policy ([`RetryPolicy`]), ordering and rate limits.
-//! One file per kind, each with its configuration, build and send: [`http`], [`file`].
+//! One file per kind, each with its configuration, build and send: [`http`], [`file`],
+//! [`mllp`].
 //! Every delivery carries an idempotency key (message id + destination) that a destination
 //! passes on where its protocol has a place for it (`Idempotency-Key` header, file name).
 
 pub mod file;
 pub mod http;
+pub mod mllp;
 
 use std::time::Duration;
 
@@ -172,8 +174,10 @@ pub enum Settings {
     Http(http::HttpConfig),
     /// Files.
     File(file::FileConfig),
-    /// A kind whose sending has not landed yet (`mllp`, `rabbitmq`, `fhir`): deliveries wait
-    /// in its queue.
+    /// MLLP.
+    Mllp(mllp::MllpConfig),
+    /// A kind whose sending has not landed yet (`rabbitmq`, `fhir`): deliveries wait in its
+    /// queue.
     NotYet,
 }
 
@@ -184,6 +188,8 @@ pub enum Destination {
     Http(http::HttpDestination),
     /// Files.
     File(file::FileDestination),
+    /// MLLP.
+    Mllp(mllp::MllpDestination),
 }
 
 impl Destination {
@@ -195,6 +201,7 @@ impl Destination {
                 queue.concurrency as usize,
             )?)),
             Settings::File(c) => Some(Destination::File(file::FileDestination::build(c)?)),
+            Settings::Mllp(c) => Some(Destination::Mllp(mllp::MllpDestination::build(c)?)),
             Settings::NotYet => None,
         })
     }
@@ -204,6 +211,7 @@ impl Destination {
         match self {
             Destination::Http(h) => h.send(d).await,
             Destination::File(f) => f.send(d).await,
+            Destination::Mllp(m) => m.send(d).await,
         }
     }
 }
