@@ -57,8 +57,11 @@ pub struct MllpSender {
     connect_timeout: Duration,
     ack_timeout: Duration,
     framing: Framing,
-    conn: tokio::sync::Mutex<Option<(Box<dyn Stream>, BytesMut, MllpCodec)>>,
+    conn: tokio::sync::Mutex<Option<Connection>>,
 }
+
+/// An open connection with its read buffer and frame decoder.
+type Connection = (Box<dyn Stream>, BytesMut, MllpCodec);
 
 impl std::fmt::Debug for MllpSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
