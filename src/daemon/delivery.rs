@@ -2,7 +2,9 @@
 //!
 //! Each destination gets `concurrency` workers; worker `p` serves partition `p` of its queue
 //! (deliveries whose order key hashes to `p`), so order is kept per key — or strictly, with one
-//! worker. A worker owns the retry decision: a destination only says `Retry(reason)`, and the
+//! worker. Deliveries are leased in batches (up to 64, sent one after the other in queue
+//! order) so that the queue costs two writes per batch, not per delivery. A worker owns the
+//! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
 //! receiver's `Retry-After`) or, past `max_attempts`/`max_age_secs`, a dead letter. Marks are
 //! written after the send: a crash between the two means the delivery is sent again, with the
@@ -38,6 +40,9 @@ pub struct Worker<S: Store> {
 /// The longest a worker sleeps without looking at its queue again.
 const IDLE: Duration = Duration::from_secs(5);
 
+/// Deliveries leased at once: one lease and one mark per batch instead of per delivery.
+const BATCH: usize = 64;
+
 impl<S: Store> Worker<S> {
     /// Sends until `shutdown` turns true (finishing the delivery in hand).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -67,7 +72,7 @@ impl<S: Store> Worker<S> {
             }
             let lease = match self
                 .store
-                .lease(name, self.partition, policy, lease_micros)
+                .lease(name, self.partition, policy, lease_micros, BATCH)
                 .await
             {
                 Ok(l) => l,
@@ -77,8 +82,8 @@ impl<S: Store> Worker<S> {
                     continue;
                 }
             };
-            let d = match lease {
-                Lease::Leased(d) => d,
+            let batch = match lease {
+                Lease::Leased(batch) => batch,
                 Lease::Wait(at) => {
                     let wait = at.map_or(Duration::from_millis(200), |at| {
                         let micros = at.saturating_sub(crate::record::now_micros()).max(1_000);
@@ -92,76 +97,87 @@ impl<S: Store> Worker<S> {
                     continue;
                 }
             };
-            if let Some(gap) = gap {
-                let now = Instant::now();
-                if next_send > now {
-                    tokio::time::sleep(next_send - now).await;
+            let mut marks = Vec::with_capacity(batch.len());
+            // Under `block`, a delivery that will be retried holds back the rest of the batch.
+            let mut held = false;
+            for d in &batch {
+                if held || *shutdown.borrow() {
+                    marks.push((d.seq, d.attempts, Mark::Release));
+                    continue;
                 }
-                next_send = next_send.max(now) + gap;
-            }
-            let attempt = d.attempts.saturating_add(1);
-            let out = Outgoing {
-                seq: d.seq,
-                message_id: d.message_id,
-                idempotency_key: &d.idempotency_key,
-                format: &d.format,
-                payload: &d.payload,
-                attempt,
-            };
-            in_flight.inc();
-            let started = Instant::now();
-            let outcome = self.destination.send(&out).await;
-            latency.observe(started.elapsed().as_secs_f64());
-            in_flight.dec();
-            let mark = match outcome {
-                Outcome::Delivered => {
-                    delivered.inc();
-                    tracing::debug!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivered");
-                    Mark::Sent
-                }
-                Outcome::Retry { reason, after } => {
-                    let seed = (d.seq as u64) ^ u64::from(attempt).rotate_left(32);
-                    let wait = self
-                        .queue
-                        .retry
-                        .backoff(attempt, seed)
-                        .max(after.unwrap_or_default());
-                    let at = crate::record::now_micros()
-                        .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
-                    let r = &self.queue.retry;
-                    let too_many = r.max_attempts > 0 && attempt >= r.max_attempts;
-                    let too_old = r.max_age_secs > 0
-                        && at.saturating_sub(d.created_at)
-                            > i64::try_from(r.max_age_secs.saturating_mul(1_000_000))
-                                .unwrap_or(i64::MAX);
-                    if too_many || too_old {
-                        dead.inc();
-                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "giving up; delivery dead-lettered");
-                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "last failure");
-                        let why = if too_many {
-                            format!("gave up after {attempt} attempts; last: {reason}")
-                        } else {
-                            format!("gave up: older than {} s; last: {reason}", r.max_age_secs)
-                        };
-                        Mark::Dead { reason: why }
-                    } else {
-                        retried.inc();
-                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
-                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "failure");
-                        Mark::Retry { at, reason }
+                if let Some(gap) = gap {
+                    let now = Instant::now();
+                    if next_send > now {
+                        tokio::time::sleep(next_send - now).await;
                     }
+                    next_send = next_send.max(now) + gap;
                 }
-                Outcome::Reject(reason) => {
-                    rejected.inc();
-                    dead.inc();
-                    tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivery rejected by the receiver; dead-lettered");
-                    tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "rejection");
-                    Mark::Dead { reason }
-                }
-            };
-            if let Err(e) = self.store.mark(d.seq, attempt, mark).await {
-                // The lease runs out and the delivery is sent again: at least once.
-                tracing::error!(destination = %name, seq = d.seq, error = %e, "cannot record the delivery's outcome");
+                let attempt = d.attempts.saturating_add(1);
+                let out = Outgoing {
+                    seq: d.seq,
+                    message_id: d.message_id,
+                    idempotency_key: &d.idempotency_key,
+                    format: &d.format,
+                    payload: &d.payload,
+                    attempt,
+                };
+                in_flight.inc();
+                let started = Instant::now();
+                let outcome = self.destination.send(&out).await;
+                latency.observe(started.elapsed().as_secs_f64());
+                in_flight.dec();
+                let mark = match outcome {
+                    Outcome::Delivered => {
+                        delivered.inc();
+                        tracing::debug!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivered");
+                        Mark::Sent
+                    }
+                    Outcome::Retry { reason, after } => {
+                        let seed = (d.seq as u64) ^ u64::from(attempt).rotate_left(32);
+                        let wait = self
+                            .queue
+                            .retry
+                            .backoff(attempt, seed)
+                            .max(after.unwrap_or_default());
+                        let at = crate::record::now_micros()
+                            .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+                        let r = &self.queue.retry;
+                        let too_many = r.max_attempts > 0 && attempt >= r.max_attempts;
+                        let too_old = r.max_age_secs > 0
+                            && at.saturating_sub(d.created_at)
+                                > i64::try_from(r.max_age_secs.saturating_mul(1_000_000))
+                                    .unwrap_or(i64::MAX);
+                        if too_many || too_old {
+                            dead.inc();
+                            tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "giving up; delivery dead-lettered");
+                            tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "last failure");
+                            let why = if too_many {
+                                format!("gave up after {attempt} attempts; last: {reason}")
+                            } else {
+                                format!("gave up: older than {} s; last: {reason}", r.max_age_secs)
+                            };
+                            Mark::Dead { reason: why }
+                        } else {
+                            retried.inc();
+                            held = policy == HeadOfLine::Block;
+                            tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
+                            tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "failure");
+                            Mark::Retry { at, reason }
+                        }
+                    }
+                    Outcome::Reject(reason) => {
+                        rejected.inc();
+                        dead.inc();
+                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivery rejected by the receiver; dead-lettered");
+                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "rejection");
+                        Mark::Dead { reason }
+                    }
+                };
+                marks.push((d.seq, attempt, mark));
+            }
+            if let Err(e) = self.store.mark(marks).await {
+                // The leases run out and the deliveries are sent again: at least once.
+                tracing::error!(destination = %name, error = %e, "cannot record the deliveries' outcomes");
                 self.sleep(Duration::from_secs(1), &mut shutdown).await;
             }
         }

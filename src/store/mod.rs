@@ -267,8 +267,8 @@ pub struct Leased {
 /// What a lease found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
-    /// A delivery to send now.
-    Leased(Box<Leased>),
+    /// Deliveries to send now, in queue order.
+    Leased(Vec<Leased>),
     /// Deliveries are waiting; the earliest may be tried at this time (µs), or (`None`) the
     /// head is in flight with another lease.
     Wait(Option<i64>),
@@ -293,6 +293,8 @@ pub enum Mark {
         /// Why.
         reason: String,
     },
+    /// Give it back to the queue untried (a batch stopped before it).
+    Release,
 }
 
 /// One recorded attempt.
@@ -406,21 +408,21 @@ pub trait Store: Send + Sync + 'static {
     /// Resolved after each commit that journaled new messages (the route loop's wake-up).
     fn appended(&self) -> std::sync::Arc<tokio::sync::Notify>;
 
-    /// Leases the next delivery of a destination's partition for `lease_micros`.
+    /// Leases up to `max` deliveries of a destination's partition for `lease_micros`: the
+    /// oldest ones that are due, in order (under `Block`, none past one that is not due).
     fn lease(
         &self,
         destination: &str,
         partition: Partition,
         policy: HeadOfLine,
         lease_micros: i64,
+        max: usize,
     ) -> impl Future<Output = Result<Lease, StoreError>> + Send;
 
-    /// Records the outcome of attempt number `attempt` of delivery `seq`.
+    /// Records attempt outcomes: `(seq, attempt number, mark)`, in one transaction.
     fn mark(
         &self,
-        seq: i64,
-        attempt: u32,
-        mark: Mark,
+        marks: Vec<(i64, u32, Mark)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Pauses (workers wait) or resumes a destination.

@@ -54,12 +54,9 @@ enum QueueOp {
         partition: Partition,
         policy: HeadOfLine,
         lease_micros: i64,
+        max: usize,
     },
-    Mark {
-        seq: i64,
-        attempt: u32,
-        mark: Mark,
-    },
+    Marks(Vec<(i64, u32, Mark)>),
     Pause {
         destination: String,
         paused: bool,
@@ -490,6 +487,63 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlit
     Ok(done)
 }
 
+/// Records one attempt's outcome (or gives a delivery back to its queue untried).
+fn mark_one(
+    tx: &rusqlite::Transaction<'_>,
+    now: i64,
+    seq: i64,
+    attempt: u32,
+    mark: &Mark,
+) -> Result<(), rusqlite::Error> {
+    let (outcome, detail) = match mark {
+        Mark::Release => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'queued', leased_until = NULL WHERE seq = ?1 AND state = 'leased'",
+            )?
+            .execute([seq])?;
+            return Ok(());
+        }
+        Mark::Sent => {
+            tx.prepare_cached(
+                        "UPDATE deliveries SET state = 'sent', attempts = ?2, sent_at = ?3, leased_until = NULL, \
+                         last_error = NULL WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, attempt, now])?;
+            ("sent", None)
+        }
+        Mark::Retry { at, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'queued', attempts = ?2, next_attempt_at = ?3, \
+                         leased_until = NULL, last_error = ?4 WHERE seq = ?1",
+            )?
+            .execute(params![seq, attempt, at, reason])?;
+            ("retry", Some(reason.as_str()))
+        }
+        Mark::Dead { reason } => {
+            tx.prepare_cached(
+                        "UPDATE deliveries SET state = 'dead', attempts = ?2, leased_until = NULL, last_error = ?3 \
+                         WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, attempt, reason])?;
+            ("dead", Some(reason.as_str()))
+        }
+    };
+    tx.prepare_cached(
+                "INSERT OR REPLACE INTO delivery_attempts (seq, attempt, at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![seq, attempt, now, outcome, detail])?;
+    Ok(())
+}
+
+/// A pending delivery as a lease reads it.
+struct PendingRow {
+    seq: i64,
+    state: String,
+    leased_until: Option<i64>,
+    next_at: i64,
+    leased: Leased,
+}
+
 /// Applies one queue change inside the writer's transaction; a lease returns what it found.
 fn queue_op(
     tx: &rusqlite::Transaction<'_>,
@@ -502,71 +556,63 @@ fn queue_op(
             partition,
             policy,
             lease_micros,
+            max,
         } => {
             let of = i64::from(partition.of.max(1));
             let index = i64::from(partition.index);
-            // Both read the pending part of this destination's queue in order (partial index).
-            let sql = match policy {
-                HeadOfLine::Block => {
-                    "SELECT seq, state, leased_until, next_attempt_at, message_id, format, attempts, \
-                     created_at, idempotency_key, payload FROM deliveries \
-                     WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3 \
-                     ORDER BY seq LIMIT 1"
+            // The pending part of this partition of the queue, in order (partial index).
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, state, leased_until, next_attempt_at, message_id, format, attempts, \
+                 created_at, idempotency_key, payload FROM deliveries \
+                 WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3 \
+                 AND (?4 = 0 OR (next_attempt_at <= ?5 AND (state = 'queued' OR leased_until <= ?5))) \
+                 ORDER BY seq LIMIT ?6",
+            )?;
+            let skip = i64::from(*policy == HeadOfLine::Skip);
+            let limit = i64::try_from((*max).max(1)).unwrap_or(1);
+            let rows = stmt.query_map(params![destination, of, index, skip, now, limit], |r| {
+                Ok(PendingRow {
+                    seq: r.get(0)?,
+                    state: r.get(1)?,
+                    leased_until: r.get(2)?,
+                    next_at: r.get(3)?,
+                    leased: Leased {
+                        seq: r.get(0)?,
+                        message_id: uuid::Uuid::parse_str(&r.get::<_, String>(4)?)
+                            .unwrap_or_default(),
+                        destination: destination.clone(),
+                        format: r.get(5)?,
+                        attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                        created_at: r.get(7)?,
+                        idempotency_key: r.get(8)?,
+                        payload: r.get(9)?,
+                    },
+                })
+            })?;
+            let mut taken = Vec::new();
+            let mut wait = None;
+            for row in rows {
+                let row = row?;
+                let in_flight = row.state == "leased" && row.leased_until.is_some_and(|u| u > now);
+                let due = row.next_at <= now;
+                if in_flight || !due {
+                    // Under `block` nothing passes the first delivery that cannot go now.
+                    if taken.is_empty() {
+                        wait = Some(if in_flight {
+                            row.leased_until
+                        } else {
+                            Some(row.next_at)
+                        });
+                    }
+                    break;
                 }
-                HeadOfLine::Skip => {
-                    "SELECT seq, state, leased_until, next_attempt_at, message_id, format, attempts, \
-                     created_at, idempotency_key, payload FROM deliveries \
-                     WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3 \
-                     AND next_attempt_at <= ?4 AND (state = 'queued' OR leased_until <= ?4) \
-                     ORDER BY seq LIMIT 1"
-                }
-            };
-            let mut stmt = tx.prepare_cached(sql)?;
-            type Row = (
-                i64,
-                String,
-                Option<i64>,
-                i64,
-                String,
-                String,
-                i64,
-                i64,
-                String,
-                Vec<u8>,
-            );
-            let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            };
-            let head = match policy {
-                HeadOfLine::Block => stmt.query_row(params![destination, of, index], read),
-                HeadOfLine::Skip => stmt.query_row(params![destination, of, index, now], read),
+                taken.push(row);
             }
-            .optional()?;
-            let Some((
-                seq,
-                state,
-                leased_until,
-                next_at,
-                message_id,
-                format,
-                attempts,
-                created_at,
-                key,
-                payload,
-            )) = head
-            else {
-                if *policy == HeadOfLine::Skip {
+            if taken.is_empty() {
+                if let Some(w) = wait {
+                    return Ok(Some(Lease::Wait(w)));
+                }
+                if skip == 1 {
                     let (n, earliest): (i64, Option<i64>) = tx.query_row(
                         "SELECT count(*), min(CASE WHEN state = 'queued' THEN next_attempt_at ELSE leased_until END) \
                          FROM deliveries WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3",
@@ -578,59 +624,21 @@ fn queue_op(
                     }
                 }
                 return Ok(Some(Lease::Empty));
-            };
-            if state == "leased" && leased_until.is_some_and(|u| u > now) {
-                return Ok(Some(Lease::Wait(leased_until)));
             }
-            if next_at > now {
-                return Ok(Some(Lease::Wait(Some(next_at))));
-            }
-            tx.prepare_cached(
+            let mut update = tx.prepare_cached(
                 "UPDATE deliveries SET state = 'leased', leased_until = ?2 WHERE seq = ?1",
-            )?
-            .execute(params![seq, now.saturating_add(*lease_micros)])?;
-            Ok(Some(Lease::Leased(Box::new(Leased {
-                seq,
-                message_id: uuid::Uuid::parse_str(&message_id).unwrap_or_default(),
-                destination: destination.clone(),
-                format,
-                attempts: u32::try_from(attempts).unwrap_or(0),
-                created_at,
-                idempotency_key: key,
-                payload,
-            }))))
+            )?;
+            for row in &taken {
+                update.execute(params![row.seq, now.saturating_add(*lease_micros)])?;
+            }
+            Ok(Some(Lease::Leased(
+                taken.into_iter().map(|r| r.leased).collect(),
+            )))
         }
-        QueueOp::Mark { seq, attempt, mark } => {
-            let (outcome, detail) = match mark {
-                Mark::Sent => {
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET state = 'sent', attempts = ?2, sent_at = ?3, leased_until = NULL, \
-                         last_error = NULL WHERE seq = ?1",
-                    )?
-                    .execute(params![seq, attempt, now])?;
-                    ("sent", None)
-                }
-                Mark::Retry { at, reason } => {
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET state = 'queued', attempts = ?2, next_attempt_at = ?3, \
-                         leased_until = NULL, last_error = ?4 WHERE seq = ?1",
-                    )?
-                    .execute(params![seq, attempt, at, reason])?;
-                    ("retry", Some(reason.as_str()))
-                }
-                Mark::Dead { reason } => {
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET state = 'dead', attempts = ?2, leased_until = NULL, last_error = ?3 \
-                         WHERE seq = ?1",
-                    )?
-                    .execute(params![seq, attempt, reason])?;
-                    ("dead", Some(reason.as_str()))
-                }
-            };
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO delivery_attempts (seq, attempt, at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![seq, attempt, now, outcome, detail])?;
+        QueueOp::Marks(marks) => {
+            for (seq, attempt, mark) in marks {
+                mark_one(tx, now, *seq, *attempt, mark)?;
+            }
             Ok(None)
         }
         QueueOp::Pause {
@@ -810,20 +818,20 @@ impl Store for SqliteStore {
         partition: Partition,
         policy: HeadOfLine,
         lease_micros: i64,
+        max: usize,
     ) -> Result<Lease, StoreError> {
         let op = QueueOp::Lease {
             destination: destination.to_string(),
             partition,
             policy,
             lease_micros,
+            max,
         };
         Ok(self.queue(op).await?.unwrap_or(Lease::Empty))
     }
 
-    async fn mark(&self, seq: i64, attempt: u32, mark: Mark) -> Result<(), StoreError> {
-        self.queue(QueueOp::Mark { seq, attempt, mark })
-            .await
-            .map(|_| ())
+    async fn mark(&self, marks: Vec<(i64, u32, Mark)>) -> Result<(), StoreError> {
+        self.queue(QueueOp::Marks(marks)).await.map(|_| ())
     }
 
     async fn set_paused(&self, destination: &str, paused: bool) -> Result<(), StoreError> {
@@ -1087,30 +1095,32 @@ mod tests {
             }])
             .await
             .unwrap();
-        let lease = |policy| store.lease("emr", one, policy, hour);
-        let Lease::Leased(first) = lease(HeadOfLine::Block).await.unwrap() else {
+        let lease = |policy| store.lease("emr", one, policy, hour, 1);
+        let Lease::Leased(mut first) = lease(HeadOfLine::Block).await.unwrap() else {
             panic!()
         };
+        let first = first.remove(0);
         assert_eq!(first.payload, vec![1]);
         // The head is in flight: block waits, skip takes the next one.
         assert!(matches!(
             lease(HeadOfLine::Block).await.unwrap(),
             Lease::Wait(Some(_))
         ));
-        let Lease::Leased(second) = lease(HeadOfLine::Skip).await.unwrap() else {
+        let Lease::Leased(mut second) = lease(HeadOfLine::Skip).await.unwrap() else {
             panic!()
         };
+        let second = second.remove(0);
         assert_eq!(second.payload, vec![2]);
         let later = crate::record::now_micros() + hour;
         store
-            .mark(
+            .mark(vec![(
                 first.seq,
                 1,
                 Mark::Retry {
                     at: later,
                     reason: "503 Service Unavailable".into(),
                 },
-            )
+            )])
             .await
             .unwrap();
         // A retrying head blocks under `block` ...
@@ -1119,19 +1129,20 @@ mod tests {
             Lease::Wait(Some(later))
         );
         // ... and is passed under `skip`.
-        let Lease::Leased(third) = lease(HeadOfLine::Skip).await.unwrap() else {
+        let Lease::Leased(mut third) = lease(HeadOfLine::Skip).await.unwrap() else {
             panic!()
         };
+        let third = third.remove(0);
         assert_eq!(third.payload, vec![3]);
-        store.mark(second.seq, 1, Mark::Sent).await.unwrap();
+        store.mark(vec![(second.seq, 1, Mark::Sent)]).await.unwrap();
         store
-            .mark(
+            .mark(vec![(
                 third.seq,
                 1,
                 Mark::Dead {
                     reason: "400 Bad Request".into(),
                 },
-            )
+            )])
             .await
             .unwrap();
         assert!(
@@ -1160,26 +1171,26 @@ mod tests {
             of: 2,
         };
         store
-            .mark(
+            .mark(vec![(
                 first.seq,
                 2,
                 Mark::Retry {
                     at: 0,
                     reason: "again".into(),
                 },
-            )
+            )])
             .await
             .unwrap();
         assert_eq!(
             store
-                .lease("emr", other, HeadOfLine::Block, hour)
+                .lease("emr", other, HeadOfLine::Block, hour, 1)
                 .await
                 .unwrap(),
             Lease::Empty
         );
         assert!(matches!(
-            store.lease("emr", Partition { index: pa, of: 2 }, HeadOfLine::Block, hour).await.unwrap(),
-            Lease::Leased(l) if l.payload == vec![1] && l.attempts == 2
+            store.lease("emr", Partition { index: pa, of: 2 }, HeadOfLine::Block, hour, 1).await.unwrap(),
+            Lease::Leased(l) if l[0].payload == vec![1] && l[0].attempts == 2
         ));
         // Pause and resume.
         store.set_paused("emr", true).await.unwrap();
@@ -1190,8 +1201,8 @@ mod tests {
         // A lease held when the process stopped is void after a restart.
         let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
         assert!(matches!(
-            store.lease("emr", one, HeadOfLine::Block, hour).await.unwrap(),
-            Lease::Leased(l) if l.payload == vec![1]
+            store.lease("emr", one, HeadOfLine::Block, hour, 1).await.unwrap(),
+            Lease::Leased(l) if l[0].payload == vec![1]
         ));
         store.close().await.unwrap();
     }
