@@ -89,7 +89,7 @@ pub struct QueueConfig {
     #[serde(default)]
     pub head_of_line: HeadOfLineConfig,
     /// Workers sending at once (and so connections); with more than one, order is kept per
-    /// `order_key` value only.
+    /// `order_key` value only (and, without an order key, not at all).
     #[serde(default = "one")]
     pub concurrency: u32,
     /// An HL7 path whose value keeps order among concurrent workers, e.g. `PID-3-1`.

@@ -412,6 +412,7 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlit
                             o.status.as_str(),
                             o.error
                         ])?;
+                        let message_id = o.message_id.to_string();
                         for d in &o.deliveries {
                             queue.execute(params![
                                 d.message_id.to_string(),
@@ -420,7 +421,11 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlit
                                 d.format.as_str(),
                                 now,
                                 d.order_key,
-                                i64::from(order_hash(d.order_key.as_deref())),
+                                // Without an order key, deliveries spread over the
+                                // workers by message: no order among them is promised.
+                                i64::from(order_hash(Some(
+                                    d.order_key.as_deref().unwrap_or(&message_id)
+                                ))),
                                 d.idempotency_key(),
                                 d.payload,
                             ])?;
