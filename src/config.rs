@@ -620,7 +620,8 @@ fn destination(c: &mut Collector, key: &str, v: Value) -> Option<DestinationConf
         "http" => c.section(key, rest).map(Settings::Http),
         "file" => c.section(key, rest).map(Settings::File),
         "mllp" => c.section(key, rest).map(Settings::Mllp),
-        "rabbitmq" | "fhir" => {
+        "rabbitmq" => c.section(key, rest).map(Settings::Rabbitmq),
+        "fhir" => {
             if let Value::Object(t) = &rest {
                 for k in t.keys() {
                     c.push(
@@ -642,6 +643,9 @@ fn destination(c: &mut Collector, key: &str, v: Value) -> Option<DestinationConf
             None
         }
     };
+    if let Some(problem) = settings.as_ref().and_then(Settings::check) {
+        c.push(key, problem);
+    }
     Some(DestinationConfig {
         kind,
         description,

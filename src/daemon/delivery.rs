@@ -3,7 +3,8 @@
 //! Each destination gets `concurrency` workers; worker `p` serves partition `p` of its queue
 //! (deliveries whose order key hashes to `p`), so order is kept per key — or strictly, with one
 //! worker. Deliveries are leased in batches (up to 64, sent one after the other in queue
-//! order) so that the queue costs two writes per batch, not per delivery. A worker owns the
+//! order, or published back to back with their confirms collected after, for RabbitMQ) so that
+//! the queue costs two writes per batch, not per delivery. A worker owns the
 //! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
 //! receiver's `Retry-After`) or, past `max_attempts`/`max_age_secs`, a dead letter. Marks are
@@ -97,35 +98,63 @@ impl<S: Store> Worker<S> {
                     continue;
                 }
             };
-            let mut marks = Vec::with_capacity(batch.len());
-            // Under `block`, a delivery that will be retried holds back the rest of the batch.
-            let mut held = false;
-            for d in &batch {
-                if held || *shutdown.borrow() {
-                    marks.push((d.seq, d.attempts, Mark::Release));
-                    continue;
-                }
-                if let Some(gap) = gap {
-                    let now = Instant::now();
-                    if next_send > now {
-                        tokio::time::sleep(next_send - now).await;
-                    }
-                    next_send = next_send.max(now) + gap;
-                }
-                let attempt = d.attempts.saturating_add(1);
-                let out = Outgoing {
+            let outs: Vec<Outgoing<'_>> = batch
+                .iter()
+                .map(|d| Outgoing {
                     seq: d.seq,
                     message_id: d.message_id,
                     idempotency_key: &d.idempotency_key,
                     format: &d.format,
                     payload: &d.payload,
-                    attempt,
-                };
-                in_flight.inc();
+                    attempt: d.attempts.saturating_add(1),
+                })
+                .collect();
+            // One outcome per delivery; `None`: not tried (held back, or shutting down).
+            let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
+            if self.destination.pipelines() {
+                in_flight.add(outs.len() as i64);
                 let started = Instant::now();
-                let outcome = self.destination.send(&out).await;
-                latency.observe(started.elapsed().as_secs_f64());
-                in_flight.dec();
+                let sent = self.destination.send_batch(&outs).await;
+                let each = started.elapsed().as_secs_f64() / outs.len().max(1) as f64;
+                for _ in &outs {
+                    latency.observe(each);
+                }
+                in_flight.sub(outs.len() as i64);
+                outcomes.extend(sent.into_iter().map(Some));
+                if let Some(gap) = gap {
+                    tokio::time::sleep(gap * u32::try_from(outs.len()).unwrap_or(u32::MAX)).await;
+                }
+            } else {
+                // Under `block`, a delivery that will be retried holds back the rest.
+                let mut held = false;
+                for out in &outs {
+                    if held || *shutdown.borrow() {
+                        outcomes.push(None);
+                        continue;
+                    }
+                    if let Some(gap) = gap {
+                        let now = Instant::now();
+                        if next_send > now {
+                            tokio::time::sleep(next_send - now).await;
+                        }
+                        next_send = next_send.max(now) + gap;
+                    }
+                    in_flight.inc();
+                    let started = Instant::now();
+                    let outcome = self.destination.send(out).await;
+                    latency.observe(started.elapsed().as_secs_f64());
+                    in_flight.dec();
+                    held = policy == HeadOfLine::Block && matches!(outcome, Outcome::Retry { .. });
+                    outcomes.push(Some(outcome));
+                }
+            }
+            let mut marks = Vec::with_capacity(batch.len());
+            for (d, outcome) in batch.iter().zip(outcomes) {
+                let attempt = d.attempts.saturating_add(1);
+                let Some(outcome) = outcome else {
+                    marks.push((d.seq, d.attempts, Mark::Release));
+                    continue;
+                };
                 let mark = match outcome {
                     Outcome::Delivered => {
                         delivered.inc();
@@ -159,7 +188,6 @@ impl<S: Store> Worker<S> {
                             Mark::Dead { reason: why }
                         } else {
                             retried.inc();
-                            held = policy == HeadOfLine::Block;
                             tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
                             tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "failure");
                             Mark::Retry { at, reason }

@@ -8,13 +8,14 @@
 //! A destination never sleeps, retries or touches the journal: it classifies. The worker
 //! (`daemon::delivery`) owns the retry policy ([`RetryPolicy`]), ordering and rate limits.
 //! One file per kind, each with its configuration, build and send: [`http`], [`file`],
-//! [`mllp`].
+//! [`mllp`], [`rabbitmq`].
 //! Every delivery carries an idempotency key (message id + destination) that a destination
 //! passes on where its protocol has a place for it (`Idempotency-Key` header, file name).
 
 pub mod file;
 pub mod http;
 pub mod mllp;
+pub mod rabbitmq;
 
 use std::time::Duration;
 
@@ -176,9 +177,28 @@ pub enum Settings {
     File(file::FileConfig),
     /// MLLP.
     Mllp(mllp::MllpConfig),
-    /// A kind whose sending has not landed yet (`rabbitmq`, `fhir`): deliveries wait in its
-    /// queue.
+    /// RabbitMQ.
+    Rabbitmq(rabbitmq::RabbitConfig),
+    /// A kind whose sending has not landed yet (`fhir`): deliveries wait in its queue.
     NotYet,
+}
+
+impl Settings {
+    /// Checks what building would check (templates, secrets, TLS files, addresses) without
+    /// connecting or creating anything; the problem, if any.
+    pub fn check(&self) -> Option<String> {
+        match self {
+            Settings::Http(c) => http::HttpDestination::build(c, 1).err(),
+            Settings::Mllp(c) => mllp::MllpDestination::build(c).err(),
+            Settings::Rabbitmq(c) => rabbitmq::RabbitDestination::build(c).err(),
+            Settings::File(c) => c
+                .filename
+                .as_deref()
+                .and_then(|f| OutTemplate::parse(f).err())
+                .map(|e| format!("filename: {e}")),
+            Settings::NotYet => None,
+        }
+    }
 }
 
 /// A built destination.
@@ -190,6 +210,8 @@ pub enum Destination {
     File(file::FileDestination),
     /// MLLP.
     Mllp(mllp::MllpDestination),
+    /// RabbitMQ (boxed: it is much larger than the others).
+    Rabbitmq(Box<rabbitmq::RabbitDestination>),
 }
 
 impl Destination {
@@ -202,6 +224,9 @@ impl Destination {
             )?)),
             Settings::File(c) => Some(Destination::File(file::FileDestination::build(c)?)),
             Settings::Mllp(c) => Some(Destination::Mllp(mllp::MllpDestination::build(c)?)),
+            Settings::Rabbitmq(c) => Some(Destination::Rabbitmq(Box::new(
+                rabbitmq::RabbitDestination::build(c)?,
+            ))),
             Settings::NotYet => None,
         })
     }
@@ -212,6 +237,31 @@ impl Destination {
             Destination::Http(h) => h.send(d).await,
             Destination::File(f) => f.send(d).await,
             Destination::Mllp(m) => m.send(d).await,
+            Destination::Rabbitmq(r) => r
+                .send_batch(std::slice::from_ref(d))
+                .await
+                .pop()
+                .unwrap_or_else(|| Outcome::retry("no outcome")),
+        }
+    }
+
+    /// Whether a whole batch is sent at once ([`Destination::send_batch`]) instead of one
+    /// delivery after the other.
+    pub fn pipelines(&self) -> bool {
+        matches!(self, Destination::Rabbitmq(_))
+    }
+
+    /// Sends a batch at once; one outcome per delivery, in order.
+    pub async fn send_batch(&self, batch: &[Outgoing<'_>]) -> Vec<Outcome> {
+        match self {
+            Destination::Rabbitmq(r) => r.send_batch(batch).await,
+            _ => {
+                let mut out = Vec::with_capacity(batch.len());
+                for d in batch {
+                    out.push(self.send(d).await);
+                }
+                out
+            }
         }
     }
 }

@@ -1,0 +1,309 @@
+//! The RabbitMQ destination: AMQP 0-9-1 publishing with publisher confirms (`lapin`).
+//!
+//! ```toml
+//! [destinations.lab-results]
+//! kind = "rabbitmq"
+//! url = "env:AMQP_URL"                        # a secret reference: amqp://user:password@host:5672/%2f
+//! exchange = "results"
+//! exchange_kind = "topic"                     # direct | topic | fanout | headers
+//! declare = true                              # declare it (durable); false: it must exist
+//! routing_key = "hl7.${MSH-9-1}.${MSH-9-2}"   # a template (see `OutTemplate`)
+//! mandatory = true                            # an unroutable message comes back ...
+//! unroutable = "retry"                        # ... and is retried (default) or rejected
+//! nack = "retry"                              # what a broker nack means: retry (default) or reject
+//! confirm_timeout_secs = 30
+//! ```
+//!
+//! A delivery is sent only when the broker confirms it. Messages are persistent
+//! (`delivery_mode = 2`), `message_id` is the idempotency key, and headers carry the message
+//! type and control id. A batch is published back to back and its confirms collected after
+//! (pipelined; awaiting each confirm in turn is several times slower). lapin does not recover
+//! connections by itself: any connection or channel error drops them, the deliveries not
+//! confirmed are retried by the worker, and the next batch connects again and re-declares the
+//! exchange.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde::Deserialize;
+
+use super::{OutTemplate, Outcome, Outgoing};
+use crate::config::Secret;
+use crate::hl7::Message;
+
+/// `[destinations.NAME]` with `kind = "rabbitmq"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitConfig {
+    /// The AMQP URL, from a secret (it holds the password).
+    pub url: Secret,
+    /// Exchange to publish to (`""` is the default exchange).
+    pub exchange: String,
+    /// Its type when declared.
+    #[serde(default = "topic")]
+    pub exchange_kind: String,
+    /// Declare the exchange (durable), or only check that it exists.
+    #[serde(default = "yes")]
+    pub declare: bool,
+    /// Routing key template.
+    pub routing_key: String,
+    /// Ask the broker to return messages no queue takes.
+    #[serde(default = "yes")]
+    pub mandatory: bool,
+    /// What a returned (unroutable) message means: `retry` or `reject`.
+    #[serde(default = "retry")]
+    pub unroutable: String,
+    /// What a broker nack means: `retry` or `reject`.
+    #[serde(default = "retry")]
+    pub nack: String,
+    /// Seconds to wait for a confirm.
+    #[serde(default = "thirty")]
+    pub confirm_timeout_secs: u64,
+    /// Seconds to wait for a connection.
+    #[serde(default = "ten")]
+    pub connect_timeout_secs: u64,
+}
+
+fn topic() -> String {
+    "topic".into()
+}
+fn yes() -> bool {
+    true
+}
+fn retry() -> String {
+    "retry".into()
+}
+fn thirty() -> u64 {
+    30
+}
+fn ten() -> u64 {
+    10
+}
+
+/// A built RabbitMQ destination.
+pub struct RabbitDestination {
+    url: String,
+    exchange: String,
+    kind: ExchangeKind,
+    declare: bool,
+    routing_key: OutTemplate,
+    mandatory: bool,
+    reject_unroutable: bool,
+    reject_nack: bool,
+    confirm_timeout: Duration,
+    connect_timeout: Duration,
+    link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+}
+
+impl std::fmt::Debug for RabbitDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitDestination")
+            .field("exchange", &self.exchange)
+            .finish()
+    }
+}
+
+impl RabbitDestination {
+    /// Resolves the URL and checks the settings; connects on first send.
+    pub fn build(config: &RabbitConfig) -> Result<RabbitDestination, String> {
+        let url = config.url.resolve().map_err(|e| format!("url: {e}"))?;
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err("url: must be an amqp:// or amqps:// URL".into());
+        }
+        let kind = match config.exchange_kind.as_str() {
+            "direct" => ExchangeKind::Direct,
+            "topic" => ExchangeKind::Topic,
+            "fanout" => ExchangeKind::Fanout,
+            "headers" => ExchangeKind::Headers,
+            other => {
+                return Err(format!(
+                    "exchange_kind: {other:?} (expected direct, topic, fanout, headers)"
+                ))
+            }
+        };
+        let choice = |key: &str, v: &str| match v {
+            "retry" => Ok(false),
+            "reject" => Ok(true),
+            other => Err(format!("{key}: {other:?} (expected retry or reject)")),
+        };
+        Ok(RabbitDestination {
+            url,
+            exchange: config.exchange.clone(),
+            kind,
+            declare: config.declare,
+            routing_key: OutTemplate::parse(&config.routing_key)
+                .map_err(|e| format!("routing_key: {e}"))?,
+            mandatory: config.mandatory,
+            reject_unroutable: choice("unroutable", &config.unroutable)?,
+            reject_nack: choice("nack", &config.nack)?,
+            confirm_timeout: Duration::from_secs(config.confirm_timeout_secs.max(1)),
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
+            link: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    async fn connect(&self) -> Result<(Connection, Channel), String> {
+        let props = ConnectionProperties::default()
+            .with_connection_name("aorta".into())
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio::current());
+        let conn =
+            tokio::time::timeout(self.connect_timeout, Connection::connect(&self.url, props))
+                .await
+                .map_err(|_| "no connection to the broker within the timeout".to_string())?
+                .map_err(|e| format!("cannot connect to the broker: {e}"))?;
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(|e| format!("opening a channel: {e}"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| format!("enabling publisher confirms: {e}"))?;
+        if !self.exchange.is_empty() {
+            let options = ExchangeDeclareOptions {
+                passive: !self.declare,
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    self.exchange.as_str(),
+                    self.kind.clone(),
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| format!("exchange {}: {e}", self.exchange))?;
+        }
+        Ok((conn, channel))
+    }
+
+    /// Publishes a batch back to back, then collects the confirms: one outcome per delivery.
+    pub async fn send_batch(&self, batch: &[Outgoing<'_>]) -> Vec<Outcome> {
+        let mut link = self.link.lock().await;
+        let usable = link
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        if !usable {
+            *link = None;
+            match self.connect().await {
+                Ok(l) => *link = Some(l),
+                Err(e) => return batch.iter().map(|_| Outcome::retry(e.clone())).collect(),
+            }
+        }
+        let Some((_, channel)) = link.as_ref() else {
+            return batch
+                .iter()
+                .map(|_| Outcome::retry("no broker connection"))
+                .collect();
+        };
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut broken = None;
+        for d in batch {
+            if let Some(e) = &broken {
+                pending.push(Err(Outcome::retry(format!("not published: {e}"))));
+                continue;
+            }
+            let key = self.routing_key.render(d, &|v| v.to_string());
+            let published = channel
+                .basic_publish(
+                    self.exchange.as_str(),
+                    key.as_str(),
+                    BasicPublishOptions {
+                        mandatory: self.mandatory,
+                        ..BasicPublishOptions::default()
+                    },
+                    d.payload,
+                    properties(d),
+                )
+                .await;
+            match published {
+                Ok(confirm) => pending.push(Ok(confirm)),
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    pending.push(Err(Outcome::retry(format!("publishing: {e}"))));
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.confirm_timeout;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in pending {
+            let outcome = match p {
+                Err(o) => o,
+                Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
+                    Ok(Ok(Confirmation::Ack(None))) | Ok(Ok(Confirmation::NotRequested)) => {
+                        Outcome::Delivered
+                    }
+                    Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+                        let why = format!(
+                            "unroutable: the broker returned it ({} {})",
+                            returned.reply_code, returned.reply_text
+                        );
+                        if self.reject_unroutable {
+                            Outcome::Reject(why)
+                        } else {
+                            Outcome::retry(why)
+                        }
+                    }
+                    Ok(Ok(Confirmation::Nack(_))) => {
+                        if self.reject_nack {
+                            Outcome::Reject("the broker nacked it".into())
+                        } else {
+                            Outcome::retry("the broker nacked it")
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        broken.get_or_insert_with(|| e.to_string());
+                        Outcome::retry(format!("no confirm: {e}"))
+                    }
+                    Err(_) => {
+                        broken.get_or_insert_with(|| "confirm timeout".into());
+                        Outcome::retry(format!(
+                            "no confirm within {} s",
+                            self.confirm_timeout.as_secs()
+                        ))
+                    }
+                },
+            };
+            outcomes.push(outcome);
+        }
+        if broken.is_some() {
+            // The next batch starts on a fresh connection (and declares the exchange again).
+            if let Some((conn, _)) = link.take() {
+                let _ = conn.close(0, "aorta: reconnecting").await;
+            }
+        }
+        outcomes
+    }
+}
+
+/// Persistent, with the idempotency key as `message_id` and the message's facts as headers.
+fn properties(d: &Outgoing<'_>) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    let mut put = |k: &str, v: String| {
+        headers.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
+    };
+    put("x-aorta-message-id", d.message_id.to_string());
+    put("x-aorta-format", d.format.to_string());
+    if d.format == "hl7v2" {
+        if let Ok(m) = Message::parse(d.payload) {
+            let code = m.message_code().unwrap_or_default();
+            let event = m.trigger_event().unwrap_or_default();
+            put("x-hl7-message-type", format!("{code}^{event}"));
+            put(
+                "x-hl7-control-id",
+                m.control_id().unwrap_or_default().into_owned(),
+            );
+        }
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(d.idempotency_key.into())
+        .with_content_type(d.content_type().into())
+        .with_app_id("aorta".into())
+        .with_headers(headers)
+}
