@@ -80,6 +80,26 @@ pub enum Command {
 /// `aorta bench ...`
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The broker's raw rate for persistent, confirmed publishing (what the RabbitMQ
+    /// destination is measured against), without Aorta.
+    Amqp {
+        /// Broker URL.
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        url: String,
+        /// Messages to publish.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Most unconfirmed messages at a time (1 = await each confirm).
+        #[arg(long, default_value_t = 1000)]
+        outstanding: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 600)]
+        size: usize,
+        /// Keep the (emptied) queue `aorta.bench.raw`, bound to `aorta.bench` with `raw.#`, for
+        /// an end-to-end run through Aorta.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Send messages over MLLP, stop-and-wait on each connection, and report msgs/s and ACK latency.
     Mllp {
         /// Listener address.
@@ -205,6 +225,23 @@ pub fn run(cli: Cli) -> Result<()> {
             init_logging(&c.logging)?;
             tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "starting aorta");
             runtime()?.block_on(crate::daemon::run(&c))
+        }
+        Command::Bench(BenchCommand::Amqp {
+            url,
+            messages,
+            outstanding,
+            size,
+            keep,
+        }) => {
+            let rate = runtime()?.block_on(crate::loadgen::amqp_publish_rate(
+                &url,
+                messages,
+                outstanding,
+                size,
+                keep,
+            ))?;
+            println!("amqp: {messages} persistent {size}-byte messages, {outstanding} unconfirmed at most: {rate:.0} msgs/s");
+            Ok(())
         }
         Command::Bench(BenchCommand::Mllp {
             addr,

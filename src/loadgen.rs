@@ -226,3 +226,84 @@ pub fn fsync_rate(dir: &std::path::Path, secs: f64) -> Result<f64> {
     let _ = std::fs::remove_file(path);
     Ok(rate)
 }
+
+/// The broker's own rate for what the RabbitMQ destination does, without Aorta: persistent
+/// messages to a durable queue through a topic exchange, with publisher confirms, at most
+/// `outstanding` unconfirmed at a time. Declares the exchange `aorta.bench` and the queue
+/// `aorta.bench.raw` (bound with `raw.#`), and deletes the queue after unless `keep`.
+pub async fn amqp_publish_rate(
+    url: &str,
+    messages: usize,
+    outstanding: usize,
+    size: usize,
+    keep: bool,
+) -> Result<f64> {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+    let props = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current());
+    let conn = Connection::connect(url, props).await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        "aorta.bench",
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    let queue = "aorta.bench.raw".to_string();
+    let q = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.as_str(), q, FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        queue.as_str(),
+        "aorta.bench",
+        "raw.#",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    let payload = vec![b'x'; size];
+    let started = std::time::Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for _ in 0..messages {
+        if pending.len() >= outstanding.max(1) {
+            if let Some(c) = pending.pop_front() {
+                c.await?;
+            }
+        }
+        let confirm = ch
+            .basic_publish(
+                "aorta.bench",
+                "raw.bench",
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await?;
+        pending.push_back(confirm);
+    }
+    for c in pending {
+        c.await?;
+    }
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    if keep {
+        ch.queue_purge(queue.as_str(), QueuePurgeOptions::default())
+            .await?;
+    } else {
+        ch.queue_delete(queue.as_str(), QueueDeleteOptions::default())
+            .await?;
+    }
+    let _ = conn.close(0, "done").await;
+    Ok(rate)
+}

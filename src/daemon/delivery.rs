@@ -44,6 +44,9 @@ const IDLE: Duration = Duration::from_secs(5);
 /// Deliveries leased at once: one lease and one mark per batch instead of per delivery.
 const BATCH: usize = 64;
 
+/// The batch for destinations that pipeline (RabbitMQ): more confirms in flight at once.
+const PIPELINED_BATCH: usize = 500;
+
 impl<S: Store> Worker<S> {
     /// Sends until `shutdown` turns true (finishing the delivery in hand).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -56,6 +59,11 @@ impl<S: Store> Worker<S> {
         let gap = (self.queue.rate_limit > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / self.queue.rate_limit));
         let mut next_send = Instant::now();
+        let batch_size = if self.destination.pipelines() {
+            PIPELINED_BATCH
+        } else {
+            BATCH
+        };
         let name = self.name.as_str();
         let delivered = self.metrics.deliveries_sent.with_label_values(&[name]);
         let retried = self.metrics.deliveries_retried.with_label_values(&[name]);
@@ -73,7 +81,7 @@ impl<S: Store> Worker<S> {
             }
             let lease = match self
                 .store
-                .lease(name, self.partition, policy, lease_micros, BATCH)
+                .lease(name, self.partition, policy, lease_micros, batch_size)
                 .await
             {
                 Ok(l) => l,
