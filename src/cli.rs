@@ -80,6 +80,12 @@ pub enum Command {
 /// `aorta bench ...`
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// An HTTP receiver that answers 200 to everything, for benchmarking the HTTP destination.
+    HttpSink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
     /// The broker's raw rate for persistent, confirmed publishing (what the RabbitMQ
     /// destination is measured against), without Aorta.
     Amqp {
@@ -225,6 +231,9 @@ pub fn run(cli: Cli) -> Result<()> {
             init_logging(&c.logging)?;
             tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "starting aorta");
             runtime()?.block_on(crate::daemon::run(&c))
+        }
+        Command::Bench(BenchCommand::HttpSink { bind }) => {
+            runtime()?.block_on(crate::loadgen::http_sink(&bind))
         }
         Command::Bench(BenchCommand::Amqp {
             url,

@@ -307,3 +307,33 @@ pub async fn amqp_publish_rate(
     let _ = conn.close(0, "done").await;
     Ok(rate)
 }
+
+/// A receiver for benchmarks: answers every request on `bind` with 200 and counts them
+/// (printed every second while they arrive).
+pub async fn http_sink(bind: &str) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let app = axum::Router::new().fallback(move || {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    let socket = tokio::net::TcpListener::bind(bind).await?;
+    println!("sink: listening on {}", socket.local_addr()?);
+    tokio::spawn(async move {
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = count.load(Ordering::Relaxed);
+            if now != last {
+                println!("sink: {now} requests ({} in the last second)", now - last);
+                last = now;
+            }
+        }
+    });
+    axum::serve(socket, app).await?;
+    Ok(())
+}
