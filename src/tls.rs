@@ -74,17 +74,28 @@ pub fn outgoing_config(
     ca: Option<&std::path::Path>,
     client: Option<(&std::path::Path, &std::path::Path)>,
 ) -> Result<rustls::ClientConfig, String> {
-    if let Some(ca) = ca {
-        return client_config(ca, client).map(|c| (*c).clone());
-    }
     let mut roots = RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for c in found.certs {
-        // A system certificate rustls cannot use is skipped, as browsers do.
-        let _ = roots.add(c);
-    }
-    if roots.is_empty() {
-        return Err("no trusted root certificates found on this system; give a CA file".into());
+    match ca {
+        Some(ca) => {
+            for c in
+                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
+            {
+                roots
+                    .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                // A system certificate rustls cannot use is skipped, as browsers do.
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err(
+                    "no trusted root certificates found on this system; give a CA file".into(),
+                );
+            }
+        }
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -112,29 +123,5 @@ pub fn client_config(
     ca: &std::path::Path,
     client: Option<(&std::path::Path, &std::path::Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
-        roots
-            .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
-            .map_err(|e| e.to_string())?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| format!("{}: {e}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| e.to_string())?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
+    outgoing_config(Some(ca), client).map(Arc::new)
 }

@@ -81,7 +81,7 @@ pub enum HttpAuth {
     },
 }
 
-/// TLS for outgoing connections.
+/// TLS for outgoing connections (HTTP and MLLP destinations).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTls {
@@ -94,6 +94,21 @@ pub struct ClientTls {
     /// Its key (PEM).
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// The name the receiver's certificate must carry (MLLP; default: the address's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl ClientTls {
+    /// The rustls configuration these settings describe.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+        let client = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => return Err("tls: give both cert and key for a client certificate".into()),
+        };
+        crate::tls::outgoing_config(self.ca.as_deref(), client).map_err(|e| format!("tls: {e}"))
+    }
 }
 
 /// A built HTTP destination.
@@ -157,14 +172,6 @@ impl HttpDestination {
             None => {}
         }
         let tls = config.tls.as_ref();
-        let client_cert = match (
-            tls.and_then(|t| t.cert.as_deref()),
-            tls.and_then(|t| t.key.as_deref()),
-        ) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => return Err("tls: give both cert and key for a client certificate".into()),
-        };
         // reqwest wants a process-wide rustls provider even for plain http; Aorta uses ring
         // everywhere (installing twice is refused, which is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -173,9 +180,10 @@ impl HttpDestination {
             .connect_timeout(Duration::from_secs(config.timeout_secs.clamp(1, 10)))
             .pool_max_idle_per_host(connections.max(1));
         let builder = if config.url.starts_with("https://") || tls.is_some() {
-            let mut rustls =
-                crate::tls::outgoing_config(tls.and_then(|t| t.ca.as_deref()), client_cert)
-                    .map_err(|e| format!("tls: {e}"))?;
+            let mut rustls = match tls {
+                Some(t) => t.client_config()?,
+                None => crate::tls::outgoing_config(None, None).map_err(|e| format!("tls: {e}"))?,
+            };
             rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
             builder.tls_backend_preconfigured(rustls)
         } else {

@@ -14,7 +14,6 @@
 //! AE/CE → retry or reject as configured; AR/CR (or 0x15... which release 2 uses for any
 //! refusal, so it is retried) → rejected; no answer in time, or a broken connection → retry.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -39,7 +38,7 @@ pub struct MllpConfig {
     pub application_error: ApplicationError,
     /// TLS to the receiver.
     #[serde(default)]
-    pub tls: Option<MllpTls>,
+    pub tls: Option<super::http::ClientTls>,
 }
 
 fn thirty() -> u64 {
@@ -60,24 +59,6 @@ pub enum ApplicationError {
     Reject,
 }
 
-/// TLS to an MLLP receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MllpTls {
-    /// CA certificates (PEM) to trust instead of the system's.
-    #[serde(default)]
-    pub ca: Option<PathBuf>,
-    /// The name the receiver's certificate must carry (default: the address's host).
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// Client certificate (PEM), for mutual TLS.
-    #[serde(default)]
-    pub cert: Option<PathBuf>,
-    /// Its key (PEM).
-    #[serde(default)]
-    pub key: Option<PathBuf>,
-}
-
 /// A built MLLP destination.
 #[derive(Debug)]
 pub struct MllpDestination {
@@ -96,19 +77,10 @@ impl MllpDestination {
             .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
             .ok_or_else(|| format!("address: {:?} is not host:port", config.address))?;
         let tls = match &config.tls {
-            Some(t) => {
-                let client = match (&t.cert, &t.key) {
-                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-                    (None, None) => None,
-                    _ => return Err("tls: give both cert and key for a client certificate".into()),
-                };
-                let c = crate::tls::outgoing_config(t.ca.as_deref(), client)
-                    .map_err(|e| format!("tls: {e}"))?;
-                Some((
-                    std::sync::Arc::new(c),
-                    t.server_name.clone().unwrap_or(host),
-                ))
-            }
+            Some(t) => Some((
+                std::sync::Arc::new(t.client_config()?),
+                t.server_name.clone().unwrap_or(host),
+            )),
             None => None,
         };
         let sender = MllpSender::new(
