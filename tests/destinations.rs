@@ -237,8 +237,13 @@ async fn files_arrive_whole_and_paused_destinations_wait() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let out = dir.join("out/archive");
     let files = || -> Vec<std::path::PathBuf> {
+        // Files being written have hidden temporary names until they are complete.
         std::fs::read_dir(&out)
-            .map(|r| r.map(|e| e.unwrap().path()).collect())
+            .map(|r| {
+                r.map(|e| e.unwrap().path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     assert!(files().is_empty(), "a paused destination sends nothing");
