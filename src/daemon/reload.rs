@@ -4,7 +4,9 @@
 //! A reload reads the configuration file again and compiles every route. Only if all of it is
 //! valid does the route loop switch, atomically, between two batches: messages in flight finish
 //! under the routes they started with. If anything is invalid the running routes stay, and every
-//! error is logged. Listener, store and admin settings take effect at the next restart.
+//! error is logged. Listener, store, admin and destination settings take effect at the next
+//! restart: a destination added by a reload is known to the routes at once, and its deliveries
+//! wait in its queue until a restart starts its workers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,12 +121,15 @@ fn reload(
             return None;
         }
     };
+    if config.destinations != running.destinations {
+        tracing::warn!("destination changes take effect at the next restart; until then deliveries to a new destination wait in its queue");
+    }
     if config.listeners != running.listeners
         || config.store != running.store
         || config.admin != running.admin
         || config.logging != running.logging
     {
-        tracing::warn!("listener, store, admin and logging changes take effect at the next restart; routes, tables and destinations now");
+        tracing::warn!("listener, store, admin and logging changes take effect at the next restart; routes and tables now");
     }
     match config.load_routes() {
         Ok(set) => {
