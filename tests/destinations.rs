@@ -437,3 +437,48 @@ async fn mllp_acks_decide_delivered_retry_or_reject() {
     );
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_keep_order_per_patient() {
+    // Every third message fails once, so workers hold and retry; per patient, order must stay.
+    let (addr, seen) = receiver(|id, nth| {
+        let n: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+        if n % 3 == 0 && nth == 0 {
+            503
+        } else {
+            200
+        }
+    })
+    .await;
+    let dest = http_destination(addr, "concurrency = 4\norder_key = \"PID-3-1\"");
+    let (e, _dir) = engine_with("http-order", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let patients = ["P1", "P2", "P3", "P4", "P5", "P6"];
+    for n in 0..60 {
+        let p = patients[n % patients.len()];
+        let msg = format!("MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A08^ADT_A01|{p}-{n}|P|2.5.1\rPID|1||{p}^^^H^MR||DOE^JOHN\r");
+        exchange(&mut c, msg.as_bytes()).await;
+    }
+    wait_for("every delivery", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, s)| *s == 200)
+            .count()
+            == 60
+    })
+    .await;
+    let log = seen.lock().unwrap().clone();
+    for p in patients {
+        let accepted: Vec<usize> = log
+            .iter()
+            .filter(|(i, _, s)| *s == 200 && i.starts_with(&format!("{p}-")))
+            .map(|(i, _, _)| i.rsplit('-').next().unwrap().parse().unwrap())
+            .collect();
+        let mut sorted = accepted.clone();
+        sorted.sort_unstable();
+        assert_eq!(accepted, sorted, "{p} out of order");
+        assert_eq!(accepted.len(), 10);
+    }
+    e.stop().await.unwrap();
+}
