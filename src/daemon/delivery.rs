@@ -3,7 +3,8 @@
 //! Each destination gets `concurrency` workers; worker `p` serves partition `p` of its queue
 //! (deliveries whose order key hashes to `p`), so order is kept per key — or strictly, with one
 //! worker. Deliveries are leased in batches (up to 64, sent one after the other in queue
-//! order, or published back to back with their confirms collected after, for RabbitMQ) so that
+//! order; or at once — RabbitMQ publishes them back to back and collects the confirms after, a
+//! batching file destination writes them into one file) so that
 //! the queue costs two writes per batch, not per delivery. A worker owns the
 //! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the

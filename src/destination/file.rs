@@ -5,7 +5,14 @@
 //! kind = "file"
 //! directory = "data/out/archive"
 //! filename = "${MSH-9-1}_${MSH-10}_${message_id}.hl7"   # default: ${message_id}.hl7 / .json
+//! batch = { max_messages = 500 }      # optional: many deliveries per file (FHS/BHS for HL7 v2)
 //! ```
+//!
+//! With `batch`, the deliveries a worker takes at once (in queue order, up to `max_messages`)
+//! go into one file: HL7 v2 as an FHS/BHS batch (`FHS … BHS … messages … BTS|n … FTS|1`),
+//! JSON as JSON Lines. The file is named by the template applied to the batch's first delivery
+//! (default `batch-${seq}.hl7` / `.jsonl`), so a batch written again after a crash replaces
+//! itself; one durable file per batch instead of per delivery is what makes files fast.
 //!
 //! The file is written under a temporary name in the same directory, synced, then renamed, and
 //! the directory synced: a reader never sees half a file, and a file that exists is complete
@@ -29,6 +36,22 @@ pub struct FileConfig {
     /// File name template (see [`OutTemplate`]); default `${message_id}` plus `.hl7` or `.json`.
     #[serde(default)]
     pub filename: Option<String>,
+    /// Write many deliveries per file.
+    #[serde(default)]
+    pub batch: Option<FileBatch>,
+}
+
+/// Batching for the file destination.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBatch {
+    /// Most deliveries in one file.
+    #[serde(default = "five_hundred")]
+    pub max_messages: usize,
+}
+
+fn five_hundred() -> usize {
+    500
 }
 
 /// A built file destination.
@@ -36,6 +59,7 @@ pub struct FileConfig {
 pub struct FileDestination {
     directory: PathBuf,
     filename: Option<OutTemplate>,
+    batch: Option<usize>,
 }
 
 impl FileDestination {
@@ -50,7 +74,81 @@ impl FileDestination {
         Ok(FileDestination {
             directory: config.directory.clone(),
             filename,
+            batch: config
+                .batch
+                .as_ref()
+                .map(|b| b.max_messages.clamp(1, 100_000)),
         })
+    }
+
+    /// Whether deliveries go many to a file.
+    pub fn batches(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Writes deliveries in batch files (one outcome per delivery).
+    pub async fn send_batch(&self, all: &[Outgoing<'_>]) -> Vec<Outcome> {
+        let Some(max) = self.batch else {
+            let mut out = Vec::with_capacity(all.len());
+            for d in all {
+                out.push(self.send(d).await);
+            }
+            return out;
+        };
+        let mut outcomes = Vec::with_capacity(all.len());
+        // One file per run of up to `max` deliveries of one format.
+        let mut start = 0;
+        while start < all.len() {
+            let format = all[start].format;
+            let mut end = start;
+            while end < all.len() && end - start < max && all[end].format == format {
+                end += 1;
+            }
+            let outcome = self.write_batch(&all[start..end]).await;
+            outcomes.extend(std::iter::repeat_n(outcome, end - start));
+            start = end;
+        }
+        outcomes
+    }
+
+    async fn write_batch(&self, run: &[Outgoing<'_>]) -> Outcome {
+        let Some(first) = run.first() else {
+            return Outcome::Delivered;
+        };
+        let hl7 = first.format == "hl7v2";
+        let name = match &self.filename {
+            Some(t) => t.render(first, &safe),
+            None => format!("batch-{}.{}", first.seq, if hl7 { "hl7" } else { "jsonl" }),
+        };
+        let name = safe(&name);
+        let payload = if hl7 {
+            let messages: Vec<&[u8]> = run.iter().map(|d| d.payload).collect();
+            let header = crate::hl7::batch::BatchHeader {
+                sending_application: "AORTA".into(),
+                timestamp: crate::record::hl7_timestamp(crate::record::now_micros()),
+                name: name.clone(),
+                control_id: first.seq.to_string(),
+                file: true,
+                ..Default::default()
+            };
+            match crate::hl7::batch::build(&messages, &header) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Reject(format!("building the batch file: {e}")),
+            }
+        } else {
+            let mut lines = Vec::new();
+            for d in run {
+                lines.extend_from_slice(d.payload);
+                lines.push(b'\n');
+            }
+            lines
+        };
+        let dir = self.directory.clone();
+        match tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &payload)).await {
+            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Err(e)) => Outcome::retry(format!("writing the batch file: {e}")),
+            Err(e) => Outcome::retry(format!("writing the batch file: {e}")),
+        }
     }
 
     /// Writes the delivery's file.
@@ -120,6 +218,7 @@ mod tests {
         let dest = FileDestination::build(&FileConfig {
             directory: dir.clone(),
             filename: Some("${MSH-9-1}_${MSH-10}.hl7".into()),
+            batch: None,
         })
         .unwrap();
         let d = Outgoing {
@@ -146,10 +245,52 @@ mod tests {
         let plain = FileDestination::build(&FileConfig {
             directory: dir.clone(),
             filename: None,
+            batch: None,
         })
         .unwrap();
         assert_eq!(plain.send(&json).await, Outcome::Delivered);
         assert!(dir.join(format!("{}.json", uuid::Uuid::nil())).is_file());
         assert_eq!(safe(".hidden"), "_hidden");
+    }
+
+    #[tokio::test]
+    async fn batches_many_deliveries_into_one_fhs_file() {
+        let dir = std::env::temp_dir().join(format!("aorta-file-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dest = FileDestination::build(&FileConfig {
+            directory: dir.clone(),
+            filename: None,
+            batch: Some(FileBatch { max_messages: 2 }),
+        })
+        .unwrap();
+        let payloads: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("MSH|^~\\&|A|B|||2024||ADT^A01|C{i}|P|2.5\rPID|1||{i}\r").into_bytes())
+            .collect();
+        let outs: Vec<Outgoing> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Outgoing {
+                seq: 10 + i as i64,
+                message_id: uuid::Uuid::nil(),
+                idempotency_key: "k",
+                format: "hl7v2",
+                payload: p,
+                attempt: 1,
+            })
+            .collect();
+        let outcomes = dest.send_batch(&outs).await;
+        assert_eq!(outcomes, vec![Outcome::Delivered; 3]);
+        let first = std::fs::read(dir.join("batch-10.hl7")).unwrap();
+        let b = crate::hl7::batch::split(&first).unwrap();
+        assert!(b.problems.is_empty(), "{:?}", b.problems);
+        assert_eq!(b.messages().count(), 2);
+        let second = std::fs::read(dir.join("batch-12.hl7")).unwrap();
+        assert_eq!(
+            crate::hl7::batch::split(&second)
+                .unwrap()
+                .messages()
+                .count(),
+            1
+        );
     }
 }

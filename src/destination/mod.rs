@@ -248,13 +248,18 @@ impl Destination {
     /// Whether a whole batch is sent at once ([`Destination::send_batch`]) instead of one
     /// delivery after the other.
     pub fn pipelines(&self) -> bool {
-        matches!(self, Destination::Rabbitmq(_))
+        match self {
+            Destination::Rabbitmq(_) => true,
+            Destination::File(f) => f.batches(),
+            _ => false,
+        }
     }
 
     /// Sends a batch at once; one outcome per delivery, in order.
     pub async fn send_batch(&self, batch: &[Outgoing<'_>]) -> Vec<Outcome> {
         match self {
             Destination::Rabbitmq(r) => r.send_batch(batch).await,
+            Destination::File(f) if f.batches() => f.send_batch(batch).await,
             _ => {
                 let mut out = Vec::with_capacity(batch.len());
                 for d in batch {
