@@ -475,7 +475,14 @@ fn init_logging(cfg: &crate::config::LoggingConfig) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
-        .map_err(|e| anyhow!("logging.level: {e}"))?;
+        .map_err(|e| anyhow!("logging.level: {e}"))?
+        // lapin logs a returned (unroutable) message whole at WARN, payload included: patient
+        // data. Aorta reports returns itself, without content.
+        .add_directive(
+            "lapin::returned_messages=error"
+                .parse()
+                .map_err(|e| anyhow!("logging: {e}"))?,
+        );
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
