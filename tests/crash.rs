@@ -3,7 +3,8 @@
 //! journaled as `duplicate`, never as a second original), and that routing neither skips nor
 //! repeats a message across the crash: each original ends up `routed` with exactly one delivery
 //! queued, and that delivery reaches the (file) destination — sent again after the restart when
-//! the kill came between sending and marking it. Then SIGTERM: graceful exit 0.
+//! the kill came between sending and marking it. Then SIGTERM: graceful exit 0. A second test
+//! kills the engine while deliveries are in flight to an HTTP receiver.
 
 mod common;
 
@@ -277,4 +278,120 @@ async fn acked_messages_survive_sigkill() {
             "{id} was resent after the restart but is missing"
         );
     }
+}
+
+/// SIGKILL while deliveries are in flight to an HTTP receiver: after the restart every routed
+/// message reaches the receiver; a copy arrives only for deliveries sent but not yet marked when
+/// the process died, and it carries the same idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_flight_survive_sigkill() {
+    use axum::http::HeaderMap;
+    let dir = temp_dir("crash-http");
+    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    // A slowish receiver, so that deliveries are in flight when the engine dies.
+    let app = axum::Router::new().route(
+        "/in",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let s = s.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                s.lock().unwrap().push((field(&body, "MSH-10"), key));
+                "ok"
+            }
+        }),
+    );
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_addr = receiver.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(receiver, app).await.unwrap();
+    });
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let db = dir.join("journal.db");
+    std::fs::create_dir_all(dir.join("routes")).unwrap();
+    std::fs::write(dir.join("routes/all.toml"), "from = \"*\"\nto = [\"rx\"]\n").unwrap();
+    let config = dir.join("aorta.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{}\"\n[admin]\nbind = \"\"\n[logging]\nlevel = \"warn\"\n[routes]\ndir = \"{}\"\n[destinations.rx]\nkind = \"http\"\nurl = \"http://{receiver_addr}/in\"\nretry = {{ initial_ms = 20, max_ms = 200 }}\n[listeners.crash]\nkind = \"mllp\"\nbind = \"{addr}\"\n",
+            db.display(),
+            dir.join("routes").display()
+        ),
+    )
+    .unwrap();
+    let mut child = start(&config);
+    wait_ready(addr).await;
+    let total = 400;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for i in 0..total {
+        let id = format!("H{i}");
+        s.write_all(&aorta::mllp::codec::frame(&adt(&id)))
+            .await
+            .unwrap();
+        let ack = read_frame(&mut s).await.expect("ACK");
+        assert_eq!(field(&ack, "MSA-1"), "AA");
+    }
+    drop(s);
+    // Kill once the receiver is part-way through.
+    let until = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < until, "deliveries did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = seen.lock().unwrap().len();
+    assert!(
+        before < total,
+        "everything was delivered before the kill; the test proves nothing"
+    );
+    let mut child = start(&config);
+    wait_ready(addr).await;
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::HashSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect();
+        if got.len() == total {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "only {} of {total} arrived",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = seen.lock().unwrap().clone();
+    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, key) in log {
+        by_id.entry(id).or_default().push(key);
+    }
+    let copies: usize = by_id.values().map(|k| k.len() - 1).sum();
+    for (id, keys) in &by_id {
+        assert!(
+            keys.iter().all(|k| k == &keys[0] && k.ends_with(":rx")),
+            "{id}: {keys:?}"
+        );
+    }
+    // Copies only for what was sent and not yet marked: at most one worker batch.
+    assert!(copies <= 64, "{copies} copies");
+    eprintln!("{before} delivered before the kill; {copies} sent twice after the restart");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
 }
