@@ -482,3 +482,48 @@ async fn concurrent_workers_keep_order_per_patient() {
     }
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sends_auth_headers_and_keeps_the_rate_limit() {
+    std::env::set_var("AORTA_TEST_HTTP_TOKEN", "t0ken");
+    let headers: Arc<Mutex<Vec<(String, String, Instant)>>> = Arc::default();
+    let h = headers.clone();
+    let app = axum::Router::new().fallback(move |hm: HeaderMap| {
+        let h = h.clone();
+        async move {
+            let get = |k: &str| {
+                hm.get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            h.lock()
+                .unwrap()
+                .push((get("authorization"), get("x-source"), Instant::now()));
+            "ok"
+        }
+    });
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(socket, app).await.unwrap();
+    });
+    let dest = format!(
+        "[destinations.emr]\nkind = \"http\"\nurl = \"http://{addr}/x\"\nauth = {{ bearer = \"env:AORTA_TEST_HTTP_TOKEN\" }}\nheaders = {{ \"X-Source\" = \"aorta\" }}\nrate_limit = 20.0\n"
+    );
+    let (e, _dir) = engine_with("http-auth", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..10 {
+        exchange(&mut c, &adt(&format!("A-{i}"))).await;
+    }
+    wait_for("ten requests", || headers.lock().unwrap().len() == 10).await;
+    let got = headers.lock().unwrap().clone();
+    for (auth, source, _) in &got {
+        assert_eq!(auth, "Bearer t0ken");
+        assert_eq!(source, "aorta");
+    }
+    // 20 per second: ten requests span at least 9 gaps of 50 ms.
+    let span = got[9].2 - got[0].2;
+    assert!(span >= Duration::from_millis(400), "{span:?}");
+    e.stop().await.unwrap();
+}
