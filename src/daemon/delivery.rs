@@ -212,6 +212,12 @@ impl<S: Store> Worker<S> {
                 };
                 marks.push((d.seq, attempt, mark));
             }
+            // The marks go to the journal's writer ahead of the next lease, which therefore sees
+            // them; waiting for their commit would only leave the pipe empty meanwhile.
+            let marks = match self.store.mark_detached(marks) {
+                Ok(()) => continue,
+                Err(marks) => marks,
+            };
             if let Err(e) = self.store.mark(marks).await {
                 // The leases run out and the deliveries are sent again: at least once.
                 tracing::error!(destination = %name, error = %e, "cannot record the deliveries' outcomes");

@@ -425,6 +425,11 @@ pub trait Store: Send + Sync + 'static {
         marks: Vec<(i64, u32, Mark)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Queues marks behind every write already queued and returns without waiting for their
+    /// commit (a lease asked for afterwards sees them). `Err` when they could not be queued at
+    /// once; then use [`Store::mark`].
+    fn mark_detached(&self, marks: Vec<(i64, u32, Mark)>) -> Result<(), Vec<(i64, u32, Mark)>>;
+
     /// Pauses (workers wait) or resumes a destination.
     fn set_paused(
         &self,

@@ -839,6 +839,18 @@ impl Store for SqliteStore {
         self.queue(QueueOp::Marks(marks)).await.map(|_| ())
     }
 
+    fn mark_detached(&self, marks: Vec<(i64, u32, Mark)>) -> Result<(), Vec<(i64, u32, Mark)>> {
+        // Nobody waits for the answer; a failed commit means the leases run out and the
+        // deliveries are sent again (at least once).
+        let (reply, _) = oneshot::channel();
+        self.tx
+            .try_send(Request::Write(Pending::Queue(QueueOp::Marks(marks), reply)))
+            .map_err(|e| match e.into_inner() {
+                Request::Write(Pending::Queue(QueueOp::Marks(m), _)) => m,
+                _ => Vec::new(),
+            })
+    }
+
     async fn set_paused(&self, destination: &str, paused: bool) -> Result<(), StoreError> {
         let op = QueueOp::Pause {
             destination: destination.to_string(),
