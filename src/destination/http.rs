@@ -13,7 +13,7 @@
 //! ```
 //!
 //! How answers are classified: 2xx → delivered; 408, 429 and 5xx → retry (honouring a
-//! `Retry-After` in seconds); any other status → rejected, dead-lettered with the status and
+//! `Retry-After` in seconds or as an HTTP date); any other status → rejected, dead-lettered with the status and
 //! the start of the body; no answer (connection refused or reset, timeout) → retry. Every
 //! request carries `Idempotency-Key` (message id + destination) and `Content-Type` by format.
 
@@ -236,8 +236,7 @@ impl HttpDestination {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let body = response.text().await.unwrap_or_default();
         let snippet: String = body.chars().take(200).collect();
         let reason = format!("HTTP {status}: {}", snippet.trim());
@@ -249,6 +248,16 @@ impl HttpDestination {
             _ => Outcome::Reject(reason),
         }
     }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (RFC 9110 §10.2.3), as a wait from `now`.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// A reqwest error without the URL, which may hold message values.
@@ -282,6 +291,17 @@ fn url_encode(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(retry_after(&later, now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+    }
 
     #[test]
     fn encodings() {
