@@ -1,4 +1,5 @@
-//! TLS and mutual TLS on the MLLP listener, with certificates made by the test (rcgen).
+//! TLS and mutual TLS on the MLLP listener and the MLLP destination, with certificates made by
+//! the test (rcgen).
 
 mod common;
 
@@ -156,4 +157,78 @@ async fn admin_endpoint_over_tls() {
         String::from_utf8_lossy(&out)
     );
     e.stop().await.unwrap();
+}
+
+/// The MLLP destination over mutual TLS into a second engine whose listener demands a client
+/// certificate; and a destination that does not trust the receiver's CA retries, never sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_destination_over_mutual_tls() {
+    use aorta::store::Store;
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("tls-dest-pki");
+    let pki = make_pki(&dir);
+    let (peer, _pd) = engine(
+        "tls-dest-peer",
+        &format!(
+            "tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+            pki.server_cert, pki.server_key, pki.ca
+        ),
+    )
+    .await;
+    let peer_addr = peer.listener_addr("test").unwrap();
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = make_pki(&other_dir);
+    let dest = |name: &str, ca: &str| {
+        format!(
+            "[destinations.{name}]\nkind = \"mllp\"\naddress = \"{peer_addr}\"\nack_timeout_secs = 5\nretry = {{ initial_ms = 50, max_ms = 200 }}\ntls = {{ ca = \"{ca}\", server_name = \"localhost\", cert = \"{}\", key = \"{}\" }}\n",
+            pki.client_cert, pki.client_key
+        )
+    };
+    let good = dest("good", &pki.ca);
+    let bad = dest("bad", &other.ca);
+    let routes = [(
+        "r.toml",
+        "from = \"test\"\n[[to]]\ndestination = \"good\"\n[[to]]\ndestination = \"bad\"\n",
+    )];
+    let (e, _d) = common::engine_with("tls-dest", "", &routes, &[&good, &bad]).await;
+    let mut c = common::connect(e.listener_addr("test").unwrap()).await;
+    exchange(&mut c, &adt("MTLS-1")).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if !peer
+            .store
+            .find_by_control_id("MTLS-1")
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "never arrived over mutual TLS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = e.store.find_by_control_id("MTLS-1").await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = e.store.deliveries_for(m[0].id).await.unwrap();
+        let bad = d.iter().find(|x| x.destination == "bad").unwrap();
+        if bad.attempts > 0 {
+            assert_eq!(bad.state, "queued", "retried, not sent");
+            assert!(
+                bad.last_error.as_deref().unwrap().contains("TLS"),
+                "{:?}",
+                bad.last_error
+            );
+            break;
+        }
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        peer.store.find_by_control_id("MTLS-1").await.unwrap().len(),
+        1
+    );
+    e.stop().await.unwrap();
+    peer.stop().await.unwrap();
 }
