@@ -4,36 +4,17 @@
 //! Run with `cargo bench --bench hl7`. Throughput is reported in bytes; divide by the corpus
 //! size printed at the start to get messages per second.
 
-use std::path::PathBuf;
+mod common;
 
 use aorta::hl7::{Message, Path};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 /// The sample messages both parsers accept, as UTF-8 text with CR segment terminators.
 fn corpus() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/microsoft-fhir-converter/data/SampleData/Hl7v2");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let text = text.trim_start_matches('\u{feff}');
-        let text: String = text
-            .split(['\r', '\n'])
-            .filter(|l| !l.trim().is_empty())
-            .flat_map(|l| [l, "\r"])
-            .collect();
-        if Message::parse(text.as_bytes()).is_ok() && hl7_parser::parse_message(&text).is_ok() {
-            out.push(text);
-        }
-    }
-    out
+    common::sample_messages()
+        .into_iter()
+        .filter(|t| Message::parse(t.as_bytes()).is_ok() && hl7_parser::parse_message(t).is_ok())
+        .collect()
 }
 
 const PATHS: [&str; 6] = [

@@ -7,36 +7,20 @@
 //! NTE), then encoding the delivery — on every sample message; the "(with parse)" variants
 //! include parsing the message, which the route loop does once for all routes.
 
-use std::path::{Path as FsPath, PathBuf};
+mod common;
+
+use std::path::Path as FsPath;
 
 use aorta::route::target::RecordView;
 use aorta::route::{Input, LoadOptions, RouteSet};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/microsoft-fhir-converter/data/SampleData/Hl7v2");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let text: String = text
-            .trim_start_matches('\u{feff}')
-            .split(['\r', '\n'])
-            .filter(|l| !l.trim().is_empty())
-            .flat_map(|l| [l, "\r"])
-            .collect();
-        if aorta::hl7::Message::parse(text.as_bytes()).is_ok() {
-            out.push(text.into_bytes());
-        }
-    }
-    out
+    common::sample_messages()
+        .into_iter()
+        .filter(|t| aorta::hl7::Message::parse(t.as_bytes()).is_ok())
+        .map(String::into_bytes)
+        .collect()
 }
 
 const STEPS: &str = r#"

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::hl7::Message;
+use crate::record::OutputFormat;
 use crate::route::target::{EvalContext, RecordPath, RecordView, Target};
 
 /// One delivery as a destination sees it.
@@ -44,11 +45,9 @@ pub struct Outgoing<'a> {
 impl Outgoing<'_> {
     /// The media type of the payload.
     pub fn content_type(&self) -> &'static str {
-        match self.format {
-            "hl7v2" => "x-application/hl7-v2+er7",
-            "fhir" => "application/fhir+json",
-            _ => "application/json",
-        }
+        OutputFormat::from_name(self.format)
+            .unwrap_or(OutputFormat::RecordJson)
+            .content_type()
     }
 }
 
@@ -384,12 +383,29 @@ impl OutTemplate {
         Ok(OutTemplate { parts })
     }
 
-    /// The text for a delivery; each value goes through `escape` (e.g. URL encoding).
+    /// Whether a placeholder reads the HL7 payload (so a caller can parse it once).
+    pub fn reads_hl7(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, OutPart::Hl7(_)))
+    }
+
+    /// The text for a delivery; each value goes through `escape` (e.g. URL encoding). The
+    /// payload is parsed only when a placeholder reads it.
     pub fn render(&self, d: &Outgoing<'_>, escape: &dyn Fn(&str) -> String) -> String {
-        let hl7 = (d.format == "hl7v2")
+        let hl7 = (d.format == "hl7v2" && self.reads_hl7())
             .then(|| Message::parse(d.payload).ok())
             .flatten();
-        let json = (d.format != "hl7v2")
+        self.render_with(d, hl7.as_ref(), escape)
+    }
+
+    /// [`OutTemplate::render`] with the HL7 payload already parsed by the caller.
+    pub fn render_with(
+        &self,
+        d: &Outgoing<'_>,
+        hl7: Option<&Message<'_>>,
+        escape: &dyn Fn(&str) -> String,
+    ) -> String {
+        let reads_json = self.parts.iter().any(|p| matches!(p, OutPart::Json(_)));
+        let json = (d.format != "hl7v2" && reads_json)
             .then(|| serde_json::from_slice::<serde_json::Value>(d.payload).ok())
             .flatten();
         let mut out = String::new();
@@ -402,7 +418,7 @@ impl OutTemplate {
                 OutPart::MessageId => d.message_id.to_string(),
                 OutPart::IdempotencyKey => d.idempotency_key.to_string(),
                 OutPart::Seq => d.seq.to_string(),
-                OutPart::Hl7(t) => match &hl7 {
+                OutPart::Hl7(t) => match hl7 {
                     Some(m) => {
                         let record = RecordView::new(m);
                         let cx = EvalContext {

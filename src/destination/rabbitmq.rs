@@ -208,7 +208,13 @@ impl RabbitDestination {
                 pending.push(Err(Outcome::retry(format!("not published: {e}"))));
                 continue;
             }
-            let key = self.routing_key.render(d, &|v| v.to_string());
+            // Parsed once for both the routing key and the headers.
+            let parsed = (d.format == "hl7v2")
+                .then(|| Message::parse(d.payload).ok())
+                .flatten();
+            let key = self
+                .routing_key
+                .render_with(d, parsed.as_ref(), &|v| v.to_string());
             let published = channel
                 .basic_publish(
                     self.exchange.as_str(),
@@ -218,7 +224,7 @@ impl RabbitDestination {
                         ..BasicPublishOptions::default()
                     },
                     d.payload,
-                    properties(d),
+                    properties(d, parsed.as_ref()),
                 )
                 .await;
             match published {
@@ -282,23 +288,21 @@ impl RabbitDestination {
 }
 
 /// Persistent, with the idempotency key as `message_id` and the message's facts as headers.
-fn properties(d: &Outgoing<'_>) -> BasicProperties {
+fn properties(d: &Outgoing<'_>, parsed: Option<&Message<'_>>) -> BasicProperties {
     let mut headers = FieldTable::default();
     let mut put = |k: &str, v: String| {
         headers.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
     };
     put("x-aorta-message-id", d.message_id.to_string());
     put("x-aorta-format", d.format.to_string());
-    if d.format == "hl7v2" {
-        if let Ok(m) = Message::parse(d.payload) {
-            let code = m.message_code().unwrap_or_default();
-            let event = m.trigger_event().unwrap_or_default();
-            put("x-hl7-message-type", format!("{code}^{event}"));
-            put(
-                "x-hl7-control-id",
-                m.control_id().unwrap_or_default().into_owned(),
-            );
-        }
+    if let Some(m) = parsed {
+        let code = m.message_code().unwrap_or_default();
+        let event = m.trigger_event().unwrap_or_default();
+        put("x-hl7-message-type", format!("{code}^{event}"));
+        put(
+            "x-hl7-control-id",
+            m.control_id().unwrap_or_default().into_owned(),
+        );
     }
     BasicProperties::default()
         .with_delivery_mode(2)

@@ -125,6 +125,16 @@ impl OutputFormat {
         }
     }
 
+    /// The format with this name (`hl7v2`, `fhir`, `record-json`).
+    pub fn from_name(name: &str) -> Option<OutputFormat> {
+        match name {
+            "hl7v2" => Some(OutputFormat::Hl7v2),
+            "fhir" => Some(OutputFormat::Fhir),
+            "record-json" => Some(OutputFormat::RecordJson),
+            _ => None,
+        }
+    }
+
     /// The media type of a payload in this format.
     pub fn content_type(&self) -> &'static str {
         match self {

@@ -926,16 +926,8 @@ fn parse_to(tab: &toml::Table) -> Result<To, String> {
         match (k.as_str(), v) {
             ("destination", toml::Value::String(s)) => destination = Some(s.clone()),
             ("format", toml::Value::String(s)) => {
-                format = match s.as_str() {
-                    "hl7v2" => OutputFormat::Hl7v2,
-                    "fhir" => OutputFormat::Fhir,
-                    "record-json" => OutputFormat::RecordJson,
-                    other => {
-                        return Err(format!(
-                            "format `{other}`: expected hl7v2, fhir or record-json"
-                        ))
-                    }
-                }
+                format = OutputFormat::from_name(s)
+                    .ok_or_else(|| format!("format `{s}`: expected hl7v2, fhir or record-json"))?
             }
             (other, _) => {
                 return Err(format!(
