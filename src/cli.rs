@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::hl7::{
@@ -68,6 +68,21 @@ pub enum Command {
         /// Print each delivery's payload too.
         #[arg(long)]
         show: bool,
+    },
+    /// Convert message files between formats: HL7 v2 to a FHIR R4 transaction Bundle (one
+    /// JSON document per message, one per line unless --pretty), or to the record JSON.
+    Convert {
+        /// Message file (one or more messages, or a batch), or - for stdin.
+        file: String,
+        /// Target format: fhir, fhir-resources (one resource per line) or record-json.
+        #[arg(long, default_value = "fhir")]
+        to: String,
+        /// Indent the JSON.
+        #[arg(long)]
+        pretty: bool,
+        /// UTC offset for times that carry none (FHIR requires one), e.g. +01:00.
+        #[arg(long, default_value = "Z")]
+        offset: String,
     },
     /// Read, convert and acknowledge HL7 v2 message files.
     #[command(subcommand)]
@@ -226,6 +241,12 @@ pub fn run(cli: Cli) -> Result<()> {
             config,
             show,
         } => route_file(&file, &source, &config, show),
+        Command::Convert {
+            file,
+            to,
+            pretty,
+            offset,
+        } => convert_file(&file, &to, pretty, &offset),
         Command::Run { config } => {
             let c = crate::config::Config::load(&config, false).map_err(|e| anyhow!("{e}"))?;
             init_logging(&c.logging)?;
@@ -539,6 +560,45 @@ fn hl7_command(cmd: Hl7Command) -> Result<()> {
             ack(&raw, code, error, &mut out)
         }
     };
+    out.flush()?;
+    result
+}
+
+/// `aorta convert`: each message of a file in another format.
+fn convert_file(file: &str, to: &str, pretty: bool, offset: &str) -> Result<()> {
+    use crate::convert::fhir::{self, FhirOptions};
+    if !["fhir", "fhir-resources", "record-json"].contains(&to) {
+        bail!("--to {to}: expected fhir, fhir-resources or record-json");
+    }
+    if !fhir::valid_offset(offset) {
+        bail!("--offset {offset}: expected Z or +HH:MM / -HH:MM");
+    }
+    let options = FhirOptions {
+        default_offset: offset.to_string(),
+        ..FhirOptions::default()
+    };
+    let raw = read_input(file)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let write = |out: &mut dyn Write, v: &serde_json::Value| -> Result<()> {
+        if pretty {
+            serde_json::to_writer_pretty(&mut *out, v)?;
+        } else {
+            serde_json::to_writer(&mut *out, v)?;
+        }
+        writeln!(out)?;
+        Ok(())
+    };
+    let result = for_each_message(&raw, &mut out, |m, out| {
+        let record = crate::convert::v2::to_clinical(m);
+        match to {
+            "fhir" => write(out, &fhir::to_bundle(&record, &options)),
+            "fhir-resources" => fhir::to_resources(&record, &options)
+                .iter()
+                .try_for_each(|r| write(out, r)),
+            _ => write(out, &serde_json::to_value(&record)?),
+        }
+    });
     out.flush()?;
     result
 }

@@ -3,6 +3,7 @@
 //! - [`v2`]: HL7 v2 → `Clinical` (ADT, ORU, ORM/OML, VXU, SIU, MDM and anything built from the
 //!   same segments).
 //!
-//! FHIR ⇄ `Clinical` and `Clinical` → HL7 v2 join with the FHIR issue.
+//! - [`fhir`]: `Clinical` → FHIR R4 resources and transaction Bundles.
 
+pub mod fhir;
 pub mod v2;

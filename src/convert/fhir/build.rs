@@ -1,0 +1,1572 @@
+//! The resource builders (see the module documentation for ids and requests).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{prune, vocab, FhirOptions};
+use crate::record::clinical::{
+    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Telecom,
+    Value as ObxValue,
+};
+use crate::record::Clinical;
+
+/// Namespace of Aorta's resource ids (UUIDv5).
+const NAMESPACE: Uuid = Uuid::from_u128(0x5a0e_7f2c_41d3_4b8e_9c65_3f1d_2a7b_8e90);
+
+const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+const PHYSICAL_TYPE: &str = "http://terminology.hl7.org/CodeSystem/location-physical-type";
+
+/// The resources of a record, each with its deterministic `id`, in dependency order.
+pub fn to_resources(c: &Clinical, options: &FhirOptions) -> Vec<Value> {
+    let mut b = Builder::new(c, options);
+    b.run();
+    b.entries
+        .into_iter()
+        .map(|e| {
+            let mut r = e.resource;
+            if let Value::Object(o) = &mut r {
+                o.insert("id".into(), Value::String(e.id.to_string()));
+            }
+            r
+        })
+        .collect()
+}
+
+/// A `transaction` (or `batch`) Bundle of the record's resources with idempotent requests.
+pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
+    let mut b = Builder::new(c, options);
+    b.run();
+    let bundle_id = b.uuid(&["Bundle", &b.message_key()]);
+    let entries: Vec<Value> = b
+        .entries
+        .into_iter()
+        .map(|e| {
+            let full_url = format!("urn:uuid:{}", e.id);
+            let mut resource = e.resource;
+            let request = match e.request {
+                Request::Update => {
+                    if let Value::Object(o) = &mut resource {
+                        o.insert("id".into(), Value::String(e.id.to_string()));
+                    }
+                    json!({"method": "PUT", "url": format!("{}/{}", e.kind, e.id)})
+                }
+                Request::ConditionalUpdate(query) => {
+                    json!({"method": "PUT", "url": format!("{}?{}", e.kind, query)})
+                }
+                Request::ConditionalCreate(query) => {
+                    json!({"method": "POST", "url": e.kind, "ifNoneExist": query})
+                }
+            };
+            json!({"fullUrl": full_url, "resource": resource, "request": request})
+        })
+        .collect();
+    json!({
+        "resourceType": "Bundle",
+        "id": bundle_id.to_string(),
+        "type": if options.batch { "batch" } else { "transaction" },
+        "entry": entries,
+    })
+}
+
+enum Request {
+    /// `PUT Type/id`.
+    Update,
+    /// `PUT Type?query`.
+    ConditionalUpdate(String),
+    /// `POST Type` with `ifNoneExist: query`.
+    ConditionalCreate(String),
+}
+
+struct Entry {
+    kind: &'static str,
+    id: Uuid,
+    resource: Value,
+    request: Request,
+}
+
+struct Builder<'a> {
+    c: &'a Clinical,
+    o: &'a FhirOptions,
+    entries: Vec<Entry>,
+    /// Shared resources already emitted (practitioners, organizations, locations), by key.
+    shared: HashMap<String, Uuid>,
+    patient: Option<Uuid>,
+    encounter: Option<Uuid>,
+}
+
+/// A reference to an entry of the Bundle.
+fn reference(id: Uuid) -> Value {
+    json!({"reference": format!("urn:uuid:{id}")})
+}
+
+fn opt_ref(id: Option<Uuid>) -> Value {
+    id.map_or(Value::Null, reference)
+}
+
+impl<'a> Builder<'a> {
+    fn new(c: &'a Clinical, o: &'a FhirOptions) -> Builder<'a> {
+        Builder {
+            c,
+            o,
+            entries: Vec::new(),
+            shared: HashMap::new(),
+            patient: None,
+            encounter: None,
+        }
+    }
+
+    fn uuid(&self, parts: &[&str]) -> Uuid {
+        Uuid::new_v5(&NAMESPACE, parts.join("|").as_bytes())
+    }
+
+    /// What identifies the message: sender and control id (a re-send has the same).
+    fn message_key(&self) -> String {
+        let m = &self.c.message;
+        format!(
+            "{}|{}|{}",
+            m.sending_application.as_deref().unwrap_or_default(),
+            m.sending_facility.as_deref().unwrap_or_default(),
+            m.control_id.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn push(&mut self, kind: &'static str, id: Uuid, mut resource: Value, request: Request) {
+        prune(&mut resource);
+        if let Value::Object(o) = &mut resource {
+            // resourceType first reads better; serde_json keeps insertion order only with
+            // preserve_order, so it is simply (re)inserted.
+            o.insert("resourceType".into(), Value::String(kind.into()));
+        }
+        // The same thing twice in one message (a repeated AL1, two OBR under one placer
+        // number): one entry, completed by the later one — bdl-7 forbids two with one fullUrl.
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            fill(&mut e.resource, resource);
+            return;
+        }
+        self.entries.push(Entry {
+            kind,
+            id,
+            resource,
+            request,
+        });
+    }
+
+    /// The request for a resource identified by `identifiers`: conditional on the first that
+    /// has a system and a value, else a plain update by id.
+    fn keyed_request(&self, identifiers: &[Value], create_only: bool) -> (Request, Option<String>) {
+        for i in identifiers {
+            let (Some(system), Some(value)) = (
+                i.get("system").and_then(Value::as_str),
+                i.get("value").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let query = format!("identifier={}|{}", encode(system), encode(value));
+            let key = format!("{system}|{value}");
+            return (
+                if create_only {
+                    Request::ConditionalCreate(query)
+                } else {
+                    Request::ConditionalUpdate(query)
+                },
+                Some(key),
+            );
+        }
+        (Request::Update, None)
+    }
+
+    fn run(&mut self) {
+        self.patient_resources();
+        self.encounter_resource();
+        self.related_people();
+        let order_refs = self.orders();
+        self.loose_observations(&order_refs);
+        self.allergies();
+        self.conditions();
+        self.procedures();
+        self.immunizations();
+        self.coverages();
+        self.appointment();
+        self.document();
+        self.message_header();
+    }
+
+    // ----- data types -----
+
+    fn dt(&self, s: &Option<String>) -> Value {
+        s.as_deref()
+            .map_or(Value::Null, |s| json!(self.datetime(s)))
+    }
+
+    /// A FHIR dateTime: a time without a zone gets the default offset.
+    fn datetime(&self, s: &str) -> String {
+        if s.contains('T') && !has_offset(s) {
+            format!("{s}{}", self.o.default_offset)
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// A FHIR instant (full seconds and a zone), when the value is precise enough.
+    fn instant(&self, s: &Option<String>) -> Value {
+        let Some(s) = s.as_deref() else {
+            return Value::Null;
+        };
+        if s.len() >= 19 && s.contains('T') {
+            json!(self.datetime(s))
+        } else {
+            Value::Null
+        }
+    }
+
+    fn code_system(&self, name: &str) -> Option<String> {
+        let name = name.trim();
+        if name.is_empty() {
+            return None;
+        }
+        if let Some(uri) = self.o.code_systems.get(name) {
+            return Some(uri.clone());
+        }
+        if let Some(uri) = vocab::system_uri(name) {
+            return Some(uri);
+        }
+        if name.starts_with("urn:") || name.starts_with("http://") || name.starts_with("https://") {
+            return Some(name.to_string());
+        }
+        Some(format!("{}cs:{}", self.o.local_base, encode(name)))
+    }
+
+    fn coding(&self, c: &Code) -> Value {
+        json!({
+            "system": c.system.as_deref().and_then(|s| self.code_system(s)),
+            "version": c.version,
+            "code": c.code,
+            "display": c.display,
+        })
+    }
+
+    fn concept(&self, c: &Option<Code>) -> Value {
+        c.as_ref().map_or(Value::Null, |c| self.concept_of(c))
+    }
+
+    fn concept_of(&self, c: &Code) -> Value {
+        let mut codings = Vec::new();
+        if c.code.is_some() {
+            codings.push(self.coding(c));
+        }
+        codings.extend(
+            c.alternates
+                .iter()
+                .filter(|a| a.code.is_some())
+                .map(|a| self.coding(a)),
+        );
+        let text = c
+            .text
+            .clone()
+            .or_else(|| c.code.is_none().then(|| c.display.clone()).flatten());
+        json!({"coding": codings, "text": text})
+    }
+
+    /// A concept whose v2 table codes FHIR replaces (`map` gives system and code).
+    fn mapped_concept(
+        &self,
+        c: &Option<Code>,
+        map: impl Fn(&str) -> Option<(String, String)>,
+    ) -> Value {
+        let Some(c) = c else {
+            return Value::Null;
+        };
+        let mut v = self.concept_of(c);
+        if let Some((system, code)) = c.code.as_deref().and_then(map) {
+            if let Some(Value::Array(codings)) = v.get_mut("coding") {
+                codings.insert(0, json!({"system": system, "code": code}));
+            } else {
+                v = json!({"coding": [{"system": system, "code": code}], "text": c.text});
+            }
+        }
+        v
+    }
+
+    fn identifier_system(&self, i: &Identifier) -> Option<String> {
+        let kind = i.authority_id_type.as_deref().unwrap_or_default();
+        if let Some(uid) = i.authority_id.as_deref() {
+            match kind.to_ascii_uppercase().as_str() {
+                "ISO" => return Some(format!("urn:oid:{uid}")),
+                "UUID" | "GUID" => return Some(format!("urn:uuid:{}", uid.to_ascii_lowercase())),
+                "URI" | "URL" if uid.contains(':') => return Some(uid.to_string()),
+                _ => {}
+            }
+        }
+        let ns = i.authority.as_deref()?.trim();
+        if ns.is_empty() {
+            return None;
+        }
+        if let Some(uri) = self.o.identifier_systems.get(ns) {
+            return Some(uri.clone());
+        }
+        Some(format!("{}id:{}", self.o.local_base, encode(ns)))
+    }
+
+    fn identifier(&self, i: &Identifier) -> Value {
+        json!({
+            "use": (i.r#type.as_deref() == Some("MR")).then_some("usual"),
+            "type": i.r#type.as_ref().map(|t| json!({"coding": [{"system": V2_0203, "code": t}]})),
+            "system": self.identifier_system(i),
+            "value": i.value,
+            "period": {"start": self.dt(&i.start), "end": self.dt(&i.end)},
+            "assigner": i.authority.as_ref().map(|a| json!({"display": a})),
+        })
+    }
+
+    fn typed_identifier(&self, i: &Option<Identifier>, code: &str) -> Value {
+        let Some(i) = i else {
+            return Value::Null;
+        };
+        let mut v = self.identifier(i);
+        if let Value::Object(o) = &mut v {
+            o.insert(
+                "type".into(),
+                json!({"coding": [{"system": V2_0203, "code": code}]}),
+            );
+            o.remove("use");
+        }
+        v
+    }
+
+    fn name(&self, n: &Name) -> Value {
+        let mut prefix = Vec::new();
+        prefix.extend(n.prefix.clone());
+        json!({
+            "use": n.r#use.as_deref().and_then(vocab::name_use),
+            "text": n.text,
+            "family": n.family,
+            "given": n.given,
+            "prefix": prefix,
+            "suffix": n.suffix,
+        })
+    }
+
+    fn address(&self, a: &Address) -> Value {
+        json!({
+            "use": a.r#type.as_deref().and_then(vocab::address_use),
+            "line": a.lines,
+            "city": a.city,
+            "district": a.district,
+            "state": a.state,
+            "postalCode": a.postal_code,
+            "country": a.country,
+        })
+    }
+
+    fn telecom(&self, t: &Telecom) -> Value {
+        let system = t
+            .equipment
+            .as_deref()
+            .and_then(vocab::telecom_system)
+            .or_else(|| {
+                t.value
+                    .as_deref()
+                    .map(|v| if v.contains('@') { "email" } else { "phone" })
+            });
+        let usage = match t.equipment.as_deref() {
+            Some("CP") => Some("mobile"),
+            _ => t.r#use.as_deref().and_then(vocab::telecom_use),
+        };
+        json!({"system": system, "value": t.value, "use": usage})
+    }
+
+    // ----- shared resources -----
+
+    fn practitioner(&mut self, p: &Person) -> Option<Uuid> {
+        let ids: Vec<Value> = p.id.iter().map(|i| self.identifier(i)).collect();
+        let name = p.name.as_ref().map(|n| self.name(n));
+        if ids.is_empty() && name.is_none() {
+            return None;
+        }
+        let (request, key) = self.keyed_request(&ids, true);
+        let key = key.unwrap_or_else(|| {
+            format!(
+                "name|{}",
+                name.as_ref().map(|n| n.to_string()).unwrap_or_default()
+            )
+        });
+        let key = format!("Practitioner|{key}");
+        if let Some(id) = self.shared.get(&key) {
+            return Some(*id);
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        self.push(
+            "Practitioner",
+            id,
+            json!({"identifier": ids, "name": name.map(|n| vec![n])}),
+            request,
+        );
+        Some(id)
+    }
+
+    fn practitioners(&mut self, people: &[Person]) -> Vec<Uuid> {
+        people.iter().filter_map(|p| self.practitioner(p)).collect()
+    }
+
+    fn organization(&mut self, name: Option<&str>, identifiers: Vec<Value>) -> Option<Uuid> {
+        if name.is_none() && identifiers.is_empty() {
+            return None;
+        }
+        let (request, key) = self.keyed_request(&identifiers, true);
+        let key = format!(
+            "Organization|{}",
+            key.unwrap_or_else(|| format!("name|{}", name.unwrap_or_default()))
+        );
+        if let Some(id) = self.shared.get(&key) {
+            return Some(*id);
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        self.push(
+            "Organization",
+            id,
+            json!({"identifier": identifiers, "name": name}),
+            request,
+        );
+        Some(id)
+    }
+
+    /// A location as the hierarchy of the v2-to-FHIR guide (PL → Location): facility,
+    /// building, floor, point of care, room, bed, each `partOf` the one before; the most
+    /// specific is returned.
+    fn location(&mut self, l: &Location) -> Option<Uuid> {
+        let levels: [(&Option<String>, &str); 6] = [
+            (&l.facility, "si"),
+            (&l.building, "bu"),
+            (&l.floor, "lvl"),
+            (&l.point_of_care, "wa"),
+            (&l.room, "ro"),
+            (&l.bed, "bd"),
+        ];
+        let mut parent: Option<Uuid> = None;
+        let mut path = String::from("Location");
+        for (name, kind) in levels {
+            let Some(name) = name.as_deref() else {
+                continue;
+            };
+            path.push('|');
+            path.push_str(kind);
+            path.push('=');
+            path.push_str(name);
+            if let Some(id) = self.shared.get(&path) {
+                parent = Some(*id);
+                continue;
+            }
+            let id = self.uuid(&[&path]);
+            self.shared.insert(path.clone(), id);
+            let resource = json!({
+                "status": "active",
+                "name": name,
+                "description": (kind == "bd" || kind == "ro").then(|| l.description.clone()).flatten(),
+                "mode": "instance",
+                "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": kind}]},
+                "operationalStatus": (kind == "bd").then(|| l.status.as_ref().map(|s| json!({
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": s
+                }))).flatten(),
+                "partOf": opt_ref(parent),
+            });
+            self.push("Location", id, resource, Request::Update);
+            parent = Some(id);
+        }
+        parent
+    }
+
+    // ----- Patient, merges, RelatedPerson -----
+
+    fn patient_resources(&mut self) {
+        let Some(p) = self.c.patient.as_ref() else {
+            return;
+        };
+        let ids: Vec<Value> = p.identifiers.iter().map(|i| self.identifier(i)).collect();
+        let (request, key) = self.keyed_request(&ids, false);
+        let id = self.uuid(&[
+            "Patient",
+            &key.unwrap_or_else(|| format!("message|{}", self.message_key())),
+        ]);
+        self.patient = Some(id);
+        let gps: Vec<Value> = {
+            let people = p.primary_care.clone();
+            self.practitioners(&people)
+                .into_iter()
+                .map(reference)
+                .collect()
+        };
+        let deceased = match (&p.deceased_at, p.deceased) {
+            (Some(at), _) => json!({"deceasedDateTime": self.datetime(at)}),
+            (None, Some(b)) => json!({"deceasedBoolean": b}),
+            _ => json!({}),
+        };
+        let multiple = match (p.birth_order, p.multiple_birth) {
+            (Some(n), _) if n > 0 => json!({"multipleBirthInteger": n}),
+            (_, Some(b)) => json!({"multipleBirthBoolean": b}),
+            _ => json!({}),
+        };
+        let mut links = Vec::new();
+        let mut merged_away = Vec::new();
+        for (n, m) in self.c.merges.iter().enumerate() {
+            let prior: Vec<Value> = m
+                .prior_identifiers
+                .iter()
+                .map(|i| self.identifier(i))
+                .collect();
+            if prior.is_empty() {
+                continue;
+            }
+            let (req, key) = self.keyed_request(&prior, false);
+            let old = self.uuid(&[
+                "Patient",
+                &key.unwrap_or_else(|| format!("merge|{}|{n}", self.message_key())),
+            ]);
+            if old == id {
+                continue;
+            }
+            links.push(json!({"other": reference(old), "type": "replaces"}));
+            merged_away.push((old, prior, req, m.prior_name.as_ref().map(|n| self.name(n))));
+        }
+        let mut resource = json!({
+            "identifier": ids,
+            "active": true,
+            "name": p.names.iter().map(|n| self.name(n)).collect::<Vec<_>>(),
+            "telecom": p.telecoms.iter().map(|t| self.telecom(t)).collect::<Vec<_>>(),
+            "gender": p.sex.as_deref().and_then(vocab::gender),
+            "birthDate": p.birth_date.as_deref().map(|d| d.get(..10).unwrap_or(d)),
+            "address": p.addresses.iter().map(|a| self.address(a)).collect::<Vec<_>>(),
+            "maritalStatus": self.mapped_concept(&p.marital_status, |c| {
+                vocab::marital_status(c).map(|(s, c)| (s.to_string(), c.to_string()))
+            }),
+            "communication": p.language.as_ref().map(|l| vec![json!({"language": self.concept_of(l)})]),
+            "generalPractitioner": gps,
+            "link": links,
+            "extension": self.patient_extensions(p),
+        });
+        merge_into(&mut resource, deceased);
+        merge_into(&mut resource, multiple);
+        self.push("Patient", id, resource, request);
+        for (old, prior, req, name) in merged_away {
+            let resource = json!({
+                "identifier": prior,
+                "active": false,
+                "name": name.map(|n| vec![n]),
+                "link": [{"other": reference(id), "type": "replaced-by"}],
+            });
+            self.push("Patient", old, resource, req);
+        }
+    }
+
+    fn patient_extensions(&self, p: &crate::record::clinical::Patient) -> Value {
+        let mut ext = Vec::new();
+        if let Some(m) = &p.mothers_maiden_name {
+            ext.push(json!({
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
+                "valueString": m,
+            }));
+        }
+        if let Some(r) = &p.religion {
+            ext.push(json!({
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-religion",
+                "valueCodeableConcept": self.concept_of(r),
+            }));
+        }
+        if let Some(b) = &p.birth_place {
+            ext.push(json!({
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                "valueAddress": {"text": b},
+            }));
+        }
+        for c in &p.citizenship {
+            ext.push(json!({
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
+                "extension": [{"url": "code", "valueCodeableConcept": self.concept_of(c)}],
+            }));
+        }
+        for (url, codes) in [
+            (
+                "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+                &p.race,
+            ),
+            (
+                "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+                &p.ethnicity,
+            ),
+        ] {
+            let codings: Vec<Value> = codes
+                .iter()
+                .filter(|c| c.code.is_some())
+                .map(|c| {
+                    let mut v = self.coding(c);
+                    // CDC race and ethnicity codes come as v2 tables 0005 / 0189.
+                    if matches!(c.system.as_deref(), Some("HL70005" | "HL70189" | "CDCREC")) {
+                        v["system"] = json!("urn:oid:2.16.840.1.113883.6.238");
+                    }
+                    v
+                })
+                .collect();
+            let text = codes
+                .iter()
+                .filter_map(|c| c.display.clone().or_else(|| c.text.clone()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut parts: Vec<Value> = codings
+                .into_iter()
+                .map(|c| json!({"url": "ombCategory", "valueCoding": c}))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            parts.push(json!({"url": "text", "valueString": if text.is_empty() { "unknown".to_string() } else { text }}));
+            ext.push(json!({"url": url, "extension": parts}));
+        }
+        Value::Array(ext)
+    }
+
+    fn related_people(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        let contacts: Vec<&Contact> = self.c.next_of_kin.iter().collect();
+        for (n, k) in contacts.into_iter().enumerate() {
+            let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
+            let id = self.uuid(&["RelatedPerson", &patient.to_string(), &n.to_string()]);
+            let relationship: Vec<Value> = [&k.relationship, &k.role]
+                .into_iter()
+                .filter_map(|c| c.as_ref().map(|c| self.concept_of(c)))
+                .collect();
+            let resource = json!({
+                "identifier": ids,
+                "active": true,
+                "patient": reference(patient),
+                "relationship": relationship,
+                "name": k.names.iter().map(|n| self.name(n)).collect::<Vec<_>>(),
+                "telecom": k.telecoms.iter().map(|t| self.telecom(t)).collect::<Vec<_>>(),
+                "gender": k.sex.as_deref().and_then(vocab::gender),
+                "birthDate": k.birth_date.as_deref().map(|d| d.get(..10).unwrap_or(d)),
+                "address": k.addresses.iter().map(|a| self.address(a)).collect::<Vec<_>>(),
+                "period": {"start": self.dt(&k.start), "end": self.dt(&k.end)},
+            });
+            self.push("RelatedPerson", id, resource, Request::Update);
+        }
+    }
+
+    // ----- Encounter -----
+
+    fn encounter_resource(&mut self) {
+        let Some(v) = self.c.visit.as_ref() else {
+            return;
+        };
+        let ids: Vec<Value> = v
+            .visit_number
+            .iter()
+            .map(|i| self.typed_identifier(&Some(i.clone()), "VN"))
+            .chain(v.alternate_visit_id.iter().map(|i| self.identifier(i)))
+            .collect();
+        let (request, key) = self.keyed_request(&ids, false);
+        let id = self.uuid(&[
+            "Encounter",
+            &key.unwrap_or_else(|| {
+                format!(
+                    "{}|{}",
+                    self.patient
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| self.message_key()),
+                    v.admitted_at.as_deref().unwrap_or_default()
+                )
+            }),
+        ]);
+        self.encounter = Some(id);
+        let mut participants = Vec::new();
+        for (people, code, display) in [
+            (&v.attending, "ATND", "attender"),
+            (&v.referring, "REF", "referrer"),
+            (&v.consulting, "CON", "consultant"),
+            (&v.admitting, "ADM", "admitter"),
+        ] {
+            for p in self.practitioners(people) {
+                participants.push(json!({
+                    "type": [{"coding": [{"system": PARTICIPATION, "code": code, "display": display}]}],
+                    "individual": reference(p),
+                }));
+            }
+        }
+        let mut locations = Vec::new();
+        for (l, status) in [
+            (&v.location, "active"),
+            (&v.temporary_location, "active"),
+            (&v.prior_location, "completed"),
+            (&v.pending_location, "planned"),
+        ] {
+            if let Some(l) = l {
+                if let Some(loc) = self.location(l) {
+                    locations.push(json!({"location": reference(loc), "status": status}));
+                }
+            }
+        }
+        let class = v
+            .class
+            .as_ref()
+            .and_then(|c| c.code.as_deref())
+            .map(vocab::encounter_class)
+            .map(|(s, c, d)| json!({"system": s, "code": c, "display": d}))
+            // Encounter.class is required; an absent patient class is "unknown" (v2 table 0004).
+            .unwrap_or_else(|| {
+                json!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": "U", "display": "Unknown"})
+            });
+        let discharged = v.discharged_at.is_some();
+        let status = vocab::encounter_status(self.c.message.event.as_deref(), discharged);
+        let resource = json!({
+            "identifier": ids,
+            "status": status,
+            "class": class,
+            "type": [self.concept(&v.admission_type), self.concept(&v.patient_type)],
+            "serviceType": self.concept(&v.hospital_service),
+            "subject": opt_ref(self.patient),
+            "participant": participants,
+            "period": {"start": self.dt(&v.admitted_at), "end": self.dt(&v.discharged_at)},
+            "reasonCode": [self.concept(&v.admit_reason)],
+            "hospitalization": {
+                "preAdmissionIdentifier": self.typed_identifier(&v.preadmit_number, "PRE"),
+                "admitSource": self.concept(&v.admit_source),
+                "reAdmission": self.concept(&v.readmission),
+                "specialArrangement": [self.concept(&v.vip)],
+                "dischargeDisposition": self.concept(&v.discharge_disposition),
+            },
+            "location": locations,
+            "text": v.description.as_ref().map(|d| json!({"status": "generated", "div": xhtml(d)})),
+        });
+        self.push("Encounter", id, resource, request);
+    }
+
+    // ----- orders, reports, observations, specimens -----
+
+    /// ServiceRequests (and DiagnosticReports for results) per order; returns, per order, the
+    /// report's id (if any), to which its observations belong.
+    fn orders(&mut self) -> Vec<Option<Uuid>> {
+        let results_message = matches!(self.c.message.r#type.as_deref(), Some("ORU" | "OUL"));
+        let mut reports = Vec::new();
+        let orders: Vec<&Order> = self.c.orders.iter().collect();
+        for (n, order) in orders.into_iter().enumerate() {
+            let placer = self.typed_identifier(&order.placer_id, "PLAC");
+            let filler = self.typed_identifier(&order.filler_id, "FILL");
+            let ids: Vec<Value> = [placer, filler]
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .collect();
+            let (request, key) = self.keyed_request(&ids, false);
+            let key = key.unwrap_or_else(|| format!("message|{}|{n}", self.message_key()));
+            let sr = self.uuid(&["ServiceRequest", &key]);
+            let requesters = self.practitioners(&order.ordering_provider);
+            let specimen_ids = self.specimens(n, sr);
+            let code = order.code.clone();
+            let is_result = results_message
+                || order.result_status.is_some()
+                || self.c.observations.iter().any(|o| o.order == Some(n));
+            let resource = json!({
+                "identifier": ids,
+                "requisition": self.typed_identifier(&order.group_id, "PGN"),
+                "status": vocab::request_status(order.status.as_deref(), order.control.as_deref()),
+                "intent": "order",
+                "priority": order.priority.as_deref().and_then(vocab::request_priority),
+                // ServiceRequest.code is optional, but an order without one says little.
+                "code": self.concept(&code),
+                "subject": opt_ref(self.patient),
+                "encounter": opt_ref(self.encounter),
+                "occurrenceDateTime": if is_result { Value::Null } else { self.dt(&order.observed_at) },
+                "authoredOn": self.dt(&order.ordered_at),
+                "requester": requesters.first().copied().map(reference),
+                "reasonCode": order.reasons.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+                "specimen": specimen_ids.iter().copied().map(reference).collect::<Vec<_>>(),
+                "note": order.notes.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(),
+            });
+            if self.patient.is_none() {
+                // ServiceRequest.subject is required: an order without a patient stays out.
+                reports.push(None);
+                continue;
+            }
+            self.push("ServiceRequest", sr, resource, request);
+            if !is_result {
+                reports.push(None);
+                continue;
+            }
+            let dr = self.uuid(&["DiagnosticReport", &key]);
+            let interpreters = self.practitioners(&order.interpreters);
+            let effective = match (&order.observed_at, &order.observed_end) {
+                (Some(_), Some(_)) => json!({"effectivePeriod": {
+                    "start": self.dt(&order.observed_at), "end": self.dt(&order.observed_end)
+                }}),
+                (Some(_), None) => json!({"effectiveDateTime": self.dt(&order.observed_at)}),
+                _ => json!({}),
+            };
+            let ids: Vec<Value> = [
+                self.typed_identifier(&order.placer_id, "PLAC"),
+                self.typed_identifier(&order.filler_id, "FILL"),
+            ]
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .collect();
+            let (dr_request, _) = self.keyed_request(&ids, false);
+            let mut resource = json!({
+                "identifier": ids,
+                "basedOn": [reference(sr)],
+                "status": vocab::report_status(order.result_status.as_deref()),
+                "category": order.service_section.as_ref().map(|s| vec![json!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": s
+                }]})]),
+                // DiagnosticReport.code is required.
+                "code": if code.is_some() { self.concept(&code) } else { json!({"text": "unknown"}) },
+                "subject": opt_ref(self.patient),
+                "encounter": opt_ref(self.encounter),
+                "issued": self.instant(&order.reported_at),
+                "resultsInterpreter": interpreters.into_iter().map(reference).collect::<Vec<_>>(),
+                "specimen": specimen_ids.iter().copied().map(reference).collect::<Vec<_>>(),
+            });
+            merge_into(&mut resource, effective);
+            // Results are filled in after the observations exist (below).
+            self.push("DiagnosticReport", dr, resource, dr_request);
+            reports.push(Some(dr));
+        }
+        reports
+    }
+
+    fn specimens(&mut self, order: usize, request: Uuid) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        let specimens: Vec<_> = self
+            .c
+            .specimens
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.order == Some(order))
+            .map(|(i, s)| (i, s.clone()))
+            .collect();
+        for (i, s) in specimens {
+            let ids: Vec<Value> = s.identifiers.iter().map(|i| self.identifier(i)).collect();
+            let (req, key) = self.keyed_request(&ids, false);
+            let id = self.uuid(&[
+                "Specimen",
+                &key.unwrap_or_else(|| format!("message|{}|{i}", self.message_key())),
+            ]);
+            let resource = json!({
+                "identifier": ids,
+                "type": self.concept(&s.r#type),
+                "subject": opt_ref(self.patient),
+                "receivedTime": self.dt(&s.received_at),
+                "request": [reference(request)],
+                "collection": {
+                    "collectedDateTime": self.dt(&s.collected_at),
+                    "method": self.concept(&s.collection_method),
+                    "bodySite": self.concept(&s.body_site),
+                },
+            });
+            self.push("Specimen", id, resource, req);
+            out.push(id);
+        }
+        // An order's specimen without an SPM (OBR-15) is still a specimen of that order.
+        if out.is_empty() {
+            if let Some(order) = self.c.orders.get(order) {
+                if order.specimen_source.is_some() || order.specimen_received_at.is_some() {
+                    let id = self.uuid(&["Specimen", &request.to_string()]);
+                    let resource = json!({
+                        "type": self.concept(&order.specimen_source),
+                        "subject": opt_ref(self.patient),
+                        "receivedTime": self.dt(&order.specimen_received_at),
+                        "request": [reference(request)],
+                    });
+                    self.push("Specimen", id, resource, Request::Update);
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    fn loose_observations(&mut self, reports: &[Option<Uuid>]) {
+        if self.patient.is_none() {
+            return;
+        }
+        let mut results: HashMap<Uuid, Vec<Value>> = HashMap::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let observations: Vec<(usize, Observation)> =
+            self.c.observations.iter().cloned().enumerate().collect();
+        for (n, o) in observations {
+            let report = o.order.and_then(|i| reports.get(i).copied().flatten());
+            let order = o.order.and_then(|i| self.c.orders.get(i));
+            // Stable across corrections: the order's id, the test code and the sub-id.
+            let base = match order.and_then(|ord| ord.filler_id.as_ref().or(ord.placer_id.as_ref()))
+            {
+                Some(i) => format!(
+                    "order|{}|{}|{}|{}",
+                    i.value.as_deref().unwrap_or_default(),
+                    i.authority.as_deref().unwrap_or_default(),
+                    o.code
+                        .as_ref()
+                        .and_then(|c| c.code.as_deref())
+                        .unwrap_or_default(),
+                    o.sub_id.as_deref().unwrap_or_default()
+                ),
+                None => format!("message|{}|{n}", self.message_key()),
+            };
+            let count = seen.entry(base.clone()).or_insert(0);
+            *count += 1;
+            let key = if *count > 1 {
+                format!("{base}|{count}")
+            } else {
+                base
+            };
+            let id = self.uuid(&["Observation", &key]);
+            let performers = self.practitioners(&o.performers);
+            let org = o
+                .performing_organization
+                .clone()
+                .and_then(|name: String| self.organization(Some(name.as_str()), Vec::new()));
+            let effective = o
+                .observed_at
+                .as_ref()
+                .or_else(|| order.and_then(|ord| ord.observed_at.as_ref()));
+            let mut resource = json!({
+                "status": vocab::observation_status(o.status.as_deref()),
+                "category": self.observation_category(order),
+                // Observation.code is required.
+                "code": if o.code.is_some() { self.concept(&o.code) } else { json!({"text": "unknown"}) },
+                "subject": opt_ref(self.patient),
+                "encounter": opt_ref(self.encounter),
+                "effectiveDateTime": self.dt(&effective.cloned()),
+                "issued": self.instant(&order.and_then(|ord| ord.reported_at.clone())),
+                "performer": performers.into_iter().chain(org).map(reference).collect::<Vec<_>>(),
+                "interpretation": o.interpretation.iter().map(|c| self.interpretation(c)).collect::<Vec<_>>(),
+                "method": self.concept(&o.method),
+                "bodySite": self.concept(&o.body_site),
+                "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, &o)]),
+                "note": o.notes.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(),
+                "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
+            });
+            merge_into(&mut resource, self.observation_value(&o));
+            self.push("Observation", id, resource, Request::Update);
+            if let Some(r) = report {
+                results.entry(r).or_default().push(reference(id));
+            }
+        }
+        for e in &mut self.entries {
+            if let Some(refs) = results.remove(&e.id) {
+                if let Value::Object(o) = &mut e.resource {
+                    o.insert("result".into(), Value::Array(refs));
+                }
+            }
+        }
+    }
+
+    fn service_request_of(&self, order: usize) -> Option<Uuid> {
+        let o = self.c.orders.get(order)?;
+        let ids: Vec<Value> = [
+            self.typed_identifier(&o.placer_id, "PLAC"),
+            self.typed_identifier(&o.filler_id, "FILL"),
+        ]
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect();
+        let (_, key) = self.keyed_request(&ids, false);
+        let key = key.unwrap_or_else(|| format!("message|{}|{order}", self.message_key()));
+        let id = self.uuid(&["ServiceRequest", &key]);
+        self.entries.iter().any(|e| e.id == id).then_some(id)
+    }
+
+    fn observation_category(&self, order: Option<&Order>) -> Value {
+        let lab =
+            matches!(self.c.message.r#type.as_deref(), Some("ORU" | "OUL")) && order.is_some();
+        if lab {
+            json!([{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "laboratory",
+            }]}])
+        } else {
+            Value::Null
+        }
+    }
+
+    fn interpretation(&self, c: &Code) -> Value {
+        // Table 0078's codes are those of v3 ObservationInterpretation.
+        let v3 = matches!(
+            c.system.as_deref(),
+            None | Some("HL70078") | Some("HL7nnnn")
+        );
+        if v3 && c.code.is_some() {
+            json!({"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                "code": c.code,
+                "display": c.display,
+            }], "text": c.text})
+        } else {
+            self.concept_of(c)
+        }
+    }
+
+    fn quantity(&self, value: f64, units: &Option<Code>) -> Value {
+        let system = units
+            .as_ref()
+            .and_then(|u| u.system.as_deref())
+            .and_then(|s| self.code_system(s));
+        json!({
+            "value": value,
+            "unit": units.as_ref().and_then(|u| u.display.clone().or_else(|| u.code.clone())),
+            "system": units.as_ref().and(system),
+            "code": units.as_ref().and_then(|u| u.code.clone()),
+        })
+    }
+
+    fn reference_range(&self, text: &str, o: &Observation) -> Value {
+        // `3.5-5.1` becomes low/high too; anything else stays text.
+        let mut v = json!({"text": text});
+        let t = text.trim();
+        let split = t
+            .char_indices()
+            .skip(1)
+            .find(|(_, ch)| *ch == '-')
+            .map(|(i, _)| (t[..i].trim(), t[i + 1..].trim()));
+        if let Some((lo, hi)) = split {
+            if let (Ok(lo), Ok(hi)) = (lo.parse::<f64>(), hi.parse::<f64>()) {
+                if lo.is_finite() && hi.is_finite() {
+                    v["low"] = self.quantity(lo, &o.units);
+                    v["high"] = self.quantity(hi, &o.units);
+                }
+            }
+        }
+        v
+    }
+
+    fn observation_value(&self, o: &Observation) -> Value {
+        let Some(value) = &o.value else {
+            return json!({"dataAbsentReason": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                "code": "unknown",
+            }]}});
+        };
+        match value {
+            ObxValue::Number(n) if n.is_finite() => {
+                json!({"valueQuantity": self.quantity(*n, &o.units)})
+            }
+            ObxValue::Number(_) => json!({}),
+            ObxValue::Coded(c) => json!({"valueCodeableConcept": self.concept_of(c)}),
+            ObxValue::Structured(s) => {
+                let n1 = s.number.filter(|n| n.is_finite());
+                let n2 = s.number2.filter(|n| n.is_finite());
+                match (s.separator.as_deref(), n1, n2) {
+                    (Some(":") | Some("/"), Some(a), Some(b)) => json!({"valueRatio": {
+                        "numerator": {"value": a}, "denominator": {"value": b}
+                    }}),
+                    (Some("-"), Some(a), Some(b)) => json!({"valueRange": {
+                        "low": self.quantity(a, &o.units), "high": self.quantity(b, &o.units)
+                    }}),
+                    (_, Some(a), _) => {
+                        let mut q = self.quantity(a, &o.units);
+                        if let Some(cmp) = s
+                            .comparator
+                            .as_deref()
+                            .filter(|c| ["<", "<=", ">", ">="].contains(c))
+                        {
+                            q["comparator"] = json!(cmp);
+                        }
+                        json!({"valueQuantity": q})
+                    }
+                    _ => json!({}),
+                }
+            }
+            ObxValue::Text(t) => match o.value_type.as_deref() {
+                Some("DT") | Some("DTM") | Some("TS") if t.len() >= 4 => {
+                    json!({"valueDateTime": self.datetime(t)})
+                }
+                Some("TM") => json!({"valueTime": t}),
+                _ => json!({"valueString": t}),
+            },
+        }
+    }
+
+    // ----- other clinical resources -----
+
+    fn allergies(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        for (n, a) in self.c.allergies.clone().iter().enumerate() {
+            let key = a
+                .allergen
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "{}|{}|{}",
+                        c.system.as_deref().unwrap_or_default(),
+                        c.code.as_deref().unwrap_or_default(),
+                        c.display.as_deref().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| n.to_string());
+            let id = self.uuid(&["AllergyIntolerance", &patient.to_string(), &key]);
+            let type_code = a.r#type.as_ref().and_then(|t| t.code.as_deref());
+            let resource = json!({
+                "clinicalStatus": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "active",
+                }]},
+                "type": type_code.and_then(vocab::allergy_category).map(|_| "allergy"),
+                "category": type_code.and_then(vocab::allergy_category).map(|c| vec![c]),
+                "criticality": a.severity.as_ref().and_then(|s| s.code.as_deref()).and_then(vocab::allergy_criticality),
+                "code": self.concept(&a.allergen),
+                "patient": reference(patient),
+                "encounter": opt_ref(self.encounter),
+                "onsetDateTime": self.dt(&a.identified_at),
+                "reaction": if a.reactions.is_empty() { Value::Null } else { json!([{
+                    "manifestation": a.reactions.iter().map(|r| json!({"text": r})).collect::<Vec<_>>(),
+                }]) },
+            });
+            self.push("AllergyIntolerance", id, resource, Request::Update);
+        }
+    }
+
+    fn conditions(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        for (n, d) in self.c.diagnoses.clone().iter().enumerate() {
+            let ids: Vec<Value> = d.identifier.iter().map(|i| self.identifier(i)).collect();
+            let (request, key) = self.keyed_request(&ids, false);
+            let key = key.unwrap_or_else(|| {
+                format!(
+                    "{patient}|{}|{}|{n}",
+                    self.encounter.map(|e| e.to_string()).unwrap_or_default(),
+                    d.code
+                        .as_ref()
+                        .and_then(|c| c.code.as_deref())
+                        .unwrap_or_default()
+                )
+            });
+            let id = self.uuid(&["Condition", &key]);
+            let asserter = self.practitioners(&d.clinicians).first().copied();
+            let resource = json!({
+                "identifier": ids,
+                "category": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                    "code": "encounter-diagnosis",
+                }]}],
+                "code": self.concept(&d.code),
+                "subject": reference(patient),
+                "encounter": opt_ref(self.encounter),
+                "onsetDateTime": self.dt(&d.diagnosed_at),
+                "asserter": opt_ref(asserter),
+            });
+            self.push("Condition", id, resource, request);
+        }
+    }
+
+    fn procedures(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        for (n, p) in self.c.procedures.clone().iter().enumerate() {
+            let id = self.uuid(&[
+                "Procedure",
+                &patient.to_string(),
+                p.code
+                    .as_ref()
+                    .and_then(|c| c.code.as_deref())
+                    .unwrap_or_default(),
+                p.performed_at.as_deref().unwrap_or_default(),
+                &n.to_string(),
+            ]);
+            let performers = self.practitioners(&p.performers);
+            let resource = json!({
+                "status": "completed",
+                "code": self.concept(&p.code),
+                "subject": reference(patient),
+                "encounter": opt_ref(self.encounter),
+                "performedDateTime": self.dt(&p.performed_at),
+                "performer": performers.into_iter().map(|r| json!({"actor": reference(r)})).collect::<Vec<_>>(),
+            });
+            self.push("Procedure", id, resource, Request::Update);
+        }
+    }
+
+    fn immunizations(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        for (n, im) in self.c.immunizations.clone().iter().enumerate() {
+            let ids: Vec<Value> = im.identifiers.iter().map(|i| self.identifier(i)).collect();
+            let (request, key) = self.keyed_request(&ids, false);
+            let id = self.uuid(&[
+                "Immunization",
+                &key.unwrap_or_else(|| {
+                    format!(
+                        "{patient}|{}|{}|{n}",
+                        im.vaccine
+                            .as_ref()
+                            .and_then(|c| c.code.as_deref())
+                            .unwrap_or_default(),
+                        im.administered_at.as_deref().unwrap_or_default()
+                    )
+                }),
+            ]);
+            let manufacturer = im.manufacturer.clone().and_then(|m| {
+                let ids = m
+                    .code
+                    .iter()
+                    .map(|c| json!({"system": m.system.as_deref().and_then(|s| self.code_system(s)), "value": c}))
+                    .collect();
+                self.organization(m.display.as_deref().or(m.code.as_deref()), ids)
+            });
+            let administering = self.practitioners(&im.performers);
+            let ordering = self.practitioners(&im.ordering_provider);
+            let mut performers: Vec<Value> = administering
+                .into_iter()
+                .map(|p| json!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP"}]}, "actor": reference(p)}))
+                .collect();
+            performers.extend(ordering.into_iter().map(|p| json!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "OP"}]}, "actor": reference(p)})));
+            let status =
+                vocab::immunization_status(im.completion_status.as_deref(), im.action.as_deref());
+            let resource = json!({
+                "identifier": ids,
+                "status": status,
+                "statusReason": if status == "not-done" { im.refusal_reasons.first().map(|c| self.concept_of(c)) } else { None },
+                // Immunization.vaccineCode is required.
+                "vaccineCode": if im.vaccine.is_some() { self.concept(&im.vaccine) } else { json!({"text": "unknown"}) },
+                "patient": reference(patient),
+                "encounter": opt_ref(self.encounter),
+                // Immunization.occurrence[x] is required.
+                "occurrenceDateTime": im.administered_at.as_deref().map(|t| self.datetime(t)),
+                "occurrenceString": if im.administered_at.is_none() { Some("unknown") } else { None },
+                "primarySource": true,
+                "manufacturer": opt_ref(manufacturer),
+                "lotNumber": im.lot_numbers.first(),
+                "expirationDate": im.expires.as_deref().map(|d| d.get(..10).unwrap_or(d)),
+                "site": self.concept(&im.site),
+                "route": self.concept(&im.route),
+                "doseQuantity": im.amount.filter(|a| a.is_finite() && *a != 999.0).map(|a| self.quantity(a, &im.units)),
+                "performer": performers,
+                "note": im.notes.iter().filter_map(|c| c.display.clone().or_else(|| c.text.clone()).or_else(|| c.code.clone())).map(|t| json!({"text": t})).collect::<Vec<_>>(),
+            });
+            self.push("Immunization", id, resource, request);
+        }
+    }
+
+    fn coverages(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        for (n, ins) in self.c.insurance.clone().iter().enumerate() {
+            let company_ids: Vec<Value> =
+                ins.company_ids.iter().map(|i| self.identifier(i)).collect();
+            let payor = self.organization(ins.company_name.as_deref(), company_ids);
+            let ids: Vec<Value> = ins
+                .policy_number
+                .iter()
+                .map(|p| json!({"value": p, "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]}}))
+                .collect();
+            let id = self.uuid(&[
+                "Coverage",
+                &patient.to_string(),
+                ins.plan
+                    .as_ref()
+                    .and_then(|p| p.code.as_deref())
+                    .unwrap_or_default(),
+                ins.policy_number.as_deref().unwrap_or_default(),
+                &n.to_string(),
+            ]);
+            let mut classes = Vec::new();
+            if let Some(plan) = ins.plan.as_ref().and_then(|p| p.code.clone()) {
+                classes.push(json!({
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
+                    "value": plan,
+                    "name": ins.plan.as_ref().and_then(|p| p.display.clone()),
+                }));
+            }
+            if let Some(group) = &ins.group_number {
+                classes.push(json!({
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "group"}]},
+                    "value": group,
+                    "name": ins.group_name,
+                }));
+            }
+            let resource = json!({
+                "identifier": ids,
+                "status": "active",
+                "type": ins.plan_type.as_ref().map(|t| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0086", "code": t}]})),
+                "subscriberId": ins.insured_ids.first().and_then(|i| i.value.clone()),
+                "beneficiary": reference(patient),
+                "relationship": self.concept(&ins.relationship),
+                "period": {"start": self.dt(&ins.start), "end": self.dt(&ins.end)},
+                // Coverage.payor is required: without a company the patient is named.
+                "payor": [payor.map_or_else(|| reference(patient), reference)],
+                "class": classes,
+            });
+            self.push("Coverage", id, resource, Request::Update);
+        }
+    }
+
+    fn appointment(&mut self) {
+        let Some(a) = self.c.appointment.clone() else {
+            return;
+        };
+        let ids: Vec<Value> = [
+            self.typed_identifier(&a.placer_id, "PLAC"),
+            self.typed_identifier(&a.filler_id, "FILL"),
+        ]
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect();
+        let (request, key) = self.keyed_request(&ids, false);
+        let id = self.uuid(&[
+            "Appointment",
+            &key.unwrap_or_else(|| format!("message|{}", self.message_key())),
+        ]);
+        let mut participants = Vec::new();
+        if let Some(p) = self.patient {
+            participants.push(json!({"actor": reference(p), "status": "accepted"}));
+        }
+        for p in self.practitioners(&a.personnel) {
+            participants.push(json!({"actor": reference(p), "status": "accepted"}));
+        }
+        for l in &a.locations {
+            if let Some(loc) = self.location(l) {
+                participants.push(json!({"actor": reference(loc), "status": "accepted"}));
+            }
+        }
+        if participants.is_empty() {
+            // Appointment.participant is required; with nobody named, the need stays.
+            participants.push(json!({"status": "needs-action", "type": [{"text": "unknown"}]}));
+        }
+        let start = self.instant(&a.start);
+        let end = self.instant(&a.end);
+        let mut status = vocab::appointment_status(
+            a.status.as_ref().and_then(|s| s.code.as_deref()),
+            self.c.message.event.as_deref(),
+        );
+        // app-3: only proposed, cancelled or waitlisted appointments may lack start and end.
+        let (start, end) = if start.is_null() || end.is_null() {
+            if !matches!(status, "proposed" | "cancelled" | "waitlist") {
+                status = "proposed";
+            }
+            (Value::Null, Value::Null)
+        } else {
+            (start, end)
+        };
+        let minutes = match (
+            &a.duration,
+            a.duration_units.as_ref().and_then(|u| u.code.as_deref()),
+        ) {
+            (Some(d), None | Some("min") | Some("MIN") | Some("m"))
+                if *d > 0.0 && d.fract() == 0.0 =>
+            {
+                json!(*d as i64)
+            }
+            _ => Value::Null,
+        };
+        let resource = json!({
+            "identifier": ids,
+            "status": status,
+            "cancelationReason": if status == "cancelled" { self.concept(&a.event_reason) } else { Value::Null },
+            "serviceType": a.services.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+            "appointmentType": self.concept(&a.r#type),
+            "reasonCode": [self.concept(&a.reason)],
+            "start": start,
+            "end": end,
+            "minutesDuration": minutes,
+            "comment": if a.notes.is_empty() { None } else { Some(a.notes.join("\n")) },
+            "participant": participants,
+        });
+        self.push("Appointment", id, resource, request);
+    }
+
+    fn document(&mut self) {
+        let Some(d) = self.c.document.clone() else {
+            return;
+        };
+        let master = self.typed_identifier(&d.identifier, "FILL");
+        let ids: Vec<Value> = d.placer_ids.iter().map(|i| self.identifier(i)).collect();
+        let mut keyed = vec![master.clone()];
+        keyed.extend(ids.iter().cloned());
+        let (request, key) = self.keyed_request(&keyed, false);
+        let id = self.uuid(&[
+            "DocumentReference",
+            &key.unwrap_or_else(|| format!("message|{}", self.message_key())),
+        ]);
+        let authors = self.practitioners(&d.authors);
+        let mut content = Vec::new();
+        for att in &d.attachments {
+            let content_type = match (att.r#type.as_deref(), att.subtype.as_deref()) {
+                (Some(t), Some(s)) => Some(format!(
+                    "{}/{}",
+                    t.to_ascii_lowercase(),
+                    s.to_ascii_lowercase()
+                )),
+                _ => None,
+            };
+            let data = att.data.as_deref().map(|data| {
+                if att
+                    .encoding
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("Base64"))
+                {
+                    data.chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect::<String>()
+                } else {
+                    base64::engine::general_purpose::STANDARD.encode(data.as_bytes())
+                }
+            });
+            content.push(json!({"attachment": {"contentType": content_type, "data": data}}));
+        }
+        if let Some(text) = &d.text {
+            content.push(json!({"attachment": {
+                "contentType": "text/plain",
+                "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+            }}));
+        }
+        if content.is_empty() {
+            // DocumentReference.content is required: the document is named, not included.
+            content.push(json!({"attachment": {"title": d.file_name.clone().unwrap_or_else(|| "document".into())}}));
+        }
+        let doc_status = match d.completion_status.as_deref() {
+            Some("AU") | Some("LA") => Some("final"),
+            Some("IP") | Some("IN") | Some("PA") | Some("DI") | Some("DO") => Some("preliminary"),
+            _ => None,
+        };
+        let resource = json!({
+            "masterIdentifier": if master.is_null() { Value::Null } else { master },
+            "identifier": ids,
+            "status": if d.availability.as_deref() == Some("OB") || d.completion_status.as_deref() == Some("OB") { "superseded" } else { "current" },
+            "docStatus": doc_status,
+            "type": self.concept(&d.r#type),
+            "subject": opt_ref(self.patient),
+            "date": self.instant(&d.activity_at),
+            "author": authors.into_iter().map(reference).collect::<Vec<_>>(),
+            "securityLabel": d.confidentiality.as_ref().map(|c| vec![json!({"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0272", "code": c
+            }]})]),
+            "content": content,
+            "context": {"encounter": self.encounter.map(|e| vec![reference(e)])},
+        });
+        self.push("DocumentReference", id, resource, request);
+    }
+
+    fn message_header(&mut self) {
+        let m = self.c.message.clone();
+        let focus: Vec<Value> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    "Patient"
+                        | "Encounter"
+                        | "DiagnosticReport"
+                        | "ServiceRequest"
+                        | "Immunization"
+                        | "Appointment"
+                        | "DocumentReference"
+                )
+            })
+            .map(|e| reference(e.id))
+            .collect();
+        let sender = self.organization(m.sending_facility.as_deref(), Vec::new());
+        let receiver = self.organization(m.receiving_facility.as_deref(), Vec::new());
+        let endpoint = |app: &Option<String>| {
+            format!(
+                "{}app:{}",
+                self.o.local_base,
+                encode(app.as_deref().unwrap_or("unknown"))
+            )
+        };
+        let id = self.uuid(&["MessageHeader", &self.message_key()]);
+        let resource = json!({
+            "eventCoding": {
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0003",
+                "code": m.event.clone().unwrap_or_else(|| "unknown".into()),
+                "display": m.r#type.as_ref().map(|t| format!("{t}^{}", m.event.as_deref().unwrap_or_default())),
+            },
+            "destination": [{
+                "name": m.receiving_application,
+                "endpoint": endpoint(&m.receiving_application),
+                "receiver": opt_ref(receiver),
+            }],
+            "sender": opt_ref(sender),
+            "source": {
+                "name": m.sending_application,
+                "endpoint": endpoint(&m.sending_application),
+            },
+            "reason": m.event_reason.as_ref().map(|c| self.concept_of(c)),
+            "focus": focus,
+            "meta": {"tag": m.processing_id.as_ref().map(|p| vec![json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0103", "code": p
+            })])},
+        });
+        self.push("MessageHeader", id, resource, Request::Update);
+    }
+}
+
+/// Adds to `into` the members of `more` it lacks.
+fn fill(into: &mut Value, more: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, more) {
+        for (k, v) in b {
+            a.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// Adds the members of `extra` (an object) to `into`.
+fn merge_into(into: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, extra) {
+        let b: Map<String, Value> = b;
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+fn has_offset(s: &str) -> bool {
+    let time = s.split_once('T').map_or("", |(_, t)| t);
+    time.ends_with('Z') || time.contains('+') || time.contains('-')
+}
+
+/// Percent-encodes what may not stand in a URL query value (keeps `:` and `/` readable).
+fn encode(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    const SET: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'&')
+        .add(b'+')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'|')
+        .add(b',')
+        .add(b'$')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    utf8_percent_encode(s, SET).to_string()
+}
+
+/// A minimal XHTML narrative for free text (escaped).
+fn xhtml(text: &str) -> String {
+    let mut s = String::from("<div xmlns=\"http://www.w3.org/1999/xhtml\">");
+    for ch in text.chars() {
+        match ch {
+            '<' => s.push_str("&lt;"),
+            '>' => s.push_str("&gt;"),
+            '&' => s.push_str("&amp;"),
+            c => s.push(c),
+        }
+    }
+    s.push_str("</div>");
+    s
+}

@@ -1,0 +1,334 @@
+//! Vocabulary for the v2 → FHIR conversion: coding-system names to URIs, and the v2 tables whose
+//! codes FHIR replaces with its own (from the ConceptMaps of HL7's v2-to-FHIR implementation
+//! guide: AdministrativeSex, MaritalStatus, PatientClass[EncounterClass], ResultStatus,
+//! ObservationResultStatusCodesInterpretation, OrderControlCode[ServiceRequest.status],
+//! OrderStatus, AllergenType, AllergySeverity, CompletionStatus, FillerStatusCodes[Appointment],
+//! TelecommunicationUseCode, TelecommunicationEquipmentType, AddressType[Use], NameType).
+
+/// The FHIR URI of a v2 coding system name (HL7 table 0396), when it has a well-known one.
+pub fn system_uri(name: &str) -> Option<String> {
+    let n = name.trim();
+    let upper = n.to_ascii_uppercase();
+    // v2 tables: HL70001, HL7-0001, HL7nnnn.
+    if let Some(rest) = upper.strip_prefix("HL7") {
+        let digits = rest.trim_start_matches('-');
+        if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(format!("http://terminology.hl7.org/CodeSystem/v2-{digits}"));
+        }
+    }
+    let uri = match upper.as_str() {
+        "LN" | "LOINC" => "http://loinc.org",
+        "SCT" | "SNM" | "SNOMED" | "SNOMEDCT" | "SNOMED-CT" | "SCT2" => "http://snomed.info/sct",
+        "I10" | "ICD10" | "ICD-10" => "http://hl7.org/fhir/sid/icd-10",
+        "I10C" | "ICD10CM" | "ICD-10-CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "I10P" | "ICD10PCS" => "http://www.cms.gov/Medicare/Coding/ICD10",
+        "I9" | "I9C" | "I9CDX" | "ICD9" | "ICD9CM" | "ICD-9-CM" => {
+            "http://hl7.org/fhir/sid/icd-9-cm"
+        }
+        "CVX" => "http://hl7.org/fhir/sid/cvx",
+        "MVX" => "http://hl7.org/fhir/sid/mvx",
+        "NDC" => "http://hl7.org/fhir/sid/ndc",
+        "RXNORM" | "RXN" => "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "UCUM" | "ISO+" | "ANS+" => "http://unitsofmeasure.org",
+        "C4" | "C5" | "CPT" | "CPT4" | "CPT-4" => "http://www.ama-assn.org/go/cpt",
+        "HCPCS" | "HCPC" => "urn:oid:2.16.840.1.113883.6.285",
+        "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
+        "NUCC" => "http://nucc.org/provider-taxonomy",
+        "NPI" => "http://hl7.org/fhir/sid/us-npi",
+        "ICDO" | "ICD-O" => "http://terminology.hl7.org/CodeSystem/icd-o",
+        "ISO3166" | "ISO3166_1" | "ISO3166-1" => "urn:iso:std:iso:3166",
+        "ISO639" | "ISO639-1" | "ISO6391" => "urn:ietf:bcp:47",
+        "PHINQUESTION" => "urn:oid:2.16.840.1.114222.4.5.232",
+        "NCIT" => "http://ncimeta.nci.nih.gov",
+        "FDDC" => "urn:oid:2.16.840.1.113883.6.63",
+        "DCM" => "http://dicom.nema.org/resources/ontology/DCM",
+        "HSLOC" => "https://www.cdc.gov/nhsn/cdaportal/terminology/codesystem/hsloc.html",
+        _ => return None,
+    };
+    Some(uri.to_string())
+}
+
+/// `administrative-gender` for a v2 sex code (table 0001).
+pub fn gender(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "F" => "female",
+        "M" => "male",
+        "O" | "A" | "N" => "other",
+        "U" => "unknown",
+        _ => return None,
+    })
+}
+
+/// `v3-MaritalStatus` (or a null flavor) for a v2 marital status (table 0002).
+pub fn marital_status(code: &str) -> Option<(&'static str, &'static str)> {
+    const V3: &str = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus";
+    const NULL: &str = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor";
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "A" | "E" => (V3, "L"),
+        "D" => (V3, "D"),
+        "M" => (V3, "M"),
+        "S" => (V3, "S"),
+        "W" => (V3, "W"),
+        "C" => (V3, "C"),
+        "G" | "P" | "R" => (V3, "T"),
+        "N" => (V3, "A"),
+        "I" => (V3, "I"),
+        "B" => (V3, "U"),
+        "U" => (NULL, "UNK"),
+        "O" => (NULL, "OTH"),
+        "T" => (NULL, "NAVU"),
+        _ => return None,
+    })
+}
+
+/// Encounter.class for a v2 patient class (table 0004): system, code, display.
+pub fn encounter_class(code: &str) -> (&'static str, String, Option<&'static str>) {
+    const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+    const V2: &str = "http://terminology.hl7.org/CodeSystem/v2-0004";
+    match code.trim().to_ascii_uppercase().as_str() {
+        "E" => (ACT, "EMER".into(), Some("emergency")),
+        "I" => (ACT, "IMP".into(), Some("inpatient encounter")),
+        "O" => (ACT, "AMB".into(), Some("ambulatory")),
+        "P" => (ACT, "PRENC".into(), Some("pre-admission")),
+        other => (V2, other.to_string(), None),
+    }
+}
+
+/// Encounter.status from the event and the visit's dates.
+pub fn encounter_status(event: Option<&str>, discharged: bool) -> &'static str {
+    match event.unwrap_or_default() {
+        "A03" | "A07" => "finished",
+        "A05" | "A14" | "A38" => "planned",
+        "A11" | "A27" | "A38C" => "cancelled",
+        "A10" => "arrived",
+        "A09" => "onleave",
+        _ if discharged => "finished",
+        "" => "unknown",
+        _ => "in-progress",
+    }
+}
+
+/// DiagnosticReport.status for a result status (OBR-25, table 0123).
+pub fn report_status(code: Option<&str>) -> &'static str {
+    match code
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "O" | "I" | "S" => "registered",
+        "P" => "preliminary",
+        "C" => "corrected",
+        "R" => "partial",
+        "F" => "final",
+        "X" => "cancelled",
+        "A" => "partial",
+        _ => "unknown",
+    }
+}
+
+/// Observation.status for an observation result status (OBX-11, table 0085).
+pub fn observation_status(code: Option<&str>) -> &'static str {
+    match code
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "A" => "amended",
+        "C" => "corrected",
+        "D" | "W" => "entered-in-error",
+        "F" => "final",
+        "P" | "R" | "S" => "preliminary",
+        "X" => "cancelled",
+        "I" | "O" => "registered",
+        _ => "unknown",
+    }
+}
+
+/// ServiceRequest.status from the order status (ORC-5) or else the order control (ORC-1).
+pub fn request_status(order_status: Option<&str>, control: Option<&str>) -> &'static str {
+    let by_status = match order_status
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "CA" | "DC" | "RP" => Some("revoked"),
+        "CM" => Some("completed"),
+        "ER" => Some("entered-in-error"),
+        "HD" => Some("on-hold"),
+        "IP" | "SC" | "A" => Some("active"),
+        _ => None,
+    };
+    if let Some(s) = by_status {
+        return s;
+    }
+    match control
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "NW" | "AF" | "CA" | "HD" | "OK" | "PR" | "PY" | "RL" | "RO" | "RQ" | "SC" | "SN" => {
+            "active"
+        }
+        "CR" | "DC" | "DF" | "DR" | "OC" | "OD" => "revoked",
+        "FU" | "RE" => "completed",
+        "HR" | "OH" => "on-hold",
+        _ => "unknown",
+    }
+}
+
+/// AllergyIntolerance.category for an allergen type (AL1-2, table 0127).
+pub fn allergy_category(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "DA" | "MA" => "medication",
+        "FA" => "food",
+        "EA" | "PA" | "LA" => "environment",
+        "AA" => "biologic",
+        _ => return None,
+    })
+}
+
+/// AllergyIntolerance.criticality for an allergy severity (AL1-4, table 0128).
+pub fn allergy_criticality(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "SV" => "high",
+        "MI" | "MO" => "low",
+        "U" => "unable-to-assess",
+        _ => return None,
+    })
+}
+
+/// Immunization.status for a completion status (RXA-20, table 0322).
+pub fn immunization_status(code: Option<&str>, action: Option<&str>) -> &'static str {
+    if action.is_some_and(|a| a.eq_ignore_ascii_case("D")) {
+        return "entered-in-error";
+    }
+    match code
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "RE" | "NA" => "not-done",
+        _ => "completed",
+    }
+}
+
+/// Appointment.status for a filler status (SCH-25, table 0278).
+pub fn appointment_status(code: Option<&str>, event: Option<&str>) -> &'static str {
+    let by_code = match code
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "pending" => Some("pending"),
+        "waitlist" => Some("waitlist"),
+        "booked" => Some("booked"),
+        "started" => Some("checked-in"),
+        "complete" => Some("fulfilled"),
+        "cancelled" => Some("cancelled"),
+        "deleted" => Some("entered-in-error"),
+        "noshow" => Some("noshow"),
+        _ => None,
+    };
+    if let Some(s) = by_code {
+        return s;
+    }
+    match event.unwrap_or_default() {
+        "S15" => "cancelled",
+        "S17" => "entered-in-error",
+        "S26" => "noshow",
+        _ => "booked",
+    }
+}
+
+/// ContactPoint.use for a telecom use code (XTN-2, table 0201).
+pub fn telecom_use(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "PRN" | "ORN" | "VHN" => "home",
+        "WPN" => "work",
+        "PRS" => "mobile",
+        _ => return None,
+    })
+}
+
+/// ContactPoint.system for a telecom equipment type (XTN-3, table 0202).
+pub fn telecom_system(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "PH" | "CP" => "phone",
+        "FX" => "fax",
+        "BP" => "pager",
+        "INTERNET" | "X.400" => "email",
+        "MD" | "SAT" | "TDD" | "TTY" => "other",
+        _ => return None,
+    })
+}
+
+/// Address.use for an address type (XAD-7, table 0190).
+pub fn address_use(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "BA" => "old",
+        "BI" => "billing",
+        "C" => "temp",
+        "B" | "O" => "work",
+        "H" => "home",
+        _ => return None,
+    })
+}
+
+/// HumanName.use for a name type (XPN-7, table 0200).
+pub fn name_use(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "BAD" => "old",
+        "D" => "usual",
+        "L" | "R" => "official",
+        "M" => "maiden",
+        "MSK" => "anonymous",
+        "N" => "nickname",
+        "NAV" | "TEMP" => "temp",
+        _ => return None,
+    })
+}
+
+/// ServiceRequest.priority for a v2 priority (TQ1-9 / OBR-5 / ORC-7, table 0485).
+pub fn request_priority(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "S" => "stat",
+        "A" | "P" | "C" => "asap",
+        "R" | "T" => "routine",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systems() {
+        assert_eq!(system_uri("LN").as_deref(), Some("http://loinc.org"));
+        assert_eq!(
+            system_uri("HL70203").as_deref(),
+            Some("http://terminology.hl7.org/CodeSystem/v2-0203")
+        );
+        assert_eq!(
+            system_uri("HL7-0136").as_deref(),
+            Some("http://terminology.hl7.org/CodeSystem/v2-0136")
+        );
+        assert_eq!(system_uri("99LOCAL"), None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(report_status(Some("F")), "final");
+        assert_eq!(observation_status(Some("C")), "corrected");
+        assert_eq!(request_status(None, Some("NW")), "active");
+        assert_eq!(request_status(Some("CM"), Some("NW")), "completed");
+        assert_eq!(encounter_status(Some("A03"), false), "finished");
+        assert_eq!(gender("m"), Some("male"));
+    }
+}
