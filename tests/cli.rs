@@ -297,3 +297,41 @@ fn route_shows_what_each_route_does() {
     assert!(out.contains("\"code\":\"2345-7\""), "{out}");
     assert!(out.ends_with("  => routed: 2 deliveries\n"), "{out}");
 }
+
+#[test]
+fn convert_prints_a_fhir_bundle_per_message() {
+    let adt = b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A01^ADT_A01|C-1|P|2.5.1\rPID|1||123^^^H&1.2.3&ISO^MR||DOE^JOHN||19700101|M\rPV1|1|I|W1^101^A\r";
+    let out = aorta(&["convert", "-"], Some(adt));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bundle["type"], "transaction");
+    let entries = bundle["entry"].as_array().unwrap();
+    let patient = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap();
+    assert_eq!(
+        patient["request"]["url"],
+        "Patient?identifier=urn:oid:1.2.3|123"
+    );
+    assert_eq!(patient["resource"]["gender"], "male");
+    assert!(entries
+        .iter()
+        .any(|e| e["resource"]["resourceType"] == "Encounter"));
+    // The same message again gives the same ids: re-sending is idempotent.
+    let again: serde_json::Value =
+        serde_json::from_slice(&aorta(&["convert", "-"], Some(adt)).stdout).unwrap();
+    assert_eq!(bundle, again);
+
+    let resources = aorta(&["convert", "-", "--to", "fhir-resources"], Some(adt));
+    let lines = String::from_utf8(resources.stdout).unwrap();
+    assert_eq!(lines.lines().count(), entries.len());
+
+    let bad = aorta(&["convert", "-", "--to", "xml"], Some(adt));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--to xml"));
+}

@@ -24,6 +24,9 @@ destination = "emr"
 [[to]]
 destination = "archive"
 format = "record-json"
+[[to]]
+destination = "fhir"
+format = "fhir"
 "#;
 
 const SEX: &str = "from,to\nM,male\nF,female\n";
@@ -35,7 +38,7 @@ fn with_sex(control_id: &str, sex: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_flow_through_routes_into_queues() {
     let files = [("emr.toml", TO_EMR), ("tables/sex.csv", SEX)];
-    let (e, _dir) = engine_with("flow", "", &files, &["emr", "archive"]).await;
+    let (e, _dir) = engine_with("flow", "", &files, &["emr", "archive", "fhir"]).await;
     let mut c = connect(e.listener_addr("test").unwrap()).await;
     assert_eq!(
         field(&exchange(&mut c, &with_sex("F-1", "M")).await, "MSA-1"),
@@ -52,13 +55,30 @@ async fn messages_flow_through_routes_into_queues() {
     let routed = e.store.find_by_control_id("F-1").await.unwrap();
     assert_eq!(routed[0].status, Status::Routed);
     let d = e.store.deliveries_for(routed[0].id).await.unwrap();
-    assert_eq!(d.len(), 2);
+    assert_eq!(d.len(), 3);
     assert_eq!(d[0].destination, "emr");
     assert_eq!(field(&d[0].payload, "MSH-5"), "EMR");
     assert_eq!(field(&d[0].payload, "PID-8"), "male");
     let json: serde_json::Value = serde_json::from_slice(&d[1].payload).unwrap();
     assert_eq!(json["patient"]["sex"], "male");
     assert_eq!(d[1].idempotency_key, format!("{}:archive", routed[0].id));
+    // The FHIR output: a transaction Bundle that updates the patient by identifier.
+    let bundle: serde_json::Value = serde_json::from_slice(&d[2].payload).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "transaction");
+    let patient = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap();
+    assert_eq!(patient["request"]["method"], "PUT");
+    assert_eq!(
+        patient["request"]["url"],
+        "Patient?identifier=urn:aorta:id:H|123"
+    );
+    assert_eq!(patient["resource"]["name"][0]["family"], "DOE");
+    assert_eq!(d[2].format, "fhir");
 
     let errored = e.store.find_by_control_id("F-2").await.unwrap();
     let (status, error) = e.store.status(errored[0].id).await.unwrap().unwrap();

@@ -119,6 +119,12 @@ impl Converter {
         m.sending_facility = r.text(4, 1);
         m.receiving_application = r.text(5, 1);
         m.receiving_facility = r.text(6, 1);
+        m.sending_facility_id = r
+            .text(4, 2)
+            .map(|id| (id, r.text(4, 3).unwrap_or_default()));
+        m.receiving_facility_id = r
+            .text(6, 2)
+            .map(|id| (id, r.text(6, 3).unwrap_or_default()));
         m.processing_id = r.text(11, 1);
         m.version = r.text(12, 1);
         let sent = r.dtm(7);
@@ -182,6 +188,7 @@ impl Converter {
             identifiers: ids,
             names,
             mothers_maiden_name: r.text(6, 1),
+            mothers_identifiers: r.cxs(21),
             birth_date,
             birth_time,
             sex: r.text(8, 1),

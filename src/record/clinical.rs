@@ -103,6 +103,12 @@ pub struct MessageInfo {
     /// MSH-6-1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receiving_facility: Option<String>,
+    /// MSH-4-2 and MSH-4-3: the sending facility's universal id and its type (`ISO`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending_facility_id: Option<(String, String)>,
+    /// MSH-6-2 and MSH-6-3: the receiving facility's universal id and its type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiving_facility_id: Option<(String, String)>,
     /// MSH-11-1 (P production, T training, D debugging).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processing_id: Option<String>,
@@ -302,6 +308,9 @@ pub struct Patient {
     /// Mother's maiden name (PID-6-1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mothers_maiden_name: Option<String>,
+    /// The mother's identifiers (PID-21), e.g. on a newborn's record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mothers_identifiers: Vec<Identifier>,
     /// Birth date (`YYYY-MM-DD`, or less precise as given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<String>,

@@ -221,7 +221,8 @@ impl Route {
             owned = Some(m);
         }
         let hl7 = owned.as_ref().map(|m| m.encode());
-        let mut changed_record: Option<Vec<u8>> = None;
+        // The record of the transformed message, converted once for all its JSON outputs.
+        let mut changed: Option<crate::record::Clinical> = None;
         let mut deliveries = Vec::new();
         for to in &self.to {
             if let Some(names) = &chosen {
@@ -229,30 +230,27 @@ impl Route {
                     continue;
                 }
             }
+            if to.format != OutputFormat::Hl7v2 && changed.is_none() {
+                if let Some(bytes) = &hl7 {
+                    changed = Some(match Message::parse(bytes) {
+                        Ok(m) => crate::convert::v2::to_clinical(&m),
+                        Err(e) => {
+                            return RouteResult::Errored(format!(
+                                "the transformed message no longer parses: {e}"
+                            ))
+                        }
+                    });
+                }
+            }
+            let clinical = || changed.as_ref().unwrap_or_else(|| record.clinical());
             let payload = match to.format {
                 OutputFormat::Hl7v2 => hl7.clone().unwrap_or_else(|| input.raw.to_vec()),
-                OutputFormat::RecordJson => match &hl7 {
-                    None => serde_json::to_vec(record.get()).unwrap_or_default(),
-                    Some(bytes) => {
-                        if changed_record.is_none() {
-                            changed_record = Some(match Message::parse(bytes) {
-                                Ok(m) => serde_json::to_vec(&crate::convert::v2::to_clinical(&m))
-                                    .unwrap_or_default(),
-                                Err(e) => {
-                                    return RouteResult::Errored(format!(
-                                        "the transformed message no longer parses: {e}"
-                                    ))
-                                }
-                            });
-                        }
-                        changed_record.clone().unwrap_or_default()
-                    }
-                },
-                OutputFormat::Fhir => {
-                    return RouteResult::Errored(
-                        "the fhir output format is not available yet".into(),
-                    )
-                }
+                OutputFormat::RecordJson => serde_json::to_vec(clinical()).unwrap_or_default(),
+                OutputFormat::Fhir => serde_json::to_vec(&crate::convert::fhir::to_bundle(
+                    clinical(),
+                    &crate::convert::fhir::FhirOptions::default(),
+                ))
+                .unwrap_or_default(),
             };
             deliveries.push(Delivery {
                 message_id: input.id,
@@ -634,9 +632,6 @@ impl Loader<'_> {
                                 ),
                             );
                         }
-                    }
-                    if to_item.format == OutputFormat::Fhir {
-                        self.error(file, line, rn, &format!("{key}.format"), "the fhir output format arrives with the FHIR conversion and cannot be used yet; use hl7v2 or record-json");
                     }
                     if to.iter().any(|x: &To| x.destination == to_item.destination) {
                         self.error(
@@ -1088,10 +1083,7 @@ format = "record-json"
             all.contains("route bad: to[0]: no destination is named `lis`"),
             "{all}"
         );
-        assert!(
-            all.contains("route bad: to[0].format: the fhir output format"),
-            "{all}"
-        );
+        assert!(!all.contains(".format"), "{all}");
         assert!(all.contains("b.toml:"), "{all}");
         assert!(all.contains("c.toml:4:") && all.contains("colour"), "{all}");
         assert!(

@@ -237,6 +237,7 @@ impl Hl7Read for OwnedMessage {
 /// The Clinical record of the message being routed, as JSON, made on first use.
 pub struct RecordView<'a> {
     message: &'a Message<'a>,
+    clinical: OnceCell<crate::record::Clinical>,
     json: OnceCell<serde_json::Value>,
 }
 
@@ -245,15 +246,21 @@ impl<'a> RecordView<'a> {
     pub fn new(message: &'a Message<'a>) -> RecordView<'a> {
         RecordView {
             message,
+            clinical: OnceCell::new(),
             json: OnceCell::new(),
         }
+    }
+
+    /// The record.
+    pub fn clinical(&self) -> &crate::record::Clinical {
+        self.clinical
+            .get_or_init(|| crate::convert::v2::to_clinical(self.message))
     }
 
     /// The record as JSON.
     pub fn get(&self) -> &serde_json::Value {
         self.json.get_or_init(|| {
-            let clinical = crate::convert::v2::to_clinical(self.message);
-            serde_json::to_value(&clinical).unwrap_or(serde_json::Value::Null)
+            serde_json::to_value(self.clinical()).unwrap_or(serde_json::Value::Null)
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The resource builders (see the module documentation for ids and requests).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use base64::Engine as _;
@@ -61,15 +62,25 @@ pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
                     json!({"method": "POST", "url": e.kind, "ifNoneExist": query})
                 }
             };
-            json!({"fullUrl": full_url, "resource": resource, "request": request})
+            // Built by hand: `json!` would copy the resource (it serializes what it embeds).
+            let mut entry = Map::new();
+            entry.insert("fullUrl".into(), Value::String(full_url));
+            entry.insert("resource".into(), resource);
+            entry.insert("request".into(), request);
+            Value::Object(entry)
         })
         .collect();
-    json!({
-        "resourceType": "Bundle",
-        "id": bundle_id.to_string(),
-        "type": if options.batch { "batch" } else { "transaction" },
-        "entry": entries,
-    })
+    let mut bundle = Map::new();
+    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("id".into(), Value::String(bundle_id.to_string()));
+    let kind = if options.batch {
+        "batch"
+    } else {
+        "transaction"
+    };
+    bundle.insert("type".into(), json!(kind));
+    bundle.insert("entry".into(), Value::Array(entries));
+    Value::Object(bundle)
 }
 
 enum Request {
@@ -96,6 +107,11 @@ struct Builder<'a> {
     shared: HashMap<String, Uuid>,
     patient: Option<Uuid>,
     encounter: Option<Uuid>,
+    /// Assigning authorities met while building identifiers (HD → Organization), emitted at
+    /// the end: building an identifier only reads the builder.
+    authorities: RefCell<Vec<(String, Uuid, Value)>>,
+    /// The ServiceRequest of each order (by index), once built.
+    service_requests: Vec<Option<Uuid>>,
 }
 
 /// A reference to an entry of the Bundle.
@@ -116,6 +132,8 @@ impl<'a> Builder<'a> {
             shared: HashMap::new(),
             patient: None,
             encounter: None,
+            authorities: RefCell::new(Vec::new()),
+            service_requests: Vec::new(),
         }
     }
 
@@ -193,6 +211,63 @@ impl<'a> Builder<'a> {
         self.appointment();
         self.document();
         self.message_header();
+        let authorities = std::mem::take(&mut *self.authorities.borrow_mut());
+        for (key, id, resource) in authorities {
+            if self.shared.contains_key(&key) {
+                continue;
+            }
+            self.shared.insert(key, id);
+            let ids: Vec<Value> = resource["identifier"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let (request, _) = self.keyed_request(&ids, true);
+            self.push("Organization", id, resource, request);
+        }
+    }
+
+    /// The Organization of an assigning authority or facility (HD: namespace id, universal id
+    /// and its type), as the v2-to-FHIR guide's HD[Organization]; returns a reference to it.
+    fn authority(&self, namespace: Option<&str>, uid: Option<(&str, &str)>) -> Value {
+        let mut ids = Vec::new();
+        if let Some(ns) = namespace {
+            ids.push(json!({"value": ns}));
+        }
+        if let Some((uid, kind)) = uid {
+            let (system, value) = match kind.to_ascii_uppercase().as_str() {
+                "ISO" => (Some("urn:ietf:rfc:3986"), format!("urn:oid:{uid}")),
+                "UUID" | "GUID" => (
+                    Some("urn:ietf:rfc:3986"),
+                    format!("urn:uuid:{}", uid.to_ascii_lowercase()),
+                ),
+                _ => (None, uid.to_string()),
+            };
+            ids.push(json!({
+                "system": system,
+                "value": value,
+                "type": (!kind.is_empty()).then(|| json!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0301", "code": kind
+                }]})),
+            }));
+        }
+        if ids.is_empty() {
+            return Value::Null;
+        }
+        let key = format!(
+            "Organization|hd|{}|{}",
+            namespace.unwrap_or_default(),
+            uid.map(|u| u.0).unwrap_or_default()
+        );
+        let mut list = self.authorities.borrow_mut();
+        let id = match list.iter().find(|(k, _, _)| *k == key) {
+            Some((_, id, _)) => *id,
+            None => {
+                let id = self.uuid(&[&key]);
+                list.push((key, id, json!({"identifier": ids, "name": namespace})));
+                id
+            }
+        };
+        json!({"reference": format!("urn:uuid:{id}"), "display": namespace})
     }
 
     // ----- data types -----
@@ -291,6 +366,24 @@ impl<'a> Builder<'a> {
         v
     }
 
+    /// A language (PID-15): the v2 code plus its BCP 47 tag where one is known.
+    fn language(&self, c: &Code) -> Value {
+        let mut v = self.concept_of(c);
+        let mut tags = Vec::new();
+        for code in std::iter::once(c)
+            .chain(c.alternates.iter())
+            .filter_map(|c| c.code.as_deref())
+        {
+            if let Some(tag) = vocab::bcp47(code) {
+                tags.push(json!({"system": "urn:ietf:bcp:47", "code": tag}));
+            }
+        }
+        if let Some(Value::Array(codings)) = v.get_mut("coding") {
+            codings.extend(tags);
+        }
+        v
+    }
+
     fn identifier_system(&self, i: &Identifier) -> Option<String> {
         let kind = i.authority_id_type.as_deref().unwrap_or_default();
         if let Some(uid) = i.authority_id.as_deref() {
@@ -300,6 +393,9 @@ impl<'a> Builder<'a> {
                 "URI" | "URL" if uid.contains(':') => return Some(uid.to_string()),
                 _ => {}
             }
+        }
+        if i.authority.is_none() && i.r#type.as_deref() == Some("SS") {
+            return Some("http://hl7.org/fhir/sid/us-ssn".into());
         }
         let ns = i.authority.as_deref()?.trim();
         if ns.is_empty() {
@@ -318,7 +414,10 @@ impl<'a> Builder<'a> {
             "system": self.identifier_system(i),
             "value": i.value,
             "period": {"start": self.dt(&i.start), "end": self.dt(&i.end)},
-            "assigner": i.authority.as_ref().map(|a| json!({"display": a})),
+            "assigner": self.authority(
+                i.authority.as_deref(),
+                i.authority_id.as_deref().map(|u| (u, i.authority_id_type.as_deref().unwrap_or_default())),
+            ),
         })
     }
 
@@ -469,7 +568,8 @@ impl<'a> Builder<'a> {
                 "name": name,
                 "description": (kind == "bd" || kind == "ro").then(|| l.description.clone()).flatten(),
                 "mode": "instance",
-                "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": kind}]},
+                // The guide gives the point of care no physical type (only an extension).
+                "physicalType": (kind != "wa").then(|| json!({"coding": [{"system": PHYSICAL_TYPE, "code": kind}]})),
                 "operationalStatus": (kind == "bd").then(|| l.status.as_ref().map(|s| json!({
                     "system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": s
                 }))).flatten(),
@@ -544,7 +644,7 @@ impl<'a> Builder<'a> {
             "maritalStatus": self.mapped_concept(&p.marital_status, |c| {
                 vocab::marital_status(c).map(|(s, c)| (s.to_string(), c.to_string()))
             }),
-            "communication": p.language.as_ref().map(|l| vec![json!({"language": self.concept_of(l)})]),
+            "communication": p.language.as_ref().map(|l| vec![json!({"language": self.language(l)})]),
             "generalPractitioner": gps,
             "link": links,
             "extension": self.patient_extensions(p),
@@ -633,6 +733,26 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
+        // PID-21: the mother, known by her identifiers (CX[RelatedPerson-Mother]).
+        let mother = self
+            .c
+            .patient
+            .as_ref()
+            .map(|p| p.mothers_identifiers.clone())
+            .unwrap_or_default();
+        if !mother.is_empty() {
+            let ids: Vec<Value> = mother.iter().map(|i| self.identifier(i)).collect();
+            let id = self.uuid(&["RelatedPerson", &patient.to_string(), "mother"]);
+            let resource = json!({
+                "identifier": ids,
+                "active": true,
+                "patient": reference(patient),
+                "relationship": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH", "display": "mother"
+                }]}],
+            });
+            self.push("RelatedPerson", id, resource, Request::Update);
+        }
         let contacts: Vec<&Contact> = self.c.next_of_kin.iter().collect();
         for (n, k) in contacts.into_iter().enumerate() {
             let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
@@ -750,6 +870,7 @@ impl<'a> Builder<'a> {
     /// ServiceRequests (and DiagnosticReports for results) per order; returns, per order, the
     /// report's id (if any), to which its observations belong.
     fn orders(&mut self) -> Vec<Option<Uuid>> {
+        self.service_requests = vec![None; self.c.orders.len()];
         let results_message = matches!(self.c.message.r#type.as_deref(), Some("ORU" | "OUL"));
         let mut reports = Vec::new();
         let orders: Vec<&Order> = self.c.orders.iter().collect();
@@ -792,6 +913,9 @@ impl<'a> Builder<'a> {
                 continue;
             }
             self.push("ServiceRequest", sr, resource, request);
+            if let Some(slot) = self.service_requests.get_mut(n) {
+                *slot = Some(sr);
+            }
             if !is_result {
                 reports.push(None);
                 continue;
@@ -963,18 +1087,7 @@ impl<'a> Builder<'a> {
     }
 
     fn service_request_of(&self, order: usize) -> Option<Uuid> {
-        let o = self.c.orders.get(order)?;
-        let ids: Vec<Value> = [
-            self.typed_identifier(&o.placer_id, "PLAC"),
-            self.typed_identifier(&o.filler_id, "FILL"),
-        ]
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect();
-        let (_, key) = self.keyed_request(&ids, false);
-        let key = key.unwrap_or_else(|| format!("message|{}|{order}", self.message_key()));
-        let id = self.uuid(&["ServiceRequest", &key]);
-        self.entries.iter().any(|e| e.id == id).then_some(id)
+        self.service_requests.get(order).copied().flatten()
     }
 
     fn observation_category(&self, order: Option<&Order>) -> Value {
@@ -1291,9 +1404,32 @@ impl<'a> Builder<'a> {
                     "name": ins.group_name,
                 }));
             }
+            // The insured, when not the patient (IN1-17 other than SEL): a RelatedPerson.
+            let own = ins
+                .relationship
+                .as_ref()
+                .and_then(|r| r.code.as_deref())
+                .is_none_or(|c| c.eq_ignore_ascii_case("SEL") || c == "01");
+            let subscriber = if own {
+                Some(patient)
+            } else {
+                let rid = self.uuid(&["RelatedPerson", &id.to_string(), "insured"]);
+                let insured_ids: Vec<Value> =
+                    ins.insured_ids.iter().map(|i| self.identifier(i)).collect();
+                let resource = json!({
+                    "identifier": insured_ids,
+                    "active": true,
+                    "patient": reference(patient),
+                    "relationship": [self.concept(&ins.relationship)],
+                    "name": ins.insured_name.as_ref().map(|n| vec![self.name(n)]),
+                });
+                self.push("RelatedPerson", rid, resource, Request::Update);
+                Some(rid)
+            };
             let resource = json!({
                 "identifier": ids,
                 "status": "active",
+                "subscriber": opt_ref(subscriber),
                 "type": ins.plan_type.as_ref().map(|t| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0086", "code": t}]})),
                 "subscriberId": ins.insured_ids.first().and_then(|i| i.value.clone()),
                 "beneficiary": reference(patient),
@@ -1472,8 +1608,18 @@ impl<'a> Builder<'a> {
             })
             .map(|e| reference(e.id))
             .collect();
-        let sender = self.organization(m.sending_facility.as_deref(), Vec::new());
-        let receiver = self.organization(m.receiving_facility.as_deref(), Vec::new());
+        let sender = self.authority(
+            m.sending_facility.as_deref(),
+            m.sending_facility_id
+                .as_ref()
+                .map(|(u, k)| (u.as_str(), k.as_str())),
+        );
+        let receiver = self.authority(
+            m.receiving_facility.as_deref(),
+            m.receiving_facility_id
+                .as_ref()
+                .map(|(u, k)| (u.as_str(), k.as_str())),
+        );
         let endpoint = |app: &Option<String>| {
             format!(
                 "{}app:{}",
@@ -1491,9 +1637,9 @@ impl<'a> Builder<'a> {
             "destination": [{
                 "name": m.receiving_application,
                 "endpoint": endpoint(&m.receiving_application),
-                "receiver": opt_ref(receiver),
+                "receiver": receiver,
             }],
-            "sender": opt_ref(sender),
+            "sender": sender,
             "source": {
                 "name": m.sending_application,
                 "endpoint": endpoint(&m.sending_application),

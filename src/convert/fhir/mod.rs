@@ -88,3 +88,77 @@ pub(crate) fn prune(v: &mut Value) -> bool {
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::Message;
+
+    fn bundle(raw: &[u8]) -> Value {
+        let m = Message::parse(raw).unwrap();
+        to_bundle(
+            &crate::convert::v2::to_clinical(&m),
+            &FhirOptions::default(),
+        )
+    }
+
+    fn of_type<'a>(b: &'a Value, t: &str) -> Vec<&'a Value> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["resourceType"] == t)
+            .collect()
+    }
+
+    #[test]
+    fn a_merge_links_the_surviving_and_the_merged_patient() {
+        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||ADT^A40^ADT_A39|M1|P|2.5\rEVN|A40|20240101\rPID|1||111^^^H^MR||DOE^JANE\rMRG|222^^^H^MR\r");
+        let patients = of_type(&b, "Patient");
+        assert_eq!(patients.len(), 2);
+        let (kept, gone) = (&patients[0], &patients[1]);
+        assert_eq!(kept["resource"]["link"][0]["type"], "replaces");
+        assert_eq!(
+            kept["resource"]["link"][0]["other"]["reference"],
+            gone["fullUrl"]
+        );
+        assert_eq!(gone["resource"]["active"], false);
+        assert_eq!(gone["resource"]["link"][0]["type"], "replaced-by");
+        assert_eq!(
+            gone["request"]["url"],
+            "Patient?identifier=urn:aorta:id:H|222"
+        );
+    }
+
+    #[test]
+    fn results_become_a_report_with_its_observations() {
+        let b = bundle(b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|R1|P|2.5.1\rPID|1||7^^^H^MR\rOBR|1|P1^EHR|F1^LAB|718-7^Hemoglobin^LN|||20240101080000+0100|||||||||||||||20240101090000+0100|||F\rOBX|1|NM|718-7^Hemoglobin^LN||13.2|g/dL^g/dL^UCUM|12-16|N|||F|||20240101080000+0100\rOBX|2|SN|2345-7^Glucose^LN||>^200|mg/dL^^UCUM||H|||F\r");
+        let report = of_type(&b, "DiagnosticReport");
+        assert_eq!(report.len(), 1);
+        let r = &report[0]["resource"];
+        assert_eq!(r["status"], "final");
+        assert_eq!(r["result"].as_array().unwrap().len(), 2);
+        assert_eq!(r["issued"], "2024-01-01T09:00:00+01:00");
+        let obs = of_type(&b, "Observation");
+        let hb = &obs[0]["resource"];
+        assert_eq!(hb["valueQuantity"]["value"], 13.2);
+        assert_eq!(hb["valueQuantity"]["system"], "http://unitsofmeasure.org");
+        assert_eq!(hb["code"]["coding"][0]["system"], "http://loinc.org");
+        assert_eq!(hb["referenceRange"][0]["low"]["value"], 12.0);
+        assert_eq!(hb["interpretation"][0]["coding"][0]["code"], "N");
+        let glucose = &obs[1]["resource"];
+        assert_eq!(glucose["valueQuantity"]["comparator"], ">");
+        // Keyed by the order and the test: a corrected result updates the same Observation.
+        let again = bundle(b"MSH|^~\\&|LAB|F|EHR|G|20240102||ORU^R01|R2|P|2.5.1\rPID|1||7^^^H^MR\rOBR|1|P1^EHR|F1^LAB|718-7^Hemoglobin^LN||||||||||||||||||||C\rOBX|1|NM|718-7^Hemoglobin^LN||13.4|g/dL^g/dL^UCUM||||C\r");
+        assert_eq!(
+            of_type(&again, "Observation")[0]["fullUrl"],
+            obs[0]["fullUrl"]
+        );
+    }
+
+    #[test]
+    fn offsets() {
+        assert!(valid_offset("Z") && valid_offset("+01:00") && valid_offset("-05:30"));
+        assert!(!valid_offset("+1:00") && !valid_offset("0100") && !valid_offset("+15:00"));
+    }
+}

@@ -304,6 +304,60 @@ pub fn request_priority(code: &str) -> Option<&'static str> {
     })
 }
 
+/// The BCP 47 tag of an ISO 639 language code (two letters, or the common three-letter ones).
+pub fn bcp47(code: &str) -> Option<&'static str> {
+    const PAIRS: [(&str, &str); 40] = [
+        ("ara", "ar"),
+        ("ben", "bn"),
+        ("bul", "bg"),
+        ("chi", "zh"),
+        ("zho", "zh"),
+        ("ces", "cs"),
+        ("cze", "cs"),
+        ("dan", "da"),
+        ("deu", "de"),
+        ("ger", "de"),
+        ("ell", "el"),
+        ("gre", "el"),
+        ("eng", "en"),
+        ("spa", "es"),
+        ("fas", "fa"),
+        ("per", "fa"),
+        ("fin", "fi"),
+        ("fra", "fr"),
+        ("fre", "fr"),
+        ("heb", "he"),
+        ("hin", "hi"),
+        ("hun", "hu"),
+        ("ita", "it"),
+        ("jpn", "ja"),
+        ("kor", "ko"),
+        ("nld", "nl"),
+        ("dut", "nl"),
+        ("nor", "no"),
+        ("pol", "pl"),
+        ("por", "pt"),
+        ("ron", "ro"),
+        ("rum", "ro"),
+        ("rus", "ru"),
+        ("swe", "sv"),
+        ("tha", "th"),
+        ("tur", "tr"),
+        ("ukr", "uk"),
+        ("urd", "ur"),
+        ("vie", "vi"),
+        ("tgl", "tl"),
+    ];
+    let lower = code.trim().to_ascii_lowercase();
+    if let Some((_, tag)) = PAIRS.iter().find(|(three, _)| *three == lower) {
+        return Some(tag);
+    }
+    PAIRS
+        .iter()
+        .find(|(_, two)| *two == lower)
+        .map(|(_, two)| *two)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
