@@ -436,6 +436,21 @@ impl<'a> Builder<'a> {
         v
     }
 
+    /// The placer (`PLAC`) and filler (`FILL`) numbers of an order or appointment.
+    fn placer_filler(
+        &self,
+        placer: &Option<Identifier>,
+        filler: &Option<Identifier>,
+    ) -> Vec<Value> {
+        [
+            self.typed_identifier(placer, "PLAC"),
+            self.typed_identifier(filler, "FILL"),
+        ]
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+    }
+
     fn name(&self, n: &Name) -> Value {
         let mut prefix = Vec::new();
         prefix.extend(n.prefix.clone());
@@ -875,12 +890,7 @@ impl<'a> Builder<'a> {
         let mut reports = Vec::new();
         let orders: Vec<&Order> = self.c.orders.iter().collect();
         for (n, order) in orders.into_iter().enumerate() {
-            let placer = self.typed_identifier(&order.placer_id, "PLAC");
-            let filler = self.typed_identifier(&order.filler_id, "FILL");
-            let ids: Vec<Value> = [placer, filler]
-                .into_iter()
-                .filter(|v| !v.is_null())
-                .collect();
+            let ids = self.placer_filler(&order.placer_id, &order.filler_id);
             let (request, key) = self.keyed_request(&ids, false);
             let key = key.unwrap_or_else(|| format!("message|{}|{n}", self.message_key()));
             let sr = self.uuid(&["ServiceRequest", &key]);
@@ -929,13 +939,7 @@ impl<'a> Builder<'a> {
                 (Some(_), None) => json!({"effectiveDateTime": self.dt(&order.observed_at)}),
                 _ => json!({}),
             };
-            let ids: Vec<Value> = [
-                self.typed_identifier(&order.placer_id, "PLAC"),
-                self.typed_identifier(&order.filler_id, "FILL"),
-            ]
-            .into_iter()
-            .filter(|v| !v.is_null())
-            .collect();
+            let ids = self.placer_filler(&order.placer_id, &order.filler_id);
             let (dr_request, _) = self.keyed_request(&ids, false);
             let mut resource = json!({
                 "identifier": ids,
@@ -1447,13 +1451,7 @@ impl<'a> Builder<'a> {
         let Some(a) = self.c.appointment.clone() else {
             return;
         };
-        let ids: Vec<Value> = [
-            self.typed_identifier(&a.placer_id, "PLAC"),
-            self.typed_identifier(&a.filler_id, "FILL"),
-        ]
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect();
+        let ids = self.placer_filler(&a.placer_id, &a.filler_id);
         let (request, key) = self.keyed_request(&ids, false);
         let id = self.uuid(&[
             "Appointment",
