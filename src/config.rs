@@ -621,17 +621,7 @@ fn destination(c: &mut Collector, key: &str, v: Value) -> Option<DestinationConf
         "file" => c.section(key, rest).map(Settings::File),
         "mllp" => c.section(key, rest).map(Settings::Mllp),
         "rabbitmq" => c.section(key, rest).map(Settings::Rabbitmq),
-        "fhir" => {
-            if let Value::Object(t) = &rest {
-                for k in t.keys() {
-                    c.push(
-                        format!("{key}.{k}"),
-                        format!("unknown key: sending to {kind} destinations has not landed yet, so they take only queue settings"),
-                    );
-                }
-            }
-            Some(Settings::NotYet)
-        }
+        "fhir" => c.section(key, rest).map(Settings::Fhir),
         other => {
             c.push(
                 format!("{key}.kind"),

@@ -14,6 +14,8 @@
 //! Microsoft's placeholder systems (`http://example.com/...`) and Aorta's made-up ones
 //! (`urn:aorta:...`) both mean "a local system": they match any system with the same code.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,18 +84,9 @@ fn hl7_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Installs the validator's npm packages when they are missing.
+/// The validator script (its npm packages installed when missing).
 fn validator() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir");
-    if !dir.join("node_modules/@medplum/core").is_dir() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm (Node.js) is needed to validate FHIR");
-        assert!(status.success(), "npm ci in tests/fhir failed");
-    }
-    dir.join("validate.mjs")
+    common::fhir_tools().join("validate.mjs")
 }
 
 #[test]

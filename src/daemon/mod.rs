@@ -93,10 +93,6 @@ pub async fn start(config: &Config) -> Result<Running> {
         }
         let built = Destination::build(&d.settings, &d.queue)
             .map_err(|e| anyhow::anyhow!("destination {name}: {e}"))?;
-        let Some(built) = built else {
-            tracing::warn!(destination = %name, kind = %d.kind, "sending to this kind of destination has not landed yet; its deliveries wait in its queue");
-            continue;
-        };
         let built = Arc::new(built);
         let n = d.queue.concurrency.max(1);
         for index in 0..n {

@@ -114,37 +114,42 @@ impl ClientTls {
 /// A built HTTP destination.
 #[derive(Debug)]
 pub struct HttpDestination {
-    client: reqwest::Client,
+    client: Client,
     url: OutTemplate,
     method: reqwest::Method,
-    headers: reqwest::header::HeaderMap,
-    basic: Option<(String, String)>,
     content_type: Option<String>,
 }
 
-impl HttpDestination {
-    /// Builds the client: resolves secrets, reads TLS files, checks the URL template.
-    pub fn build(config: &HttpConfig, connections: usize) -> Result<HttpDestination, String> {
+/// An HTTP client with its fixed headers and credentials (shared by the HTTP and FHIR
+/// destinations).
+#[derive(Debug)]
+pub struct Client {
+    inner: reqwest::Client,
+    headers: reqwest::header::HeaderMap,
+    basic: Option<(String, String)>,
+}
+
+impl Client {
+    /// Builds a client for `url` (its scheme decides TLS): resolves the secrets, reads TLS files.
+    pub fn build(
+        url: &str,
+        extra_headers: &BTreeMap<String, String>,
+        auth: Option<&HttpAuth>,
+        timeout_secs: u64,
+        tls: Option<&ClientTls>,
+        connections: usize,
+    ) -> Result<Client, String> {
         use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
-        let url = OutTemplate::parse(&config.url).map_err(|e| format!("url: {e}"))?;
-        if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
-            return Err(format!(
-                "url: {:?} must start with http:// or https://",
-                config.url
-            ));
-        }
-        let method = reqwest::Method::from_bytes(config.method.as_bytes())
-            .map_err(|_| format!("method: {:?} is not an HTTP method", config.method))?;
         let mut headers = reqwest::header::HeaderMap::new();
         let mut basic = None;
-        for (k, v) in &config.headers {
+        for (k, v) in extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("headers: {k:?} is not a header name"))?;
             let value = HeaderValue::from_str(v)
                 .map_err(|_| format!("headers.{k}: not a valid header value"))?;
             headers.insert(name, value);
         }
-        match &config.auth {
+        match auth {
             Some(HttpAuth::Bearer(s)) => {
                 let token = s.resolve().map_err(|e| format!("auth.bearer: {e}"))?;
                 let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -171,15 +176,14 @@ impl HttpDestination {
             }
             None => {}
         }
-        let tls = config.tls.as_ref();
         // reqwest wants a process-wide rustls provider even for plain http; Aorta uses ring
         // everywhere (installing twice is refused, which is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-            .connect_timeout(Duration::from_secs(config.timeout_secs.clamp(1, 10)))
+            .timeout(Duration::from_secs(timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(timeout_secs.clamp(1, 10)))
             .pool_max_idle_per_host(connections.max(1));
-        let builder = if config.url.starts_with("https://") || tls.is_some() {
+        let builder = if url.starts_with("https://") || tls.is_some() {
             let mut rustls = match tls {
                 Some(t) => t.client_config()?,
                 None => crate::tls::outgoing_config(None, None).map_err(|e| format!("tls: {e}"))?,
@@ -189,15 +193,50 @@ impl HttpDestination {
         } else {
             builder
         };
-        let client = builder
+        let inner = builder
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Client {
+            inner,
+            headers,
+            basic,
+        })
+    }
+
+    /// A request with the fixed headers and credentials in place.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut request = self.inner.request(method, url);
+        if let Some((user, password)) = &self.basic {
+            request = request.basic_auth(user, Some(password));
+        }
+        request.headers(self.headers.clone())
+    }
+}
+
+impl HttpDestination {
+    /// Builds the client: resolves secrets, reads TLS files, checks the URL template.
+    pub fn build(config: &HttpConfig, connections: usize) -> Result<HttpDestination, String> {
+        let url = OutTemplate::parse(&config.url).map_err(|e| format!("url: {e}"))?;
+        if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
+            return Err(format!(
+                "url: {:?} must start with http:// or https://",
+                config.url
+            ));
+        }
+        let method = reqwest::Method::from_bytes(config.method.as_bytes())
+            .map_err(|_| format!("method: {:?} is not an HTTP method", config.method))?;
+        let client = Client::build(
+            &config.url,
+            &config.headers,
+            config.auth.as_ref(),
+            config.timeout_secs,
+            config.tls.as_ref(),
+            connections,
+        )?;
         Ok(HttpDestination {
             client,
             url,
             method,
-            headers,
-            basic,
             content_type: config.content_type.clone(),
         })
     }
@@ -206,37 +245,21 @@ impl HttpDestination {
     pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
         let url = self.url.render(d, &url_encode);
         let content_type = self.content_type.as_deref().unwrap_or(d.content_type());
-        let mut request = self.client.request(self.method.clone(), &url);
-        if let Some((user, password)) = &self.basic {
-            request = request.basic_auth(user, Some(password));
-        }
-        let request = request
-            .headers(self.headers.clone())
+        let request = self
+            .client
+            .request(self.method.clone(), &url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header("Idempotency-Key", d.idempotency_key)
             .body(d.payload.to_vec());
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    "no answer within the timeout"
-                } else if e.is_connect() {
-                    "cannot connect"
-                } else {
-                    "the request failed"
-                };
-                return Outcome::retry(format!("{what}: {}", without_url(&e)));
-            }
+            Err(e) => return unanswered(&e),
         };
         let status = response.status();
         if status.is_success() {
             return Outcome::Delivered;
         }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+        let retry_after = retry_after_header(&response);
         let body = response.text().await.unwrap_or_default();
         let snippet: String = body.chars().take(200).collect();
         let reason = format!("HTTP {status}: {}", snippet.trim());
@@ -248,6 +271,27 @@ impl HttpDestination {
             _ => Outcome::Reject(reason),
         }
     }
+}
+
+/// The outcome when a request got no answer: always a retry, saying why without the URL.
+pub(super) fn unanswered(e: &reqwest::Error) -> Outcome {
+    let what = if e.is_timeout() {
+        "no answer within the timeout"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    Outcome::retry(format!("{what}: {}", without_url(e)))
+}
+
+/// The response's `Retry-After`, as a wait from now.
+pub(super) fn retry_after_header(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()))
 }
 
 /// A `Retry-After` value: seconds, or an HTTP date (RFC 9110 §10.2.3), as a wait from `now`.
@@ -276,7 +320,7 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
-fn url_encode(v: &str) -> String {
+pub(super) fn url_encode(v: &str) -> String {
     let mut out = String::new();
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -7,11 +7,12 @@
 //!
 //! A destination never sleeps, retries or touches the journal: it classifies. The worker
 //! (`daemon::delivery`) owns the retry policy ([`RetryPolicy`]), ordering and rate limits.
-//! One file per kind, each with its configuration, build and send: [`http`], [`file`],
-//! [`mllp`], [`rabbitmq`].
+//! One file per kind, each with its configuration, build and send: [`http`], [`fhir`],
+//! [`file`], [`mllp`], [`rabbitmq`].
 //! Every delivery carries an idempotency key (message id + destination) that a destination
 //! passes on where its protocol has a place for it (`Idempotency-Key` header, file name).
 
+pub mod fhir;
 pub mod file;
 pub mod http;
 pub mod mllp;
@@ -178,8 +179,8 @@ pub enum Settings {
     Mllp(mllp::MllpConfig),
     /// RabbitMQ.
     Rabbitmq(rabbitmq::RabbitConfig),
-    /// A kind whose sending has not landed yet (`fhir`): deliveries wait in its queue.
-    NotYet,
+    /// A FHIR server.
+    Fhir(fhir::FhirConfig),
 }
 
 impl Settings {
@@ -195,7 +196,7 @@ impl Settings {
                 .as_deref()
                 .and_then(|f| OutTemplate::parse(f).err())
                 .map(|e| format!("filename: {e}")),
-            Settings::NotYet => None,
+            Settings::Fhir(c) => fhir::FhirDestination::build(c, 1).err(),
         }
     }
 }
@@ -205,6 +206,8 @@ impl Settings {
 pub enum Destination {
     /// HTTP.
     Http(http::HttpDestination),
+    /// A FHIR server.
+    Fhir(fhir::FhirDestination),
     /// Files.
     File(file::FileDestination),
     /// MLLP.
@@ -214,19 +217,17 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// Builds a destination from its settings (`None` for a kind that cannot send yet).
-    pub fn build(settings: &Settings, queue: &QueueConfig) -> Result<Option<Destination>, String> {
+    /// Builds a destination from its settings.
+    pub fn build(settings: &Settings, queue: &QueueConfig) -> Result<Destination, String> {
+        let connections = queue.concurrency as usize;
         Ok(match settings {
-            Settings::Http(c) => Some(Destination::Http(http::HttpDestination::build(
-                c,
-                queue.concurrency as usize,
-            )?)),
-            Settings::File(c) => Some(Destination::File(file::FileDestination::build(c)?)),
-            Settings::Mllp(c) => Some(Destination::Mllp(mllp::MllpDestination::build(c)?)),
-            Settings::Rabbitmq(c) => Some(Destination::Rabbitmq(Box::new(
-                rabbitmq::RabbitDestination::build(c)?,
-            ))),
-            Settings::NotYet => None,
+            Settings::Http(c) => Destination::Http(http::HttpDestination::build(c, connections)?),
+            Settings::File(c) => Destination::File(file::FileDestination::build(c)?),
+            Settings::Mllp(c) => Destination::Mllp(mllp::MllpDestination::build(c)?),
+            Settings::Rabbitmq(c) => {
+                Destination::Rabbitmq(Box::new(rabbitmq::RabbitDestination::build(c)?))
+            }
+            Settings::Fhir(c) => Destination::Fhir(fhir::FhirDestination::build(c, connections)?),
         })
     }
 
@@ -234,6 +235,7 @@ impl Destination {
     pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
         match self {
             Destination::Http(h) => h.send(d).await,
+            Destination::Fhir(f) => f.send(d).await,
             Destination::File(f) => f.send(d).await,
             Destination::Mllp(m) => m.send(d).await,
             Destination::Rabbitmq(r) => r

@@ -145,3 +145,103 @@ pub async fn settle(store: &aorta::store::SqliteStore) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The Node.js test tools' directory (`tests/fhir`), its npm packages installed when missing
+/// (one installer at a time across test processes).
+pub fn fhir_tools() -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir");
+    let ready = || dir.join("node_modules/@medplum/fhir-router").is_dir();
+    let lock = dir.join(".npm-install-lock");
+    let until = std::time::Instant::now() + Duration::from_secs(600);
+    while !ready() {
+        if std::fs::create_dir(&lock).is_ok() {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status();
+            let _ = std::fs::remove_dir(&lock);
+            assert!(
+                status
+                    .expect("npm (Node.js) runs the FHIR test tools")
+                    .success(),
+                "npm ci in tests/fhir failed"
+            );
+        } else {
+            assert!(
+                std::time::Instant::now() < until,
+                "waited too long for npm ci"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    dir
+}
+
+/// A real FHIR R4 server on loopback (Medplum's FHIR router, `tests/fhir/server.mjs`); stopped
+/// when dropped.
+pub struct FhirServer {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl FhirServer {
+    /// Starts one, requiring `token` as a bearer token when given.
+    pub fn start(token: Option<&str>) -> FhirServer {
+        use std::io::BufRead;
+        let dir = fhir_tools();
+        let mut cmd = std::process::Command::new("node");
+        cmd.arg(dir.join("server.mjs"))
+            .stdout(std::process::Stdio::piped());
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let mut child = cmd.spawn().expect("node starts the FHIR server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("FHIR server said {line:?}: {e}"));
+        FhirServer {
+            child,
+            port: v["port"].as_u64().unwrap() as u16,
+        }
+    }
+
+    /// Its base URL.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/fhir", self.port)
+    }
+
+    /// A GET on the server (path after the port), as JSON.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> serde_json::Value {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut r = reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.port));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let body = r.send().await.unwrap().bytes().await.unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Makes the next `count` FHIR requests fail with `status` (and `Retry-After: 0`).
+    pub async fn fail(&self, status: u16, count: u32) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/__fail", self.port))
+            .body(format!(
+                "{{\"status\": {status}, \"count\": {count}, \"retryAfter\": 0}}"
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for FhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
