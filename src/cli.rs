@@ -70,13 +70,17 @@ pub enum Command {
         show: bool,
     },
     /// Convert message files between formats: HL7 v2 to a FHIR R4 transaction Bundle (one
-    /// JSON document per message, one per line unless --pretty), or to the record JSON.
+    /// JSON document per message, one per line unless --pretty) or to the record JSON; FHIR
+    /// JSON (a Bundle or resource, or several, one after another) to HL7 v2 (ADT or ORU).
     Convert {
-        /// Message file (one or more messages, or a batch), or - for stdin.
+        /// Message file (HL7 v2 messages or a batch; or FHIR JSON documents), or - for stdin.
         file: String,
-        /// Target format: fhir, fhir-resources (one resource per line) or record-json.
+        /// Target format: fhir, fhir-resources (one resource per line), record-json or hl7v2.
         #[arg(long, default_value = "fhir")]
         to: String,
+        /// The ADT event for --to hl7v2 when the input holds no results (default A08).
+        #[arg(long)]
+        event: Option<String>,
         /// Indent the JSON.
         #[arg(long)]
         pretty: bool,
@@ -244,9 +248,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert {
             file,
             to,
+            event,
             pretty,
             offset,
-        } => convert_file(&file, &to, pretty, &offset),
+        } => convert_file(&file, &to, event, pretty, &offset),
         Command::Run { config } => {
             let c = crate::config::Config::load(&config, false).map_err(|e| anyhow!("{e}"))?;
             init_logging(&c.logging)?;
@@ -565,10 +570,17 @@ fn hl7_command(cmd: Hl7Command) -> Result<()> {
 }
 
 /// `aorta convert`: each message of a file in another format.
-fn convert_file(file: &str, to: &str, pretty: bool, offset: &str) -> Result<()> {
+fn convert_file(
+    file: &str,
+    to: &str,
+    event: Option<String>,
+    pretty: bool,
+    offset: &str,
+) -> Result<()> {
     use crate::convert::fhir::{self, FhirOptions};
-    if !["fhir", "fhir-resources", "record-json"].contains(&to) {
-        bail!("--to {to}: expected fhir, fhir-resources or record-json");
+    use crate::convert::to_v2::{to_v2, V2Options};
+    if !["fhir", "fhir-resources", "record-json", "hl7v2"].contains(&to) {
+        bail!("--to {to}: expected fhir, fhir-resources, record-json or hl7v2");
     }
     if !fhir::valid_offset(offset) {
         bail!("--offset {offset}: expected Z or +HH:MM / -HH:MM");
@@ -589,16 +601,52 @@ fn convert_file(file: &str, to: &str, pretty: bool, offset: &str) -> Result<()> 
         writeln!(out)?;
         Ok(())
     };
-    let result = for_each_message(&raw, &mut out, |m, out| {
-        let record = crate::convert::v2::to_clinical(m);
+    let v2_options = V2Options {
+        event,
+        ..V2Options::default()
+    };
+    let emit = |record: &crate::record::Clinical, out: &mut dyn Write| -> Result<()> {
         match to {
-            "fhir" => write(out, &fhir::to_bundle(&record, &options)),
-            "fhir-resources" => fhir::to_resources(&record, &options)
+            "fhir" => write(out, &fhir::to_bundle(record, &options)),
+            "fhir-resources" => fhir::to_resources(record, &options)
                 .iter()
                 .try_for_each(|r| write(out, r)),
-            _ => write(out, &serde_json::to_value(&record)?),
+            "hl7v2" => {
+                // Messages one after another, each ending in CR, then a newline for readability.
+                out.write_all(&to_v2(record, &v2_options))?;
+                writeln!(out)?;
+                Ok(())
+            }
+            _ => write(out, &serde_json::to_value(record)?),
         }
-    });
+    };
+    let text_start = raw
+        .iter()
+        .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
+    let result = if text_start == Some(&b'{') {
+        // FHIR JSON: one or more documents, one after another.
+        let docs = serde_json::Deserializer::from_slice(
+            raw.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&raw),
+        )
+        .into_iter::<serde_json::Value>();
+        let mut result = Ok(());
+        for (i, doc) in docs.enumerate() {
+            let n = i + 1;
+            let step = doc
+                .map_err(|e| anyhow!("document {n}: not JSON: {e}"))
+                .and_then(|d| fhir::to_clinical(&d).map_err(|e| anyhow!("document {n}: {e}")))
+                .and_then(|record| emit(&record, &mut out));
+            if let Err(e) = step {
+                result = Err(e);
+                break;
+            }
+        }
+        result
+    } else {
+        for_each_message(&raw, &mut out, |m, out| {
+            emit(&crate::convert::v2::to_clinical(m), out)
+        })
+    };
     out.flush()?;
     result
 }

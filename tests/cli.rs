@@ -335,3 +335,53 @@ fn convert_prints_a_fhir_bundle_per_message() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--to xml"));
 }
+
+#[test]
+fn convert_turns_fhir_json_into_hl7_v2() {
+    let patient = br#"{"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.3", "value": "123",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}],
+        "name": [{"family": "O'Brien|Smith", "given": ["Ann", "Marie"]}], "gender": "female", "birthDate": "1980-02-29"}"#;
+    let out = aorta(
+        &["convert", "-", "--to", "hl7v2", "--event", "A04"],
+        Some(patient),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2 = stdout(&out);
+    let segments: Vec<&str> = v2.trim_end().split('\r').collect();
+    assert!(segments[0].starts_with("MSH|^~\\&|AORTA|"), "{v2}");
+    assert!(segments[0].contains("|ADT^A04^ADT_A01|"), "{v2}");
+    assert_eq!(segments[1].split('|').nth(1), Some("A04"));
+    assert_eq!(
+        segments[2],
+        "PID|1||123^^^&1.2.3&ISO^MR||O'Brien\\F\\Smith^Ann^Marie||19800229|F"
+    );
+    // A result: ORU^R01 with the observation under its own OBR.
+    let obs = br#"{"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:6f1c9f5e-0b5e-4f43-9d84-3c2b1f0f0a01", "resource": {"resourceType": "Patient", "identifier": [{"value": "9"}]}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+         "subject": {"reference": "urn:uuid:6f1c9f5e-0b5e-4f43-9d84-3c2b1f0f0a01"},
+         "effectiveDateTime": "2024-05-01T10:00:00+02:00",
+         "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}}]}"#;
+    let out = aorta(&["convert", "-", "--to", "hl7v2"], Some(obs));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2 = stdout(&out);
+    assert!(v2.contains("|ORU^R01^ORU_R01|"), "{v2}");
+    assert!(
+        v2.contains(
+            "\rOBX|1|NM|8867-4^Heart rate^LN||72|/min^/min^UCUM|||||F|||20240501100000+0200\r"
+        ),
+        "{v2}"
+    );
+    let bad = aorta(&["convert", "-", "--to", "hl7v2"], Some(b"{\"no\": 1}"));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no resourceType"));
+}

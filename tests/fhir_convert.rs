@@ -442,3 +442,180 @@ fn agreement_with_microsoft_fhir_converter() {
     // The floor is what this commit measured (docs/fhir.md), so a regression fails the build.
     assert!(share >= 0.65, "agreement fell to {:.1}%", 100.0 * share);
 }
+
+/// FHIR input: every corpus message taken v2 → FHIR Bundle → record → HL7 v2 keeps what the
+/// v2 systems downstream key on — patient identifiers, names, birth date, sex, visit number,
+/// order numbers, result codes, values, units and statuses — and the v2 it makes parses.
+#[test]
+fn fhir_input_becomes_the_same_record_and_valid_v2() {
+    use aorta::convert::fhir::to_clinical as from_fhir;
+    use aorta::convert::to_v2::{to_v2, V2Options};
+    let Some(dir) = corpus() else { return };
+    let mut files = Vec::new();
+    hl7_files(&dir, &mut files);
+    let (mut messages, mut observations) = (0, 0);
+    for f in &files {
+        let raw = std::fs::read(f).unwrap();
+        let Ok(file) = batch::split(&raw) else {
+            continue;
+        };
+        for m in file.messages().filter_map(|m| Message::parse(m.raw).ok()) {
+            let before = to_clinical(&m);
+            let bundle = to_bundle(&before, &FhirOptions::default());
+            let after = from_fhir(&bundle).unwrap();
+            let at = format!("{} ({:?})", f.display(), before.message.control_id);
+            messages += 1;
+            if let Some(p) = &before.patient {
+                let q = after
+                    .patient
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{at}: no patient"));
+                let ids = |p: &aorta::record::clinical::Patient| {
+                    p.identifiers
+                        .iter()
+                        .filter_map(|i| i.value.clone())
+                        .collect::<HashSet<_>>()
+                };
+                assert!(
+                    ids(p).is_subset(&ids(q)),
+                    "{at}: {:?} vs {:?}",
+                    ids(p),
+                    ids(q)
+                );
+                let family = |p: &aorta::record::clinical::Patient| {
+                    p.names.first().and_then(|n| n.family.clone())
+                };
+                assert_eq!(family(p), family(q), "{at}");
+                assert_eq!(
+                    p.birth_date.as_deref().map(|d| &d[..d.len().min(10)]),
+                    q.birth_date.as_deref(),
+                    "{at}"
+                );
+                if p.sex
+                    .as_deref()
+                    .and_then(aorta::convert::fhir::vocab::gender)
+                    .is_some()
+                {
+                    let same = |s: &Option<String>| {
+                        s.as_deref().and_then(aorta::convert::fhir::vocab::gender)
+                    };
+                    assert_eq!(same(&p.sex), same(&q.sex), "{at}");
+                }
+            }
+            if let Some(vn) = before.visit.as_ref().and_then(|v| v.visit_number.as_ref()) {
+                let got = after.visit.as_ref().and_then(|v| v.visit_number.as_ref());
+                assert_eq!(vn.value, got.and_then(|g| g.value.clone()), "{at}");
+            }
+            // Results: same codes, values, units and statuses (in the same order per order).
+            let key = |o: &aorta::record::clinical::Observation| {
+                (
+                    o.code.as_ref().and_then(|c| c.code.clone()),
+                    match &o.value {
+                        // Times gain the zone FHIR requires.
+                        Some(aorta::record::clinical::Value::Text(t))
+                            if t.len() >= 19
+                                && t.as_bytes()[4] == b'-'
+                                && t.as_bytes()[10] == b'T' =>
+                        {
+                            t[..19].to_string()
+                        }
+                        // `=^440` is the number 440.
+                        Some(aorta::record::clinical::Value::Structured(sn))
+                            if sn.separator.is_none()
+                                && matches!(sn.comparator.as_deref(), None | Some("="))
+                                && sn.number.is_some() =>
+                        {
+                            serde_json::to_string(&sn.number).unwrap()
+                        }
+                        v => serde_json::to_string(v).unwrap(),
+                    },
+                    // FHIR has units only for quantities.
+                    o.units
+                        .as_ref()
+                        .filter(|_| {
+                            matches!(
+                                o.value,
+                                Some(aorta::record::clinical::Value::Number(_))
+                                    | Some(aorta::record::clinical::Value::Structured(_))
+                            )
+                        })
+                        .and_then(|u| u.code.clone()),
+                )
+            };
+            // (Without a patient the Bundle holds no clinical resources.)
+            let mut want: Vec<_> = before
+                .observations
+                .iter()
+                .filter(|o| {
+                    before.patient.is_some()
+                        && o.code.as_ref().is_some_and(|c| c.code.is_some())
+                        && o.value.is_some()
+                })
+                .map(key)
+                .collect();
+            let mut got: Vec<_> = after.observations.iter().map(key).collect();
+            want.sort();
+            got.sort();
+            for w in &want {
+                assert!(got.contains(w), "{at}: {w:?} missing from {got:?}");
+            }
+            observations += want.len();
+            for order in before.orders.iter().filter(|_| before.patient.is_some()) {
+                if let Some(p) = order.placer_id.as_ref().and_then(|p| p.value.clone()) {
+                    assert!(
+                        after.orders.iter().any(|o| o
+                            .placer_id
+                            .as_ref()
+                            .and_then(|x| x.value.clone())
+                            == Some(p.clone())
+                            || o.filler_id.as_ref().and_then(|x| x.value.clone())
+                                == Some(p.clone())),
+                        "{at}: order {p} lost"
+                    );
+                }
+            }
+            // The HL7 v2 it becomes parses and carries the patient and the results.
+            let v2 = to_v2(&after, &V2Options::default());
+            let back = Message::parse(&v2)
+                .unwrap_or_else(|e| panic!("{at}: {e}\n{}", String::from_utf8_lossy(&v2)));
+            let get = |p: &str| {
+                back.get(&aorta::hl7::Path::parse(p).unwrap())
+                    .map(|v| v.into_owned())
+            };
+            if let Some(id) = after
+                .patient
+                .as_ref()
+                .and_then(|p| {
+                    p.identifiers
+                        .iter()
+                        .find(|i| i.r#type.as_deref() != Some("SS"))
+                })
+                .and_then(|i| i.value.clone())
+            {
+                assert_eq!(get("PID-3-1"), Some(id), "{at}");
+            }
+            let obx = back.segments().filter(|s| s.id() == "OBX").count();
+            assert_eq!(obx, after.observations.len(), "{at}");
+            let again = to_clinical(&back);
+            let mut got2: Vec<_> = again
+                .observations
+                .iter()
+                .filter(|o| o.value.is_some())
+                .map(key)
+                .collect();
+            got2.sort();
+            for w in &want {
+                assert!(
+                    got2.contains(w),
+                    "{at}: {w:?} lost in v2: {}",
+                    String::from_utf8_lossy(&v2)
+                );
+            }
+        }
+    }
+    assert!(
+        messages > 600 && observations > 300,
+        "{messages} messages, {observations} results"
+    );
+    eprintln!("{messages} messages, {observations} results round-tripped");
+}

@@ -115,6 +115,9 @@ pub struct MessageInfo {
     /// MSH-12-1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// For FHIR input: the resource types it held, in order of first appearance.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resource_types: Vec<String>,
 }
 
 /// A coded value: code, system and display, plus the alternate coding a CWE can carry.

@@ -18,6 +18,7 @@
 //! transaction. An ADT^A40 merge becomes a second Patient (the one merged away, inactive) and a
 //! `link` pair `replaces` / `replaced-by`.
 
+pub mod read;
 pub mod vocab;
 
 mod build;
@@ -27,6 +28,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 pub use build::{to_bundle, to_resources};
+pub use read::to_clinical;
 
 /// How the conversion fills what a message does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]

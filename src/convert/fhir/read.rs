@@ -1,0 +1,809 @@
+//! FHIR R4 → `Clinical`: Patient, Encounter, ServiceRequest, DiagnosticReport, Observation and
+//! Immunization (with the Practitioners, Organizations and Locations they reference), from a
+//! Bundle of any type or a single resource.
+//!
+//! The inverse of the v2 → FHIR direction where that one is lossless: FHIR codes that replaced a
+//! v2 table code go back to the v2 code (`male` → `M`, `final` → `F`, `IMP` → `I`), coding
+//! system URIs go back to their v2 names (`http://loinc.org` → `LN`, `.../v2-0203` → `HL70203`,
+//! Aorta's own `urn:aorta:cs:NAME` → `NAME`; others stay URIs), identifier systems go back to
+//! assigning authorities (`urn:oid:X` → universal id `X`/`ISO`, `urn:aorta:id:NS` → namespace
+//! `NS`, other URIs → universal id of type `URI`). References are followed inside the Bundle
+//! (by `fullUrl` or `Type/id`) and to contained resources.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::vocab;
+use crate::record::clinical::*;
+
+/// The resource types [`to_clinical`] reads; others in a Bundle are named in the warnings.
+pub const READS: [&str; 9] = [
+    "Patient",
+    "Encounter",
+    "ServiceRequest",
+    "DiagnosticReport",
+    "Observation",
+    "Immunization",
+    "Practitioner",
+    "Organization",
+    "Location",
+];
+
+/// The record of a FHIR document (a Bundle or one resource).
+pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
+    let kind = str_at(doc, "resourceType").ok_or("not a FHIR resource: no resourceType")?;
+    let mut resources: Vec<(Option<&str>, &Value)> = Vec::new();
+    if kind == "Bundle" {
+        for e in array(doc, "entry") {
+            if let Some(r) = e.get("resource").filter(|r| r.is_object()) {
+                resources.push((str_at(e, "fullUrl"), r));
+            }
+        }
+    } else {
+        resources.push((None, doc));
+    }
+    let r = Reader::new(&resources);
+    let mut c = Clinical::default();
+    let mut types: Vec<String> = Vec::new();
+    for (_, res) in &resources {
+        if let Some(t) = str_at(res, "resourceType") {
+            if !types.iter().any(|x| x == t) {
+                types.push(t.to_string());
+            }
+            if !READS.contains(&t) && t != "MessageHeader" && t != "Provenance" {
+                c.warnings
+                    .push(format!("{t} resources are not read into the record"));
+            }
+        }
+    }
+    c.message.r#type = Some(kind.to_string());
+    c.message.resource_types = types;
+    c.message.control_id = doc
+        .pointer("/identifier/value")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    c.message.sent_at = str_at(doc, "timestamp")
+        .or_else(|| doc.pointer("/meta/lastUpdated").and_then(Value::as_str))
+        .map(str::to_string);
+    fn of<'a>(
+        resources: &'a [(Option<&'a str>, &'a Value)],
+        t: &'static str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        resources
+            .iter()
+            .filter(move |(_, r)| str_at(r, "resourceType") == Some(t))
+            .map(|(_, r)| *r)
+    }
+    let of = |t: &'static str| of(&resources, t);
+    if let Some(h) = of("MessageHeader").next() {
+        c.message.event = h
+            .pointer("/eventCoding/code")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        c.message.sending_application = h
+            .pointer("/source/name")
+            .or_else(|| h.pointer("/source/endpoint"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    // The patient the message is about: the active one when a merge sent two.
+    c.patient = of("Patient")
+        .find(|p| p.get("active") != Some(&Value::Bool(false)))
+        .or_else(|| of("Patient").next())
+        .map(|p| r.patient(p));
+    c.visit = of("Encounter").next().map(|e| r.visit(e));
+    // Orders: each ServiceRequest, and each DiagnosticReport joined to the request it is based
+    // on (or an order of its own); their results hang under them.
+    let mut order_of: HashMap<*const Value, usize> = HashMap::new();
+    for sr in of("ServiceRequest") {
+        order_of.insert(sr as *const Value, c.orders.len());
+        c.orders.push(r.request(sr));
+    }
+    let mut result_order: HashMap<*const Value, usize> = HashMap::new();
+    for dr in of("DiagnosticReport") {
+        let based = array(dr, "basedOn")
+            .filter_map(|b| r.resolve(b))
+            .find_map(|sr| order_of.get(&(sr as *const Value)).copied());
+        let index = match based {
+            Some(i) => i,
+            None => {
+                c.orders.push(Order::default());
+                c.orders.len() - 1
+            }
+        };
+        r.report(dr, &mut c.orders[index]);
+        for o in array(dr, "result").filter_map(|x| r.resolve(x)) {
+            result_order.insert(o as *const Value, index);
+        }
+    }
+    for o in of("Observation") {
+        let mut obs = r.observation(o);
+        obs.order = result_order.get(&(o as *const Value)).copied();
+        c.observations.push(obs);
+    }
+    for i in of("Immunization") {
+        c.immunizations.push(r.immunization(i));
+    }
+    Ok(c)
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn string(v: &Value, key: &str) -> Option<String> {
+    str_at(v, key).map(str::to_string)
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The v2 code whose FHIR translation is `value` (the first of `codes` that `map` sends there).
+fn reverse<'c>(
+    codes: &[&'c str],
+    value: &str,
+    map: impl Fn(&str) -> Option<&'static str>,
+) -> Option<&'c str> {
+    codes.iter().copied().find(|c| map(c) == Some(value))
+}
+
+const V2_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v2-";
+const SYSTEM_NAMES: [&str; 17] = [
+    "LN", "SCT", "I10", "I10C", "I10P", "I9C", "CVX", "MVX", "NDC", "RXNORM", "UCUM", "CPT",
+    "HCPCS", "CDCREC", "NUCC", "NPI", "DCM",
+];
+
+/// The v2 name of a coding system URI, or the URI.
+pub fn system_name(uri: &str) -> String {
+    if let Some(table) = uri.strip_prefix(V2_CODE_SYSTEM) {
+        return format!("HL7{table}");
+    }
+    if let Some(name) = uri.strip_prefix("urn:aorta:cs:") {
+        return decode(name);
+    }
+    SYSTEM_NAMES
+        .iter()
+        .find(|n| vocab::system_uri(n).as_deref() == Some(uri))
+        .map_or_else(|| uri.to_string(), |n| n.to_string())
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn coding(c: &Value) -> Code {
+    Code {
+        code: string(c, "code"),
+        display: string(c, "display"),
+        system: str_at(c, "system").map(system_name),
+        version: string(c, "version"),
+        ..Code::default()
+    }
+}
+
+fn concept(v: Option<&Value>) -> Option<Code> {
+    let v = v?;
+    let mut codings = array(v, "coding").map(coding);
+    let mut code = codings.next().unwrap_or_default();
+    code.alternates = codings.collect();
+    code.text = string(v, "text");
+    (!code.is_empty()).then_some(code)
+}
+
+/// A concept whose first coding in `system` is a FHIR code standing for a v2 table code.
+fn table_code(
+    v: Option<&Value>,
+    back: impl Fn(&str) -> Option<String>,
+    table: &str,
+) -> Option<Code> {
+    let v = v?;
+    let fhir = array(v, "coding").find_map(|c| str_at(c, "code").and_then(&back));
+    match fhir {
+        Some(code) => Some(Code {
+            display: array(v, "coding").find_map(|c| string(c, "display")),
+            text: string(v, "text"),
+            ..Code::table(table, code)
+        }),
+        None => concept(Some(v)),
+    }
+}
+
+fn identifier(v: &Value) -> Identifier {
+    let mut id = Identifier {
+        value: string(v, "value"),
+        r#type: v
+            .get("type")
+            .and_then(|t| array(t, "coding").find_map(|c| string(c, "code"))),
+        start: v
+            .pointer("/period/start")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        end: v
+            .pointer("/period/end")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        ..Identifier::default()
+    };
+    match str_at(v, "system") {
+        Some(s) if s.starts_with("urn:oid:") => {
+            id.authority_id = Some(s["urn:oid:".len()..].to_string());
+            id.authority_id_type = Some("ISO".into());
+        }
+        Some(s) if s.starts_with("urn:aorta:id:") => {
+            id.authority = Some(decode(&s["urn:aorta:id:".len()..]));
+        }
+        Some("http://hl7.org/fhir/sid/us-ssn") => {
+            id.r#type.get_or_insert_with(|| "SS".into());
+        }
+        Some(s) => {
+            id.authority_id = Some(s.to_string());
+            id.authority_id_type = Some("URI".into());
+        }
+        None => {}
+    }
+    if id.authority.is_none() {
+        id.authority = v
+            .pointer("/assigner/display")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    id
+}
+
+fn name(v: &Value) -> Name {
+    Name {
+        family: string(v, "family"),
+        given: array(v, "given")
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect(),
+        prefix: array(v, "prefix").find_map(|p| p.as_str().map(str::to_string)),
+        suffix: array(v, "suffix")
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
+        r#use: str_at(v, "use")
+            .and_then(|u| {
+                reverse(
+                    &["L", "D", "M", "N", "MSK", "BAD", "TEMP"],
+                    u,
+                    vocab::name_use,
+                )
+            })
+            .map(str::to_string),
+        text: string(v, "text"),
+    }
+}
+
+fn address(v: &Value) -> Address {
+    Address {
+        lines: array(v, "line")
+            .filter_map(|l| l.as_str().map(str::to_string))
+            .collect(),
+        city: string(v, "city"),
+        state: string(v, "state"),
+        postal_code: string(v, "postalCode"),
+        country: string(v, "country"),
+        district: string(v, "district"),
+        r#type: str_at(v, "use")
+            .and_then(|u| reverse(&["H", "B", "C", "BA", "BI"], u, vocab::address_use))
+            .map(str::to_string),
+    }
+}
+
+fn telecom(v: &Value) -> Telecom {
+    let system = str_at(v, "system");
+    let use_ = str_at(v, "use");
+    Telecom {
+        value: string(v, "value"),
+        r#use: match (system, use_) {
+            (Some("email" | "url"), _) => Some("NET".into()),
+            (_, Some("mobile")) => Some("PRS".into()),
+            (_, Some(u)) => reverse(&["PRN", "WPN"], u, vocab::telecom_use).map(str::to_string),
+            _ => None,
+        },
+        equipment: match (system, use_) {
+            (Some("phone"), Some("mobile")) => Some("CP".into()),
+            (Some("email"), _) => Some("Internet".into()),
+            (Some(s), _) => {
+                reverse(&["PH", "FX", "BP"], s, vocab::telecom_system).map(str::to_string)
+            }
+            _ => None,
+        },
+    }
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64)
+}
+
+/// References resolved inside the document.
+struct Reader<'a> {
+    by_ref: HashMap<String, &'a Value>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(resources: &[(Option<&'a str>, &'a Value)]) -> Reader<'a> {
+        let mut by_ref = HashMap::new();
+        for (full, r) in resources {
+            if let Some(f) = full {
+                by_ref.insert(f.to_string(), *r);
+            }
+            if let (Some(t), Some(id)) = (str_at(r, "resourceType"), str_at(r, "id")) {
+                by_ref.insert(format!("{t}/{id}"), *r);
+            }
+            for c in array(r, "contained") {
+                if let Some(id) = str_at(c, "id") {
+                    by_ref.insert(format!("#{id}"), c);
+                }
+            }
+        }
+        Reader { by_ref }
+    }
+
+    /// The resource a Reference points at, when the document holds it.
+    fn resolve(&self, reference: &Value) -> Option<&'a Value> {
+        let r = str_at(reference, "reference")?;
+        self.by_ref.get(r).copied().or_else(|| {
+            // An absolute URL ending in Type/id.
+            let mut parts = r.rsplit('/');
+            let id = parts.next()?;
+            let t = parts.next()?;
+            self.by_ref.get(&format!("{t}/{id}")).copied()
+        })
+    }
+
+    /// A person from a Reference to a Practitioner (or its display).
+    fn person(&self, reference: &Value) -> Person {
+        match self.resolve(reference) {
+            Some(p) => Person {
+                id: array(p, "identifier").next().map(identifier),
+                name: array(p, "name").next().map(name),
+            },
+            None => Person {
+                id: None,
+                name: str_at(reference, "display").map(|d| Name {
+                    text: Some(d.to_string()),
+                    ..Name::default()
+                }),
+            },
+        }
+    }
+
+    fn display_of(&self, reference: &Value) -> Option<String> {
+        self.resolve(reference)
+            .and_then(|o| string(o, "name"))
+            .or_else(|| string(reference, "display"))
+    }
+
+    fn patient(&self, p: &Value) -> Patient {
+        let mut out = Patient {
+            identifiers: array(p, "identifier").map(identifier).collect(),
+            names: array(p, "name").map(name).collect(),
+            birth_date: string(p, "birthDate"),
+            sex: str_at(p, "gender")
+                .and_then(|g| reverse(&["M", "F", "O", "U"], g, vocab::gender))
+                .map(str::to_string),
+            addresses: array(p, "address").map(address).collect(),
+            telecoms: array(p, "telecom").map(telecom).collect(),
+            marital_status: table_code(
+                p.get("maritalStatus"),
+                |c| {
+                    [
+                        "A", "D", "M", "S", "W", "C", "P", "N", "I", "B", "U", "O", "T",
+                    ]
+                    .into_iter()
+                    .find(|v2| vocab::marital_status(v2).map(|(_, f)| f) == Some(c))
+                    .map(str::to_string)
+                },
+                "0002",
+            ),
+            language: array(p, "communication")
+                .next()
+                .and_then(|c| concept(c.get("language"))),
+            deceased: p.get("deceasedBoolean").and_then(Value::as_bool),
+            deceased_at: string(p, "deceasedDateTime"),
+            multiple_birth: p.get("multipleBirthBoolean").and_then(Value::as_bool),
+            birth_order: p.get("multipleBirthInteger").and_then(Value::as_i64),
+            primary_care: array(p, "generalPractitioner")
+                .map(|g| self.person(g))
+                .collect(),
+            ..Patient::default()
+        };
+        if out.deceased_at.is_some() {
+            out.deceased = Some(true);
+        }
+        if out.birth_order.is_some() {
+            out.multiple_birth = Some(true);
+        }
+        for ext in array(p, "extension") {
+            let url = str_at(ext, "url").unwrap_or_default();
+            let omb = |e: &Value| {
+                array(e, "extension")
+                    .filter(|x| matches!(str_at(x, "url"), Some("ombCategory" | "detailed")))
+                    .filter_map(|x| x.get("valueCoding").map(coding))
+                    .collect::<Vec<_>>()
+            };
+            match url {
+                "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race" => {
+                    out.race = omb(ext)
+                }
+                "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity" => {
+                    out.ethnicity = omb(ext)
+                }
+                "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName" => {
+                    out.mothers_maiden_name = string(ext, "valueString")
+                }
+                "http://hl7.org/fhir/StructureDefinition/patient-religion" => {
+                    out.religion = concept(ext.get("valueCodeableConcept"))
+                }
+                "http://hl7.org/fhir/StructureDefinition/patient-birthPlace" => {
+                    out.birth_place = ext
+                        .get("valueAddress")
+                        .and_then(|a| string(a, "text").or_else(|| string(a, "city")))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn visit(&self, e: &Value) -> Visit {
+        let mut v = Visit {
+            class: e.get("class").map(|c| {
+                let code = str_at(c, "code").unwrap_or_default();
+                let v2 = ["E", "I", "O", "P"]
+                    .into_iter()
+                    .find(|x| vocab::encounter_class(x).1 == code)
+                    .unwrap_or(code);
+                Code {
+                    display: string(c, "display"),
+                    ..Code::table("0004", v2)
+                }
+            }),
+            visit_number: array(e, "identifier").next().map(identifier),
+            admitted_at: e
+                .pointer("/period/start")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            discharged_at: e
+                .pointer("/period/end")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            hospital_service: concept(e.get("serviceType")),
+            admit_source: e
+                .get("hospitalization")
+                .and_then(|h| concept(h.get("admitSource"))),
+            discharge_disposition: e
+                .get("hospitalization")
+                .and_then(|h| concept(h.get("dischargeDisposition"))),
+            admit_reason: array(e, "reasonCode").next().and_then(|r| concept(Some(r))),
+            location: array(e, "location")
+                .next()
+                .and_then(|l| l.get("location"))
+                .map(|l| self.location(l)),
+            ..Visit::default()
+        };
+        for p in array(e, "participant") {
+            let kind = array(p, "type")
+                .flat_map(|t| array(t, "coding"))
+                .find_map(|c| str_at(c, "code"))
+                .unwrap_or_default();
+            let Some(who) = p.get("individual") else {
+                continue;
+            };
+            let person = self.person(who);
+            match kind {
+                "ATND" => v.attending.push(person),
+                "REF" => v.referring.push(person),
+                "CON" => v.consulting.push(person),
+                "ADM" => v.admitting.push(person),
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// A PL from a Location and the ones it is part of (bed → room → point of care → ...).
+    fn location(&self, reference: &Value) -> Location {
+        let mut out = Location::default();
+        let mut next = self.resolve(reference);
+        let mut seen = 0;
+        if next.is_none() {
+            out.point_of_care = string(reference, "display");
+        }
+        while let Some(l) = next {
+            seen += 1;
+            let kind = l
+                .get("physicalType")
+                .and_then(|t| array(t, "coding").find_map(|c| str_at(c, "code")));
+            let name = string(l, "name");
+            match kind {
+                Some("bd") => out.bed = name,
+                Some("ro") => out.room = name,
+                Some("lvl") => out.floor = name,
+                Some("bu") => out.building = name,
+                Some("si") => out.facility = name,
+                _ if out.point_of_care.is_none() => out.point_of_care = name,
+                _ => {}
+            }
+            next = l
+                .get("partOf")
+                .and_then(|p| self.resolve(p))
+                .filter(|_| seen < 8);
+        }
+        out
+    }
+
+    fn request(&self, sr: &Value) -> Order {
+        let typed = |t: &str| {
+            array(sr, "identifier")
+                .find(|i| {
+                    i.get("type")
+                        .is_some_and(|ty| array(ty, "coding").any(|c| str_at(c, "code") == Some(t)))
+                })
+                .map(identifier)
+        };
+        let placer = typed("PLAC").or_else(|| array(sr, "identifier").next().map(identifier));
+        Order {
+            control: Some("NW".into()),
+            placer_id: placer,
+            filler_id: typed("FILL"),
+            group_id: sr.get("requisition").map(identifier),
+            status: str_at(sr, "status").and_then(|s| {
+                ["IP", "CM", "CA", "HD", "ER"]
+                    .into_iter()
+                    .find(|v2| vocab::request_status(Some(v2), None) == s)
+                    .map(str::to_string)
+            }),
+            code: concept(sr.get("code")),
+            priority: str_at(sr, "priority")
+                .and_then(|p| match p {
+                    "urgent" => Some("A"),
+                    other => reverse(&["S", "A", "R"], other, vocab::request_priority),
+                })
+                .map(str::to_string),
+            ordered_at: string(sr, "authoredOn"),
+            ordering_provider: sr
+                .get("requester")
+                .map(|r| self.person(r))
+                .into_iter()
+                .collect(),
+            reasons: array(sr, "reasonCode")
+                .filter_map(|r| concept(Some(r)))
+                .collect(),
+            notes: array(sr, "note")
+                .filter_map(|n| string(n, "text"))
+                .collect(),
+            observed_at: string(sr, "occurrenceDateTime").or_else(|| {
+                sr.pointer("/occurrencePeriod/start")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }),
+            ..Order::default()
+        }
+    }
+
+    fn report(&self, dr: &Value, order: &mut Order) {
+        if order.code.is_none() {
+            order.code = concept(dr.get("code"));
+        }
+        if order.placer_id.is_none() && order.filler_id.is_none() {
+            let typed = |t: &str| {
+                array(dr, "identifier")
+                    .find(|i| {
+                        i.get("type").is_some_and(|ty| {
+                            array(ty, "coding").any(|c| str_at(c, "code") == Some(t))
+                        })
+                    })
+                    .map(identifier)
+            };
+            order.placer_id = typed("PLAC");
+            order.filler_id = typed("FILL").or_else(|| {
+                order
+                    .placer_id
+                    .is_none()
+                    .then(|| array(dr, "identifier").next().map(identifier))
+                    .flatten()
+            });
+        }
+        order.result_status = str_at(dr, "status").and_then(|s| {
+            ["F", "P", "C", "R", "X", "I"]
+                .into_iter()
+                .find(|v2| vocab::report_status(Some(v2)) == s)
+                .map(str::to_string)
+        });
+        order.observed_at = string(dr, "effectiveDateTime")
+            .or_else(|| {
+                dr.pointer("/effectivePeriod/start")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .or(order.observed_at.take());
+        order.observed_end = dr
+            .pointer("/effectivePeriod/end")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        order.reported_at = string(dr, "issued");
+        order.service_section = array(dr, "category")
+            .flat_map(|c| array(c, "coding"))
+            .find_map(|c| string(c, "code"));
+        if order.ordering_provider.is_empty() {
+            order.ordering_provider = array(dr, "performer").map(|p| self.person(p)).collect();
+        }
+        order.notes.extend(string(dr, "conclusion"));
+    }
+
+    fn observation(&self, o: &Value) -> Observation {
+        let mut obs = Observation {
+            code: concept(o.get("code")),
+            interpretation: array(o, "interpretation")
+                .filter_map(|i| array(i, "coding").find_map(|c| string(c, "code")))
+                .map(|c| Code::table("0078", c))
+                .collect(),
+            status: str_at(o, "status").and_then(|s| {
+                ["F", "P", "C", "A", "X", "W", "I"]
+                    .into_iter()
+                    .find(|v2| vocab::observation_status(Some(v2)) == s)
+                    .map(str::to_string)
+            }),
+            observed_at: string(o, "effectiveDateTime")
+                .or_else(|| string(o, "effectiveInstant"))
+                .or_else(|| {
+                    o.pointer("/effectivePeriod/start")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                }),
+            method: concept(o.get("method")),
+            body_site: concept(o.get("bodySite")),
+            notes: array(o, "note").filter_map(|n| string(n, "text")).collect(),
+            reference_range: array(o, "referenceRange").next().and_then(|r| {
+                string(r, "text").or_else(|| {
+                    let low = number(r.pointer("/low/value"));
+                    let high = number(r.pointer("/high/value"));
+                    match (low, high) {
+                        (None, None) => None,
+                        (l, h) => Some(format!(
+                            "{}-{}",
+                            l.map(fmt_number).unwrap_or_default(),
+                            h.map(fmt_number).unwrap_or_default()
+                        )),
+                    }
+                })
+            }),
+            ..Observation::default()
+        };
+        for p in array(o, "performer") {
+            match self.resolve(p).and_then(|r| str_at(r, "resourceType")) {
+                Some("Organization") => obs.performing_organization = self.display_of(p),
+                _ => obs.performers.push(self.person(p)),
+            }
+        }
+        let quantity_units = |q: &Value| {
+            let code = string(q, "code").or_else(|| string(q, "unit"))?;
+            Some(Code {
+                code: Some(code),
+                display: string(q, "unit"),
+                system: str_at(q, "system").map(system_name),
+                ..Code::default()
+            })
+        };
+        if let Some(q) = o.get("valueQuantity") {
+            obs.units = quantity_units(q);
+            let n = number(q.get("value"));
+            match str_at(q, "comparator") {
+                Some(cmp) => {
+                    obs.value_type = Some("SN".into());
+                    obs.value = Some(Value_::Structured(StructuredNumeric {
+                        comparator: Some(cmp.to_string()),
+                        number: n,
+                        ..StructuredNumeric::default()
+                    }));
+                }
+                None => {
+                    obs.value_type = Some("NM".into());
+                    obs.value = n.map(Value_::Number);
+                }
+            }
+        } else if let Some(c) = o.get("valueCodeableConcept") {
+            obs.value_type = Some("CWE".into());
+            obs.value = concept(Some(c)).map(Value_::Coded);
+        } else if let Some(s) = str_at(o, "valueString") {
+            obs.value_type = Some(if s.len() > 200 { "TX" } else { "ST" }.into());
+            obs.value = Some(Value_::Text(s.to_string()));
+        } else if let Some(n) = o.get("valueInteger").and_then(Value::as_f64) {
+            obs.value_type = Some("NM".into());
+            obs.value = Some(Value_::Number(n));
+        } else if let Some(b) = o.get("valueBoolean").and_then(Value::as_bool) {
+            obs.value_type = Some("ST".into());
+            obs.value = Some(Value_::Text(b.to_string()));
+        } else if let Some(d) = str_at(o, "valueDateTime") {
+            obs.value_type = Some("DTM".into());
+            obs.value = Some(Value_::Text(d.to_string()));
+        } else if let Some(r) = o.get("valueRange") {
+            obs.value_type = Some("SN".into());
+            obs.units = r
+                .get("low")
+                .or_else(|| r.get("high"))
+                .and_then(quantity_units);
+            obs.value = Some(Value_::Structured(StructuredNumeric {
+                number: number(r.pointer("/low/value")),
+                separator: Some("-".into()),
+                number2: number(r.pointer("/high/value")),
+                ..StructuredNumeric::default()
+            }));
+        } else if let Some(r) = o.get("valueRatio") {
+            obs.value_type = Some("SN".into());
+            obs.value = Some(Value_::Structured(StructuredNumeric {
+                number: number(r.pointer("/numerator/value")),
+                separator: Some(":".into()),
+                number2: number(r.pointer("/denominator/value")),
+                ..StructuredNumeric::default()
+            }));
+        }
+        obs
+    }
+
+    fn immunization(&self, i: &Value) -> Immunization {
+        let status = str_at(i, "status").unwrap_or_default();
+        Immunization {
+            identifiers: array(i, "identifier").map(identifier).collect(),
+            administered_at: string(i, "occurrenceDateTime"),
+            vaccine: concept(i.get("vaccineCode")),
+            amount: number(i.pointer("/doseQuantity/value")),
+            units: i.get("doseQuantity").and_then(|q| {
+                Some(Code {
+                    code: Some(string(q, "code").or_else(|| string(q, "unit"))?),
+                    display: string(q, "unit"),
+                    system: str_at(q, "system").map(system_name),
+                    ..Code::default()
+                })
+            }),
+            lot_numbers: string(i, "lotNumber").into_iter().collect(),
+            expires: string(i, "expirationDate"),
+            manufacturer: i.get("manufacturer").and_then(|m| {
+                let org = self.resolve(m);
+                let id = org
+                    .and_then(|o| array(o, "identifier").next())
+                    .and_then(|x| string(x, "value"));
+                let display = self.display_of(m);
+                (id.is_some() || display.is_some()).then(|| Code {
+                    code: id,
+                    display,
+                    system: Some("MVX".into()),
+                    ..Code::default()
+                })
+            }),
+            refusal_reasons: array(i, "statusReason")
+                .chain(i.get("statusReason"))
+                .filter_map(|r| concept(Some(r)))
+                .collect(),
+            completion_status: match status {
+                "completed" => Some("CP".into()),
+                "not-done" => Some("RE".into()),
+                _ => None,
+            },
+            action: (status == "entered-in-error").then(|| "D".into()),
+            route: concept(i.get("route")),
+            site: concept(i.get("site")),
+            performers: array(i, "performer")
+                .filter_map(|p| p.get("actor"))
+                .map(|a| self.person(a))
+                .collect(),
+            ..Immunization::default()
+        }
+    }
+}
+
+/// A number as v2 writes it: no trailing `.0`.
+pub fn fmt_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+use crate::record::clinical::Value as Value_;
