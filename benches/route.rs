@@ -95,7 +95,8 @@ fn route_evaluation(c: &mut Criterion) {
                     set.evaluate(&Input {
                         id,
                         source: "adt",
-                        raw: m
+                        raw: m,
+                        fhir: None,
                     })
                     .0,
                     aorta::route::Disposition::Routed(_)
@@ -110,6 +111,7 @@ fn route_evaluation(c: &mut Criterion) {
                         id,
                         source: "adt",
                         raw: m,
+                        fhir: None,
                     }));
                 }
             })
@@ -128,6 +130,7 @@ fn route_evaluation(c: &mut Criterion) {
                         id,
                         source: "adt",
                         raw,
+                        fhir: None,
                     };
                     black_box(route.evaluate(&input, m, &record));
                 }

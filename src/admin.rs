@@ -83,22 +83,84 @@ async fn ready(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// The admin endpoint's TCP listener with TLS on top (`admin.tls`).
+/// Serves `router` on `socket` (over TLS when `tls` is given) until `stopped`, then finishes the
+/// requests in flight.
+pub async fn serve(
+    socket: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => {
+            axum::serve(TlsListener::new(socket, tls), router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            axum::serve(socket, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
+}
+
+/// A TCP listener with TLS on top, for axum (the admin endpoint and the FHIR intake).
 ///
-/// Handshakes run one at a time with a 10 s limit; the admin endpoint serves operators and
-/// scrapers, not message traffic.
+/// Handshakes run concurrently (at most 256 at once, 10 s each) in a task of their own, so a
+/// slow or silent client holds up nobody else; finished ones queue for `accept`. Dropping the
+/// listener stops that task and closes the socket.
 pub struct TlsListener {
-    tcp: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local: std::io::Result<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
     /// Wraps a bound listener.
     pub fn new(tcp: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: tokio_rustls::TlsAcceptor::from(config),
-        }
+        let local = tcp.local_addr();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let limit = Arc::new(tokio::sync::Semaphore::new(256));
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, addr) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    return;
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { ready, local, task }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -107,25 +169,17 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = match self.tcp.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(stream)).await
-            {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "admin TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "admin TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(x) => x,
+            // The accepting task is gone (it only ends when this listener is dropped).
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
+        match &self.local {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
     }
 }

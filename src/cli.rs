@@ -396,6 +396,7 @@ fn route_file(file: &str, source: &str, config: &std::path::Path, show: bool) ->
             id: uuid::Uuid::nil(),
             source,
             raw: m.raw,
+            fhir: None,
         };
         let (disposition, results) = routes.evaluate(&input);
         for (name, r) in &results {

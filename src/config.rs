@@ -193,6 +193,18 @@ impl Config {
 pub enum ListenerConfig {
     /// HL7 v2 over MLLP.
     Mllp(MllpListenerConfig),
+    /// FHIR R4 over REST.
+    Fhir(crate::fhir::endpoint::FhirListenerConfig),
+}
+
+impl ListenerConfig {
+    /// The address it listens on.
+    pub fn bind(&self) -> &str {
+        match self {
+            ListenerConfig::Mllp(m) => &m.bind,
+            ListenerConfig::Fhir(f) => &f.bind,
+        }
+    }
 }
 
 /// The journal's settings (`[store]`).
@@ -461,11 +473,27 @@ impl Config {
                                 listeners.insert(lname, ListenerConfig::Mllp(l));
                             }
                         }
+                        Some("fhir") => {
+                            if let Some(l) = c.section::<crate::fhir::endpoint::FhirListenerConfig>(
+                                &key,
+                                Value::Object(table),
+                            ) {
+                                for (k, m) in l.check() {
+                                    c.push(format!("{key}.{k}"), m);
+                                }
+                                listeners.insert(lname, ListenerConfig::Fhir(l));
+                            }
+                        }
                         Some(other) => c.push(
                             format!("{key}.kind"),
-                            format!("unknown listener kind {other:?} (expected \"mllp\")"),
+                            format!(
+                                "unknown listener kind {other:?} (expected \"mllp\" or \"fhir\")"
+                            ),
                         ),
-                        None => c.push(format!("{key}.kind"), "missing (expected \"mllp\")"),
+                        None => c.push(
+                            format!("{key}.kind"),
+                            "missing (expected \"mllp\" or \"fhir\")",
+                        ),
                     }
                 }
             }
@@ -511,14 +539,14 @@ impl Config {
         };
         let mut binds: BTreeMap<&str, &str> = BTreeMap::new();
         for (lname, l) in &listeners {
-            let ListenerConfig::Mllp(m) = l;
-            if !fixed(&m.bind) {
+            let bind = l.bind();
+            if !fixed(bind) {
                 continue;
             }
-            if let Some(other) = binds.insert(m.bind.as_str(), lname.as_str()) {
+            if let Some(other) = binds.insert(bind, lname.as_str()) {
                 c.push(
                     format!("listeners.{lname}.bind"),
-                    format!("{} is also the address of listener {other}", m.bind),
+                    format!("{bind} is also the address of listener {other}"),
                 );
             }
         }
@@ -532,11 +560,10 @@ impl Config {
         }
         if c.errors.is_empty() && check_environment {
             for (lname, l) in &listeners {
-                let ListenerConfig::Mllp(m) = l;
-                if let Err(e) = std::net::TcpListener::bind(&m.bind) {
+                if let Err(e) = std::net::TcpListener::bind(l.bind()) {
                     c.push(
                         format!("listeners.{lname}.bind"),
-                        format!("cannot listen on {}: {e}", m.bind),
+                        format!("cannot listen on {}: {e}", l.bind()),
                     );
                 }
             }
@@ -696,6 +723,13 @@ tls = { cert = "/no/cert.pem", key = "/no/key.pem" }
 [listeners.fhir]
 kind = "carrier-pigeon"
 
+[listeners.rest]
+kind = "fhir"
+bind = "127.0.0.1:2575"
+tokens = ["plain-text-token"]
+max_body_bytes = 10
+base = "/r4"
+
 [extra]
 x = 1
 "#,
@@ -709,6 +743,7 @@ x = 1
             "listeners.adt.max_frame_bytes: invalid type",
             "listeners.lab.tls: /no/cert.pem",
             "listeners.fhir.kind: unknown listener kind \"carrier-pigeon\"",
+            "listeners.rest.base: unknown field `base`",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
@@ -716,6 +751,28 @@ x = 1
             text.lines().all(|l| l.starts_with(p.to_str().unwrap())),
             "{text}"
         );
+    }
+
+    #[test]
+    fn fhir_listener_values_are_checked() {
+        let p = write(
+            "fhir.toml",
+            r#"
+[listeners.rest]
+kind = "fhir"
+bind = "nowhere"
+tokens = ["env:AORTA_TEST_UNSET_TOKEN_VARIABLE"]
+max_body_bytes = 10
+"#,
+        );
+        let text = Config::load(&p, false).unwrap_err().to_string();
+        for want in [
+            "listeners.rest.bind: \"nowhere\" is not an address",
+            "listeners.rest.max_body_bytes: must be at least 1024",
+            "listeners.rest.tokens[0]: ",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 
     #[test]

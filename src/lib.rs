@@ -30,6 +30,7 @@ pub mod config;
 pub mod convert;
 pub mod daemon;
 pub mod destination;
+pub mod fhir;
 pub mod hl7;
 pub mod loadgen;
 pub mod metrics;

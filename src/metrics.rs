@@ -26,6 +26,8 @@ pub struct Metrics {
     pub acks_sent: IntCounterVec,
     /// Messages answered with a NAK (AE/AR/CE/CR) per listener and reason.
     pub naks_sent: IntCounterVec,
+    /// FHIR intake requests per listener, interaction and HTTP status.
+    pub fhir_requests: IntCounterVec,
     /// Duplicates detected per listener.
     pub duplicates: IntCounterVec,
     /// Bytes discarded between frames per listener.
@@ -194,6 +196,11 @@ impl Metrics {
                 "aorta_naks_sent_total",
                 "Negative acknowledgements sent",
                 &["listener", "reason"],
+            ),
+            fhir_requests: counter(
+                "aorta_fhir_requests_total",
+                "FHIR intake requests by interaction and HTTP status",
+                &["listener", "interaction", "status"],
             ),
             duplicates: counter(
                 "aorta_duplicates_detected_total",

@@ -173,7 +173,7 @@ fn validate_the_example_config() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         stdout(&o),
-        "config/aorta.toml: valid (2 listeners, 4 destinations, 3 routes in routes)\n"
+        "config/aorta.toml: valid (3 listeners, 4 destinations, 3 routes in routes)\n"
     );
 }
 

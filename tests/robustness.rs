@@ -52,6 +52,7 @@ fn exercise(raw: &[u8]) {
             id: uuid::Uuid::nil(),
             source: "test",
             raw,
+            fhir: None,
         });
         let mut o = m.to_owned_message();
         let _ = o.set(&Path::parse("PID-5-2").unwrap(), "x|y");

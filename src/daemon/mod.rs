@@ -160,6 +160,35 @@ pub async fn start(config: &Config) -> Result<Running> {
                 listeners.push((name.clone(), addr));
                 listener_tasks.spawn(Arc::new(listener).serve(socket, shutdown_rx.clone()));
             }
+            ListenerConfig::Fhir(cfg) => {
+                let intake =
+                    crate::fhir::endpoint::Intake::build(name, cfg, store.clone(), metrics.clone())
+                        .map_err(|e| anyhow::anyhow!("listener {name}: {e}"))?;
+                let tls = match &cfg.tls {
+                    Some(t) => Some(
+                        t.server_config()
+                            .map_err(|e| anyhow::anyhow!("listener {name}: tls: {e}"))?,
+                    ),
+                    None => None,
+                };
+                let socket = tokio::net::TcpListener::bind(&cfg.bind)
+                    .await
+                    .with_context(|| format!("listener {name}: cannot listen on {}", cfg.bind))?;
+                let addr = socket.local_addr()?;
+                tracing::info!(listener = %name, %addr, tls = tls.is_some(), "listening (FHIR REST at /fhir)");
+                listeners.push((name.clone(), addr));
+                let mut stop = shutdown_rx.clone();
+                let name = name.clone();
+                listener_tasks.spawn(async move {
+                    // Graceful: stop accepting, answer the requests in flight, then return.
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = admin::serve(socket, tls, intake.router(), stopped).await {
+                        tracing::error!(listener = %name, error = %e, "FHIR listener failed");
+                    }
+                });
+            }
         }
     }
     let ready = Arc::new(AtomicBool::new(false));
@@ -195,20 +224,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             let _ = admin_stop_rx.changed().await;
         };
         let task = tokio::spawn(async move {
-            let router = admin::router(state);
-            let served = match tls {
-                Some(tls) => {
-                    axum::serve(admin::TlsListener::new(socket, tls), router)
-                        .with_graceful_shutdown(stopped)
-                        .await
-                }
-                None => {
-                    axum::serve(socket, router)
-                        .with_graceful_shutdown(stopped)
-                        .await
-                }
-            };
-            if let Err(e) = served {
+            if let Err(e) = admin::serve(socket, tls, admin::router(state), stopped).await {
                 tracing::error!(error = %e, "admin endpoint failed");
             }
         });

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::convert::to_v2::{to_v2, V2Options};
 use crate::hl7::Message;
 use crate::metrics::Metrics;
 use crate::mllp::listener::{Routed, RoutingWaits};
+use crate::record::Format;
 use crate::route::target::{EvalContext, Hl7Target, RecordView};
 use crate::route::{Disposition, Input, RouteResult, RouteSet};
 use crate::store::{Routable, RoutingOutcome, Status, Store};
@@ -182,7 +184,41 @@ fn evaluate_one(
         error,
         deliveries,
     };
-    let msg = match Message::parse(&m.raw) {
+    // FHIR input is routed as the HL7 v2 made of its record, with the record made from the
+    // FHIR itself for record paths.
+    let fhir = m.format == Format::FhirJson.as_str();
+    let mut from_fhir = None;
+    let v2 = if fhir {
+        let record = serde_json::from_slice::<serde_json::Value>(&m.raw)
+            .map_err(|e| e.to_string())
+            .and_then(|doc| crate::convert::fhir::to_clinical(&doc));
+        match record {
+            Ok(record) => {
+                let options = V2Options {
+                    event: match m.event.as_deref() {
+                        Some("create") => Some("A04".into()),
+                        _ => Some("A08".into()),
+                    },
+                    control_id: Some(m.id.simple().to_string()[..20].to_string()),
+                    ..V2Options::default()
+                };
+                let bytes = to_v2(&record, &options);
+                from_fhir = Some(record);
+                bytes
+            }
+            Err(e) => {
+                return outcome(
+                    Status::Errored,
+                    Some(format!("the FHIR cannot be read: {e}")),
+                    Vec::new(),
+                )
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let raw: &[u8] = if fhir { &v2 } else { &m.raw };
+    let msg = match Message::parse(raw) {
         Ok(msg) => msg,
         Err(e) => {
             return outcome(
@@ -193,11 +229,15 @@ fn evaluate_one(
         }
     };
     let control_id = msg.control_id().map(|c| c.into_owned()).unwrap_or_default();
-    let record = RecordView::new(&msg);
+    let record = match from_fhir {
+        Some(c) => RecordView::with_clinical(&msg, c),
+        None => RecordView::new(&msg),
+    };
     let input = Input {
         id: m.id,
         source: &m.listener,
-        raw: &m.raw,
+        raw,
+        fhir: fhir.then_some(m.raw.as_slice()),
     };
     let mut results = Vec::with_capacity(routes.routes.len());
     for route in &routes.routes {

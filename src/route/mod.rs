@@ -94,8 +94,11 @@ pub struct Input<'a> {
     pub id: uuid::Uuid,
     /// The listener it came in on.
     pub source: &'a str,
-    /// Its bytes.
+    /// Its bytes (for FHIR input, the HL7 v2 made of it, which steps and HL7 paths work on).
     pub raw: &'a [u8],
+    /// For FHIR input, the FHIR JSON as received: what a `fhir` output sends when no step
+    /// changed the message.
+    pub fhir: Option<&'a [u8]>,
 }
 
 /// What one route made of a message.
@@ -246,11 +249,14 @@ impl Route {
             let payload = match to.format {
                 OutputFormat::Hl7v2 => hl7.clone().unwrap_or_else(|| input.raw.to_vec()),
                 OutputFormat::RecordJson => serde_json::to_vec(clinical()).unwrap_or_default(),
-                OutputFormat::Fhir => serde_json::to_vec(&crate::convert::fhir::to_bundle(
-                    clinical(),
-                    &crate::convert::fhir::FhirOptions::default(),
-                ))
-                .unwrap_or_default(),
+                OutputFormat::Fhir => match input.fhir.filter(|_| hl7.is_none()) {
+                    Some(original) => original.to_vec(),
+                    None => serde_json::to_vec(&crate::convert::fhir::to_bundle(
+                        clinical(),
+                        &crate::convert::fhir::FhirOptions::default(),
+                    ))
+                    .unwrap_or_default(),
+                },
             };
             deliveries.push(Delivery {
                 message_id: input.id,
@@ -1011,6 +1017,7 @@ format = "record-json"
             id: uuid::Uuid::now_v7(),
             source: "adt",
             raw: A01,
+            fhir: None,
         };
         let (disposition, results) = set.evaluate(&input);
         assert_eq!(results[2].1, RouteResult::NotMatched);

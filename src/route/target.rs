@@ -251,6 +251,19 @@ impl<'a> RecordView<'a> {
         }
     }
 
+    /// A view whose record is already made (FHIR input: the record comes from the FHIR, and
+    /// `message` is the HL7 v2 made of it).
+    pub fn with_clinical(
+        message: &'a Message<'a>,
+        clinical: crate::record::Clinical,
+    ) -> RecordView<'a> {
+        RecordView {
+            message,
+            clinical: OnceCell::from(clinical),
+            json: OnceCell::new(),
+        }
+    }
+
     /// The record.
     pub fn clinical(&self) -> &crate::record::Clinical {
         self.clinical

@@ -241,6 +241,7 @@ fn check_case(
         id: uuid::Uuid::nil(),
         source,
         raw,
+        fhir: None,
     };
     let result = route.evaluate(&input, &msg, &record);
     let outcome = match &result {

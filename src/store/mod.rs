@@ -182,6 +182,10 @@ pub struct Routable {
     pub listener: String,
     /// Its bytes.
     pub raw: Vec<u8>,
+    /// `hl7v2` or `fhir+json`.
+    pub format: String,
+    /// The trigger event (MSH-9-2), or for FHIR the interaction (`create`, `update`, ...).
+    pub event: Option<String>,
 }
 
 /// What routing made of one message, to be written in one transaction with the others of its

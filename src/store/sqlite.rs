@@ -745,7 +745,7 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT rowid, id, listener, raw FROM messages \
+                "SELECT rowid, id, listener, raw, format, trigger_event FROM messages \
                  WHERE rowid > ?1 AND status = 'received' ORDER BY rowid LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![after, limit], |r| {
@@ -755,6 +755,8 @@ impl Store for SqliteStore {
                     id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
                     listener: r.get(2)?,
                     raw: r.get(3)?,
+                    format: r.get(4)?,
+                    event: r.get(5)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -245,3 +245,48 @@ impl Drop for FhirServer {
         let _ = self.child.wait();
     }
 }
+
+/// Test certificates: a CA, a server certificate for `localhost` and a client certificate, as
+/// PEM files (paths).
+pub struct Pki {
+    /// The CA certificate.
+    pub ca: String,
+    /// The server certificate.
+    pub server_cert: String,
+    /// Its key.
+    pub server_key: String,
+    /// The client certificate.
+    pub client_cert: String,
+    /// Its key.
+    pub client_key: String,
+}
+
+/// Makes the certificates in `dir`.
+pub fn make_pki(dir: &std::path::Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["sending-system".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    Pki {
+        ca: write("ca.pem", ca.as_ref().pem()),
+        server_cert: write("server.pem", server.pem()),
+        server_key: write("server.key", server_key.serialize_pem()),
+        client_cert: write("client.pem", client.pem()),
+        client_key: write("client.key", client_key.serialize_pem()),
+    }
+}

@@ -1,0 +1,428 @@
+//! The FHIR REST intake end to end: a real engine with a FHIR listener, HTTP requests from a
+//! real client, the journal, routes, and destinations — HL7 v2 files for a v2 system and a real
+//! FHIR server (Medplum's FHIR router on loopback) for FHIR passthrough.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aorta::store::{Status, Store};
+use common::{settle, temp_dir, FhirServer};
+use serde_json::{json, Value};
+
+struct Engine {
+    e: aorta::daemon::Running,
+    dir: PathBuf,
+    base: String,
+}
+
+/// An engine with FHIR listener `fhir` (token `s3cret`, `extra` TOML keys) routing everything
+/// to HL7 v2 files (`out/v2`) and, when given, to a FHIR server.
+async fn engine(name: &str, extra: &str, fhir_server: Option<&str>) -> Engine {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(dir.join("routes")).unwrap();
+    std::fs::write(dir.join("token"), "s3cret").unwrap();
+    let mut route =
+        "from = \"fhir\"\n[[to]]\ndestination = \"v2\"\nformat = \"hl7v2\"\n".to_string();
+    let mut dests = format!(
+        "[destinations.v2]\nkind = \"file\"\ndirectory = \"{}\"\nfilename = \"${{MSH-9-1}}-${{MSH-9-2}}-${{message_id}}.hl7\"\n",
+        dir.join("out/v2").display()
+    );
+    if let Some(base) = fhir_server {
+        route.push_str("[[to]]\ndestination = \"store\"\nformat = \"fhir\"\n");
+        dests.push_str(&format!(
+            "[destinations.store]\nkind = \"fhir\"\nbase_url = \"{base}\"\nretry = {{ initial_ms = 20, max_ms = 100 }}\n"
+        ));
+    }
+    std::fs::write(dir.join("routes/all.toml"), route).unwrap();
+    let toml = format!(
+        "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[routes]\ndir = \"{}\"\nwatch = false\n{dests}[listeners.fhir]\nkind = \"fhir\"\nbind = \"127.0.0.1:0\"\ntokens = [\"file:{}\"]\nmax_body_bytes = 65536\n{extra}\n",
+        dir.join("journal.db").display(),
+        dir.join("routes").display(),
+        dir.join("token").display(),
+    );
+    let file = dir.join("aorta.toml");
+    std::fs::write(&file, toml).unwrap();
+    let config = aorta::config::Config::load(&file, false).unwrap_or_else(|e| panic!("{e}"));
+    let e = aorta::daemon::start(&config).await.unwrap();
+    let addr = e.listener_addr("fhir").unwrap();
+    Engine {
+        e,
+        dir,
+        base: format!("http://{addr}/fhir"),
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A request with the token and FHIR JSON: (status, headers, body as JSON or Null).
+async fn call(
+    method: &str,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut r = client()
+        .request(method.parse().unwrap(), url)
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string());
+    if !headers.iter().any(|(k, _)| *k == "authorization") {
+        r = r.header("authorization", "Bearer s3cret");
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        status,
+        h,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn patient(mrn: &str) -> Value {
+    json!({"resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.1", "value": mrn,
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}],
+        "name": [{"family": "Nakamura", "given": ["Yuki"]}], "gender": "female", "birthDate": "1990-07-14"})
+}
+
+/// The HL7 v2 files routed so far, by name.
+fn v2_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir.join("out/v2"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(e.path()).unwrap(),
+                    )
+                })
+                .filter(|(n, _)| n.ends_with(".hl7"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+async fn wait_for_files(dir: &Path, n: usize) -> Vec<(String, String)> {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let files = v2_files(dir);
+        if files.len() >= n {
+            return files;
+        }
+        assert!(
+            Instant::now() < until,
+            "only {} files: {files:?}",
+            files.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn issue_paths(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["expression"].as_array().cloned().unwrap_or_default())
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_checked_journaled_and_routed_as_hl7_v2() {
+    let eng = engine("fhir-intake", "", None).await;
+    let base = &eng.base;
+    // The CapabilityStatement is open.
+    let meta: Value = serde_json::from_slice(
+        &client()
+            .get(format!("{base}/metadata"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["resourceType"], "CapabilityStatement");
+    assert_eq!(meta["fhirVersion"], "4.0.1");
+
+    // No token, a wrong token: 401 with an OperationOutcome.
+    let r = client()
+        .post(format!("{base}/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(patient("1").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let (status, _, body) = call(
+        "POST",
+        &format!("{base}/Patient"),
+        &patient("1"),
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["issue"][0]["code"].as_str()),
+        (401, Some("login"))
+    );
+
+    // Not FHIR JSON, too large: 415, 413.
+    let r = client()
+        .post(format!("{base}/Patient"))
+        .header("authorization", "Bearer s3cret")
+        .header("content-type", "application/xml")
+        .body("<Patient/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let mut big = patient("1");
+    big["text"] = json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", "x".repeat(70_000))});
+    assert_eq!(
+        call("POST", &format!("{base}/Patient"), &big, &[]).await.0,
+        413
+    );
+
+    // Invalid: 400, each problem at its FHIRPath; journaled as rejected.
+    let mut bad = patient("2");
+    bad["birthDate"] = json!("14.07.1990");
+    bad["gender"] = json!("f");
+    bad["shoeSize"] = json!(38);
+    let (status, _, body) = call("POST", &format!("{base}/Patient"), &bad, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_eq!(
+        issue_paths(&body),
+        ["Patient", "Patient.birthDate", "Patient.gender"],
+        "{body}"
+    );
+    assert!(body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("shoeSize"));
+    let (status, _, body) = call("POST", &format!("{base}/Observation"), &patient("3"), &[]).await;
+    assert_eq!(status, 400);
+    assert!(body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("URL says Observation"));
+    let (status, _) = client_raw(base, "{\"resourceType\": ").await;
+    assert_eq!(status, 400);
+
+    // Valid: journaled before 201, Location with the message id.
+    let (status, headers, body) =
+        call("POST", &format!("{base}/Patient"), &patient("MRN-77"), &[]).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    let location = headers["location"].to_str().unwrap().to_string();
+    let id = location
+        .strip_prefix("/fhir/Patient/")
+        .and_then(|l| l.strip_suffix("/_history/1"))
+        .unwrap();
+    let message = uuid::Uuid::parse_str(id).unwrap();
+    assert!(
+        eng.e.store.status(message).await.unwrap().is_some(),
+        "journaled"
+    );
+
+    // An update: the id must match; return=representation echoes the resource.
+    let mut p = patient("MRN-77");
+    p["id"] = json!("p-77");
+    p["name"][0]["family"] = json!("Nakamura-Sato");
+    let (status, _, body) = call(
+        "PUT",
+        &format!("{base}/Patient/p-77"),
+        &p,
+        &[("prefer", "return=representation")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "p-77");
+    assert_eq!(
+        call("PUT", &format!("{base}/Patient/other"), &p, &[])
+            .await
+            .0,
+        400
+    );
+
+    // A transaction: patient and a result together; one message, answered entry by entry.
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:3f6f8c1e-8a4b-4c53-9d0e-2a7d1c9b0f11", "resource": patient("MRN-77"),
+         "request": {"method": "PUT", "url": "Patient?identifier=urn:oid:2.16.840.1.113883.3.1|MRN-77"}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0", "display": "Glucose"}]},
+            "subject": {"reference": "urn:uuid:3f6f8c1e-8a4b-4c53-9d0e-2a7d1c9b0f11"},
+            "effectiveDateTime": "2026-11-20T08:15:00+01:00",
+            "valueQuantity": {"value": 5.4, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}},
+         "request": {"method": "POST", "url": "Observation"}}]});
+    let (status, _, body) = call("POST", base, &tx, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "transaction-response");
+    assert_eq!(body["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(body["entry"][1]["response"]["status"], "201 Created");
+
+    // A transaction with one bad entry is refused whole.
+    let mut broken = tx.clone();
+    broken["entry"][1]["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
+    let (status, _, body) = call("POST", base, &broken, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        issue_paths(&body)
+            .iter()
+            .any(|p| p == "Bundle.entry[1].resource.Observation"),
+        "{body}"
+    );
+
+    // A batch: the good entry is accepted, the bad one answered 400 on its own.
+    let mut batch = broken.clone();
+    batch["type"] = json!("batch");
+    let (status, _, body) = call("POST", base, &batch, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "batch-response");
+    assert_eq!(body["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(body["entry"][1]["response"]["status"], "400 Bad Request");
+
+    // Routed as HL7 v2: the create as ADT^A04, the update and the batch's patient as ADT^A08,
+    // the transaction as ORU^R01.
+    settle(&eng.e.store).await;
+    let files = wait_for_files(&eng.dir, 4).await;
+    let names: Vec<&str> = files.iter().map(|(n, _)| &n[..7]).collect();
+    let mut kinds = names.clone();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["ADT-A04", "ADT-A08", "ADT-A08", "ORU-R01"],
+        "{files:?}"
+    );
+    let a04 = &files
+        .iter()
+        .find(|(n, _)| n.starts_with("ADT-A04"))
+        .unwrap()
+        .1;
+    let segments: Vec<&str> = a04.split('\r').collect();
+    assert!(
+        segments[2].starts_with(
+            "PID|1||MRN-77^^^&2.16.840.1.113883.3.1&ISO^MR||Nakamura^Yuki||19900714|F"
+        ),
+        "{a04}"
+    );
+    let oru = &files.iter().find(|(n, _)| n.starts_with("ORU")).unwrap().1;
+    assert!(
+        oru.contains(
+            "\rOBX|1|NM|2339-0^Glucose^LN||5.4|mmol/L^mmol/L^UCUM|||||F|||20261120081500+0100"
+        ),
+        "{oru}"
+    );
+    // Refused content is kept for an operator: the bad patient, the wrong type, the broken
+    // JSON, the update with another id, the broken transaction.
+    assert_eq!(eng.e.store.count(Status::Rejected).await.unwrap(), 5);
+    let m = eng.e.metrics.render();
+    assert!(
+        m.contains(
+            "aorta_fhir_requests_total{interaction=\"create\",listener=\"fhir\",status=\"201\"} 1"
+        ),
+        "{m}"
+    );
+    eng.e.stop().await.unwrap();
+}
+
+async fn client_raw(base: &str, body: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("{base}/Patient"))
+        .header("authorization", "Bearer s3cret")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (
+        s,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// FHIR in, FHIR out: what a clinical system posts reaches a FHIR server unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_fhir_reaches_a_fhir_server() {
+    let server = FhirServer::start(None);
+    let eng = engine("fhir-through", "", Some(&server.base())).await;
+    let mut p = patient("MRN-5");
+    p["id"] = json!("mrn-5");
+    let (status, _, _) = call("PUT", &format!("{}/Patient/mrn-5", eng.base), &p, &[]).await;
+    assert_eq!(status, 200);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = server.get("/fhir/Patient/mrn-5", None).await;
+        if got["resourceType"] == "Patient" {
+            assert_eq!(got["name"][0]["family"], "Nakamura");
+            assert_eq!(got["birthDate"], "1990-07-14");
+            break;
+        }
+        assert!(Instant::now() < until, "not delivered: {got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eng.e.stop().await.unwrap();
+}
+
+/// HTTPS with a client certificate required (mutual TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_over_mutual_tls() {
+    let pki = common::make_pki(&temp_dir("fhir-pki"));
+    let ca_pem = PathBuf::from(&pki.ca);
+    let (ccert, ckey) = (
+        PathBuf::from(&pki.client_cert),
+        PathBuf::from(&pki.client_key),
+    );
+    let tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        pki.server_cert, pki.server_key, pki.ca
+    );
+    let eng = engine("fhir-mtls", &tls, None).await;
+    let port = eng.e.listener_addr("fhir").unwrap().port();
+    let url = format!("https://localhost:{port}/fhir/Patient");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let with = |client: Option<(&Path, &Path)>| {
+        let config = aorta::tls::outgoing_config(Some(&ca_pem), client).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .resolve("localhost", ([127, 0, 0, 1], port).into())
+            .build()
+            .unwrap()
+    };
+    let post = |c: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            c.post(url)
+                .header("authorization", "Bearer s3cret")
+                .header("content-type", "application/fhir+json")
+                .body(patient("TLS-1").to_string())
+                .send()
+                .await
+        }
+    };
+    let ok = post(with(Some((&ccert, &ckey)))).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 201);
+    assert!(
+        post(with(None)).await.is_err(),
+        "no client certificate, no connection"
+    );
+    eng.e.stop().await.unwrap();
+}
