@@ -101,6 +101,8 @@ pub struct Config {
     pub routes: RoutesConfig,
     /// Destinations by name.
     pub destinations: BTreeMap<String, DestinationConfig>,
+    /// How HL7 v2 becomes FHIR (`[fhir]`).
+    pub fhir: crate::convert::fhir::FhirOptions,
 }
 
 /// The routes' settings (`[routes]`).
@@ -179,6 +181,7 @@ impl Config {
                 memory_bytes: self.routes.script_memory_mb.saturating_mul(1 << 20),
                 time: std::time::Duration::from_millis(self.routes.script_time_ms),
             },
+            fhir: std::sync::Arc::new(self.fhir.clone()),
         }
     }
 
@@ -416,11 +419,11 @@ impl Config {
         for key in top.keys() {
             if !matches!(
                 key.as_str(),
-                "listeners" | "store" | "admin" | "logging" | "routes" | "destinations"
+                "listeners" | "store" | "admin" | "logging" | "routes" | "destinations" | "fhir"
             ) {
                 c.push(
                     key.clone(),
-                    "unknown section (expected listeners, store, admin, logging, routes, destinations)",
+                    "unknown section (expected listeners, store, admin, logging, routes, destinations, fhir)",
                 );
             }
         }
@@ -432,6 +435,10 @@ impl Config {
         let admin: Option<AdminConfig> = c.section("admin", section("admin"));
         let logging: Option<LoggingConfig> = c.section("logging", section("logging"));
         let routes: Option<RoutesConfig> = c.section("routes", section("routes"));
+        let fhir: Option<crate::convert::fhir::FhirOptions> = c.section("fhir", section("fhir"));
+        for (k, m) in fhir.as_ref().map(|f| f.check()).unwrap_or_default() {
+            c.push(format!("fhir.{k}"), m);
+        }
         let mut destinations = BTreeMap::new();
         match section("destinations") {
             Value::Object(map) => {
@@ -586,16 +593,19 @@ impl Config {
                 }
             }
         }
-        match (c.errors.is_empty(), store, admin, logging, routes) {
-            (true, Some(store), Some(admin), Some(logging), Some(routes)) => Ok(Config {
-                file: file.to_path_buf(),
-                listeners,
-                store,
-                admin,
-                logging,
-                routes,
-                destinations,
-            }),
+        match (c.errors.is_empty(), store, admin, logging, routes, fhir) {
+            (true, Some(store), Some(admin), Some(logging), Some(routes), Some(fhir)) => {
+                Ok(Config {
+                    file: file.to_path_buf(),
+                    listeners,
+                    store,
+                    admin,
+                    logging,
+                    routes,
+                    destinations,
+                    fhir,
+                })
+            }
             _ => Err(ConfigErrors(c.errors)),
         }
     }
@@ -763,6 +773,10 @@ kind = "fhir"
 bind = "nowhere"
 tokens = ["env:AORTA_TEST_UNSET_TOKEN_VARIABLE"]
 max_body_bytes = 10
+
+[fhir]
+default_offset = "CET"
+code_systems = { "99X" = "not a uri" }
 "#,
         );
         let text = Config::load(&p, false).unwrap_err().to_string();
@@ -770,6 +784,8 @@ max_body_bytes = 10
             "listeners.rest.bind: \"nowhere\" is not an address",
             "listeners.rest.max_body_bytes: must be at least 1024",
             "listeners.rest.tokens[0]: ",
+            "fhir.default_offset: \"CET\": expected Z or +HH:MM",
+            "fhir.code_systems.99X: \"not a uri\" is not a URI",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -38,7 +38,10 @@ fn with_sex(control_id: &str, sex: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_flow_through_routes_into_queues() {
     let files = [("emr.toml", TO_EMR), ("tables/sex.csv", SEX)];
-    let (e, _dir) = engine_with("flow", "", &files, &["emr", "archive", "fhir"]).await;
+    // The [fhir] section shapes the FHIR output (here: the assigning authority's OID).
+    let fhir =
+        "[fhir]\ndefault_offset = \"+01:00\"\nidentifier_systems = { H = \"urn:oid:1.2.3\" }";
+    let (e, _dir) = engine_with("flow", "", &files, &["emr", "archive", "fhir", fhir]).await;
     let mut c = connect(e.listener_addr("test").unwrap()).await;
     assert_eq!(
         field(&exchange(&mut c, &with_sex("F-1", "M")).await, "MSA-1"),
@@ -75,7 +78,7 @@ async fn messages_flow_through_routes_into_queues() {
     assert_eq!(patient["request"]["method"], "PUT");
     assert_eq!(
         patient["request"]["url"],
-        "Patient?identifier=urn:aorta:id:H|123"
+        "Patient?identifier=urn:oid:1.2.3|123"
     );
     assert_eq!(patient["resource"]["name"][0]["family"], "DOE");
     assert_eq!(d[2].format, "fhir");

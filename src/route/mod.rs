@@ -76,6 +76,8 @@ pub struct Route {
     pub steps: Vec<Step>,
     /// Where matching messages go.
     pub to: Vec<To>,
+    /// How its `fhir` outputs are converted.
+    pub fhir: Arc<crate::convert::fhir::FhirOptions>,
 }
 
 /// One destination of a route.
@@ -251,11 +253,10 @@ impl Route {
                 OutputFormat::RecordJson => serde_json::to_vec(clinical()).unwrap_or_default(),
                 OutputFormat::Fhir => match input.fhir.filter(|_| hl7.is_none()) {
                     Some(original) => original.to_vec(),
-                    None => serde_json::to_vec(&crate::convert::fhir::to_bundle(
-                        clinical(),
-                        &crate::convert::fhir::FhirOptions::default(),
-                    ))
-                    .unwrap_or_default(),
+                    None => {
+                        serde_json::to_vec(&crate::convert::fhir::to_bundle(clinical(), &self.fhir))
+                            .unwrap_or_default()
+                    }
                 },
             };
             deliveries.push(Delivery {
@@ -324,6 +325,8 @@ pub struct LoadOptions {
     pub destinations: Option<Vec<String>>,
     /// Script limits.
     pub script_limits: ScriptLimits,
+    /// How `fhir` outputs are converted.
+    pub fhir: Arc<crate::convert::fhir::FhirOptions>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -661,6 +664,7 @@ impl Loader<'_> {
             when,
             steps,
             to,
+            fhir: self.options.fhir.clone(),
         })
     }
 
@@ -963,6 +967,7 @@ mod tests {
             sources: Some(vec!["adt".into(), "lab".into()]),
             destinations: Some(vec!["emr".into(), "archive".into()]),
             script_limits: ScriptLimits::default(),
+            fhir: Default::default(),
         }
     }
 

@@ -30,8 +30,18 @@ use serde_json::Value;
 pub use build::{to_bundle, to_resources};
 pub use read::to_clinical;
 
-/// How the conversion fills what a message does not say.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the conversion fills what a message does not say (`[fhir]` in the configuration).
+///
+/// ```toml
+/// [fhir]
+/// default_offset = "+01:00"        # zone for HL7 v2 times that carry none
+/// local_base = "urn:aorta:"        # prefix of made-up system URIs
+/// batch = false                    # true: batch instead of transaction Bundles
+/// code_systems = { "99LAB" = "http://lab.example.org/codes" }
+/// identifier_systems = { "GENHOSP" = "urn:oid:2.16.840.1.113883.3.1" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FhirOptions {
     /// UTC offset for times that carry none (`+01:00`, `Z`). FHIR requires a zone on every
     /// time; HL7 v2 senders often leave it out, meaning their local time.
@@ -56,6 +66,37 @@ impl Default for FhirOptions {
             local_base: "urn:aorta:".into(),
             batch: false,
         }
+    }
+}
+
+impl FhirOptions {
+    /// Checks the values; every problem as (key, message).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if !valid_offset(&self.default_offset) {
+            e.push((
+                "default_offset".into(),
+                format!("{:?}: expected Z or +HH:MM / -HH:MM", self.default_offset),
+            ));
+        }
+        let uri = |v: &str| v.contains(':') && !v.contains(char::is_whitespace);
+        if !uri(&self.local_base) {
+            e.push((
+                "local_base".into(),
+                "must be a URI prefix such as urn:aorta:".into(),
+            ));
+        }
+        for (table, map) in [
+            ("code_systems", &self.code_systems),
+            ("identifier_systems", &self.identifier_systems),
+        ] {
+            for (k, v) in map {
+                if !uri(v) {
+                    e.push((format!("{table}.{k}"), format!("{v:?} is not a URI")));
+                }
+            }
+        }
+        e
     }
 }
 
