@@ -865,6 +865,12 @@ impl<'m> Reader<'_, 'm> {
                     country: comp_text(rep, 6),
                     r#type: comp_text(rep, 7),
                     district: comp_text(rep, 9),
+                    start: comp_text(rep, 13)
+                        .or_else(|| sub_text(rep, 12, 1))
+                        .and_then(|t| hl7_datetime(&t)),
+                    end: comp_text(rep, 14)
+                        .or_else(|| sub_text(rep, 12, 2))
+                        .and_then(|t| hl7_datetime(&t)),
                 };
                 (a != Address::default()).then_some(a)
             })
@@ -902,6 +908,8 @@ impl<'m> Reader<'_, 'm> {
                     value: Some(value),
                     r#use: comp_text(rep, 2).or_else(|| Some(default_use.to_string())),
                     equipment,
+                    start: comp_text(rep, 13).and_then(|t| hl7_datetime(&t)),
+                    end: comp_text(rep, 14).and_then(|t| hl7_datetime(&t)),
                 })
             })
             .collect()
@@ -1011,6 +1019,13 @@ fn name_of(rep: &Element<'_>, start: usize) -> Name {
     if let Some(middle) = c(2) {
         given.extend(middle.split_whitespace().map(str::to_string));
     }
+    // Validity: XPN-12/13 (else the range XPN-10); XCN-19/20 (else the range XCN-17).
+    let (at, from, until) = if start == 1 { (10, 12, 13) } else { (17, 19, 20) };
+    let when = |k: usize, part: usize| {
+        comp_text(rep, k)
+            .or_else(|| sub_text(rep, at, part))
+            .and_then(|t| hl7_datetime(&t))
+    };
     Name {
         // FN-1, the surname, is the first subcomponent of the family-name component.
         family: sub_text(rep, start, 1),
@@ -1019,6 +1034,8 @@ fn name_of(rep: &Element<'_>, start: usize) -> Name {
         suffix: [c(3), c(5)].into_iter().flatten().collect(),
         r#use: if start == 1 { c(6) } else { c(8) },
         text: None,
+        start: when(from, 1),
+        end: when(until, 2),
     }
 }
 

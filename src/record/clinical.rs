@@ -212,6 +212,12 @@ pub struct Name {
     /// The whole name as text, when given that way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Valid from (XPN-12 or XPN-10.1; XCN-19 or XCN-17.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Valid until (XPN-13 or XPN-10.2; XCN-20 or XCN-17.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// A postal address (XAD).
@@ -239,6 +245,12 @@ pub struct Address {
     /// Address type (table 0190: H home, B business, M mailing, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
+    /// Valid from (XAD-13 or XAD-12.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Valid until (XAD-14 or XAD-12.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// A phone number or other contact point (XTN).
@@ -254,6 +266,12 @@ pub struct Telecom {
     /// Equipment type (table 0202: PH, FX, CP, Internet, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub equipment: Option<String>,
+    /// In use from (XTN-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// In use until (XTN-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// A health-care worker (XCN), e.g. an attending doctor.

@@ -461,6 +461,7 @@ impl<'a> Builder<'a> {
             "given": n.given,
             "prefix": prefix,
             "suffix": n.suffix,
+            "period": {"start": self.dt(&n.start), "end": self.dt(&n.end)},
         })
     }
 
@@ -473,6 +474,7 @@ impl<'a> Builder<'a> {
             "state": a.state,
             "postalCode": a.postal_code,
             "country": a.country,
+            "period": {"start": self.dt(&a.start), "end": self.dt(&a.end)},
         })
     }
 
@@ -490,7 +492,12 @@ impl<'a> Builder<'a> {
             Some("CP") => Some("mobile"),
             _ => t.r#use.as_deref().and_then(vocab::telecom_use),
         };
-        json!({"system": system, "value": t.value, "use": usage})
+        json!({
+            "system": system,
+            "value": t.value,
+            "use": usage,
+            "period": {"start": self.dt(&t.start), "end": self.dt(&t.end)},
+        })
     }
 
     // ----- shared resources -----

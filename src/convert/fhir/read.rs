@@ -274,7 +274,16 @@ fn name(v: &Value) -> Name {
             })
             .map(str::to_string),
         text: string(v, "text"),
+        start: period(v, "start"),
+        end: period(v, "end"),
     }
+}
+
+fn period(v: &Value, which: &str) -> Option<String> {
+    v.get("period")
+        .and_then(|p| p.get(which))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn address(v: &Value) -> Address {
@@ -290,6 +299,8 @@ fn address(v: &Value) -> Address {
         r#type: str_at(v, "use")
             .and_then(|u| reverse(&["H", "B", "C", "BA", "BI"], u, vocab::address_use))
             .map(str::to_string),
+        start: period(v, "start"),
+        end: period(v, "end"),
     }
 }
 
@@ -312,6 +323,8 @@ fn telecom(v: &Value) -> Telecom {
             }
             _ => None,
         },
+        start: period(v, "start"),
+        end: period(v, "end"),
     }
 }
 
