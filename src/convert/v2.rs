@@ -127,6 +127,8 @@ impl Converter {
             .map(|id| (id, r.text(6, 3).unwrap_or_default()));
         m.processing_id = r.text(11, 1);
         m.version = r.text(12, 1);
+        m.sending_organization = r.text(22, 1);
+        m.receiving_organization = r.text(23, 1);
         let sent = r.dtm(7);
         self.out.message.sent_at = sent;
     }

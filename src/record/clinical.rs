@@ -115,6 +115,12 @@ pub struct MessageInfo {
     /// MSH-12-1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// MSH-22-1: the organization responsible for sending (v2.7+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending_organization: Option<String>,
+    /// MSH-23-1: the organization responsible for receiving (v2.7+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiving_organization: Option<String>,
     /// For FHIR input: the resource types it held, in order of first appearance.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resource_types: Vec<String>,

@@ -1625,6 +1625,20 @@ impl<'a> Builder<'a> {
                 .as_ref()
                 .map(|(u, k)| (u.as_str(), k.as_str())),
         );
+        // MSH-22 → responsible; MSH-23, when valued, is the receiver instead of MSH-6.
+        let responsible = m
+            .sending_organization
+            .as_deref()
+            .and_then(|n| self.organization(Some(n), Vec::new()))
+            .map(reference);
+        let receiver = match m
+            .receiving_organization
+            .as_deref()
+            .and_then(|n| self.organization(Some(n), Vec::new()))
+        {
+            Some(org) => reference(org),
+            None => receiver,
+        };
         let endpoint = |app: &Option<String>| {
             format!(
                 "{}app:{}",
@@ -1645,6 +1659,7 @@ impl<'a> Builder<'a> {
                 "receiver": receiver,
             }],
             "sender": sender,
+            "responsible": responsible,
             "source": {
                 "name": m.sending_application,
                 "endpoint": endpoint(&m.sending_application),
