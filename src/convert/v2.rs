@@ -60,6 +60,17 @@ impl Converter {
             "EVN" => {
                 self.out.message.event_at = r.dtm(2);
                 self.out.message.event_reason = r.cwe(4);
+                self.out.message.operators = r.xcns(5);
+                self.out.message.event_occurred_at = r.dtm(6);
+                let hd = |c: usize| r.text(7, c);
+                if hd(1).is_some() || hd(2).is_some() {
+                    self.out.message.event_facility = Some(Identifier {
+                        authority: hd(1),
+                        authority_id: hd(2),
+                        authority_id_type: hd(3),
+                        ..Identifier::default()
+                    });
+                }
             }
             "PID" => self.pid(&mut r),
             "PD1" => {
@@ -1022,7 +1033,11 @@ fn name_of(rep: &Element<'_>, start: usize) -> Name {
         given.extend(middle.split_whitespace().map(str::to_string));
     }
     // Validity: XPN-12/13 (else the range XPN-10); XCN-19/20 (else the range XCN-17).
-    let (at, from, until) = if start == 1 { (10, 12, 13) } else { (17, 19, 20) };
+    let (at, from, until) = if start == 1 {
+        (10, 12, 13)
+    } else {
+        (17, 19, 20)
+    };
     let when = |k: usize, part: usize| {
         comp_text(rep, k)
             .or_else(|| sub_text(rep, at, part))

@@ -115,6 +115,15 @@ pub struct MessageInfo {
     /// MSH-12-1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// EVN-5: who caused the event (the operator).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<Person>,
+    /// EVN-6: when the event actually happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_occurred_at: Option<String>,
+    /// EVN-7: where it happened (a facility: namespace id, universal id and its type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_facility: Option<Identifier>,
     /// MSH-22-1: the organization responsible for sending (v2.7+).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sending_organization: Option<String>,

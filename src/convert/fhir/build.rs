@@ -211,6 +211,7 @@ impl<'a> Builder<'a> {
         self.appointment();
         self.document();
         self.message_header();
+        self.provenance();
         let authorities = std::mem::take(&mut *self.authorities.borrow_mut());
         for (key, id, resource) in authorities {
             if self.shared.contains_key(&key) {
@@ -1592,6 +1593,96 @@ impl<'a> Builder<'a> {
             "context": {"encounter": self.encounter.map(|e| vec![reference(e)])},
         });
         self.push("DocumentReference", id, resource, request);
+    }
+
+    /// EVN as the guide's EVN[Provenance]: who (EVN-5) recorded what (the message's focus),
+    /// when (EVN-2, else MSH-7), why (EVN-4), where (EVN-7); only with an operator, since an
+    /// agent is required.
+    fn provenance(&mut self) {
+        let m = self.c.message.clone();
+        if m.operators.is_empty() {
+            return;
+        }
+        let recorded = match self.instant(&m.event_at) {
+            Value::Null => self.instant(&m.sent_at),
+            v => v,
+        };
+        let targets: Vec<Value> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    "Patient"
+                        | "Encounter"
+                        | "DiagnosticReport"
+                        | "ServiceRequest"
+                        | "Immunization"
+                )
+            })
+            .map(|e| reference(e.id))
+            .collect();
+        if recorded.is_null() || targets.is_empty() {
+            return;
+        }
+        let agents: Vec<Value> = self
+            .practitioners(&m.operators)
+            .into_iter()
+            .map(|id| json!({"who": reference(id)}))
+            .collect();
+        if agents.is_empty() {
+            return;
+        }
+        let location = m.event_facility.as_ref().map(|f| self.facility_location(f));
+        let id = self.uuid(&["Provenance", &self.message_key()]);
+        let resource = json!({
+            "target": targets,
+            "recorded": recorded,
+            "occurredDateTime": self.dt(&m.event_occurred_at),
+            "activity": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0003",
+                "code": m.event,
+                "display": m.r#type.as_ref().map(|t| format!("event - {t}^{}", m.event.as_deref().unwrap_or_default())),
+            }]},
+            "reason": m.event_reason.as_ref().map(|c| vec![self.concept_of(c)]),
+            "agent": agents,
+            "location": location.map(reference),
+        });
+        self.push("Provenance", id, resource, Request::Update);
+    }
+
+    /// A facility (HD) as a Location of physical type site, as the guide's HD[Location].
+    fn facility_location(&mut self, hd: &Identifier) -> Uuid {
+        let key = format!(
+            "Location|hd|{}|{}",
+            hd.authority.as_deref().unwrap_or_default(),
+            hd.authority_id.as_deref().unwrap_or_default()
+        );
+        if let Some(id) = self.shared.get(&key) {
+            return *id;
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        let uid = hd.authority_id.as_deref().map(|u| {
+            let kind = hd.authority_id_type.as_deref().unwrap_or_default();
+            let (system, value) = match kind.to_ascii_uppercase().as_str() {
+                "ISO" => (Some("urn:ietf:rfc:3986"), format!("urn:oid:{u}")),
+                _ => (None, u.to_string()),
+            };
+            json!({"system": system, "value": value})
+        });
+        self.push(
+            "Location",
+            id,
+            json!({
+                "name": hd.authority,
+                "identifier": uid.map(|u| vec![u]),
+                "mode": "instance",
+                "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "si"}]},
+            }),
+            Request::Update,
+        );
+        id
     }
 
     fn message_header(&mut self) {
