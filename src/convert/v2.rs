@@ -291,6 +291,9 @@ impl Converter {
             discharged_at: r.dtm(45),
             alternate_visit_id: r.cx(50),
             visit_indicator: r.text(51, 1),
+            ambulatory_status: r.cwes(15),
+            diet: r.cwe(38),
+            other_providers: r.xcns(52),
             ..Visit::default()
         });
     }

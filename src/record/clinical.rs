@@ -557,6 +557,15 @@ pub struct Visit {
     /// Visit description (PV2-12).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// PV1-15 ambulatory status (special arrangements).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ambulatory_status: Vec<Code>,
+    /// PV1-38 diet type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diet: Option<Code>,
+    /// PV1-52 other healthcare providers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_providers: Vec<Person>,
 }
 
 /// An order (ORC with OBR, RXO or RXA, or OBR alone).

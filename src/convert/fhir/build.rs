@@ -832,6 +832,7 @@ impl<'a> Builder<'a> {
             (&v.referring, "REF", "referrer"),
             (&v.consulting, "CON", "consultant"),
             (&v.admitting, "ADM", "admitter"),
+            (&v.other_providers, "PART", "Participation"),
         ] {
             for p in self.practitioners(people) {
                 participants.push(json!({
@@ -863,6 +864,24 @@ impl<'a> Builder<'a> {
             .unwrap_or_else(|| {
                 json!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": "U", "display": "Unknown"})
             });
+        // PV1-37 (DLD-1): where the patient was discharged to.
+        let destination = v.discharged_to.as_ref().map(|name| {
+            let key = format!("Location|name|{name}");
+            match self.shared.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = self.uuid(&[&key]);
+                    self.shared.insert(key, id);
+                    self.push(
+                        "Location",
+                        id,
+                        json!({"name": name, "mode": "instance"}),
+                        Request::Update,
+                    );
+                    id
+                }
+            }
+        });
         let discharged = v.discharged_at.is_some();
         let status = vocab::encounter_status(self.c.message.event.as_deref(), discharged);
         let resource = json!({
@@ -879,8 +898,11 @@ impl<'a> Builder<'a> {
                 "preAdmissionIdentifier": self.typed_identifier(&v.preadmit_number, "PRE"),
                 "admitSource": self.concept(&v.admit_source),
                 "reAdmission": self.concept(&v.readmission),
-                "specialArrangement": [self.concept(&v.vip)],
+                "specialArrangement": v.ambulatory_status.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+                "specialCourtesy": [self.concept(&v.vip)],
+                "dietPreference": [self.concept(&v.diet)],
                 "dischargeDisposition": self.concept(&v.discharge_disposition),
+                "destination": destination.map(reference),
             },
             "location": locations,
             "text": v.description.as_ref().map(|d| json!({"status": "generated", "div": xhtml(d)})),
