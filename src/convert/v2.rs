@@ -424,6 +424,9 @@ impl Converter {
             body_site: r.cwe(20),
             performing_organization: r.text(23, 1),
             notes: Vec::new(),
+            identifier: r.ei(21),
+            equipment: r.reps(18).iter().filter_map(|e| ei_of(e, false)).collect(),
+            directors: r.xcns(25),
         };
         self.out.observations.push(obs);
         self.note_target = NoteTarget::Observation(self.out.observations.len() - 1);

@@ -724,6 +724,15 @@ pub struct Observation {
     /// Comments (NTE after OBX).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// OBX-21: the observation's own identifier (the filler's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    /// OBX-18: the equipment (device) instances that produced it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub equipment: Vec<Identifier>,
+    /// OBX-25: the medical director responsible for the result.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub directors: Vec<Person>,
 }
 
 /// A specimen (SPM).

@@ -20,6 +20,8 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x5a0e_7f2c_41d3_4b8e_9c65_3f1d_2a7b_8e9
 const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
 const PHYSICAL_TYPE: &str = "http://terminology.hl7.org/CodeSystem/location-physical-type";
+const ROLE: &str = "http://terminology.hl7.org/CodeSystem/practitioner-role";
+const V2_0912: &str = "http://terminology.hl7.org/CodeSystem/v2-0912";
 
 /// The resources of a record, each with its deterministic `id`, in dependency order.
 pub fn to_resources(c: &Clinical, options: &FhirOptions) -> Vec<Value> {
@@ -1079,11 +1081,24 @@ impl<'a> Builder<'a> {
                 base
             };
             let id = self.uuid(&["Observation", &key]);
-            let performers = self.practitioners(&o.performers);
             let org = o
                 .performing_organization
                 .clone()
                 .and_then(|name: String| self.organization(Some(name.as_str()), Vec::new()));
+            // OBX-16 responsible observers and OBX-25 directors (in their organization) as
+            // PractitionerRoles, as the guide's OBX[Observation] says.
+            let mut performers = Vec::new();
+            for p in &o.performers {
+                if let Some(role) = self.practitioner_role(p, ROLE, "responsibleObserver", None) {
+                    performers.push(role);
+                }
+            }
+            for p in &o.directors {
+                if let Some(role) = self.practitioner_role(p, V2_0912, "MDIR", org) {
+                    performers.push(role);
+                }
+            }
+            let devices: Vec<Uuid> = o.equipment.iter().map(|e| self.device(e)).collect();
             let effective = o
                 .observed_at
                 .as_ref()
@@ -1097,7 +1112,9 @@ impl<'a> Builder<'a> {
                 "encounter": opt_ref(self.encounter),
                 "effectiveDateTime": self.dt(&effective.cloned()),
                 "issued": self.instant(&order.and_then(|ord| ord.reported_at.clone())),
+                "identifier": [self.typed_identifier(&o.identifier, "FILL")],
                 "performer": performers.into_iter().chain(org).map(reference).collect::<Vec<_>>(),
+                "device": devices.first().copied().map(reference),
                 "interpretation": o.interpretation.iter().map(|c| self.interpretation(c)).collect::<Vec<_>>(),
                 "method": self.concept(&o.method),
                 "bodySite": self.concept(&o.body_site),
@@ -1118,6 +1135,62 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// A PractitionerRole: the practitioner in a role (and organization).
+    fn practitioner_role(
+        &mut self,
+        p: &Person,
+        system: &str,
+        code: &str,
+        org: Option<Uuid>,
+    ) -> Option<Uuid> {
+        let practitioner = self.practitioner(p)?;
+        let key = format!(
+            "PractitionerRole|{practitioner}|{code}|{}",
+            org.map(|o| o.to_string()).unwrap_or_default()
+        );
+        if let Some(id) = self.shared.get(&key) {
+            return Some(*id);
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        self.push(
+            "PractitionerRole",
+            id,
+            json!({
+                "practitioner": reference(practitioner),
+                "organization": org.map(reference),
+                "code": [{"coding": [{"system": system, "code": code}]}],
+            }),
+            Request::Update,
+        );
+        Some(id)
+    }
+
+    /// A Device known by its instance identifier (OBX-18, EI).
+    fn device(&mut self, e: &Identifier) -> Uuid {
+        let ident = self.identifier(e);
+        let key = format!(
+            "Device|{}|{}",
+            e.value.as_deref().unwrap_or_default(),
+            e.authority
+                .as_deref()
+                .or(e.authority_id.as_deref())
+                .unwrap_or_default()
+        );
+        if let Some(id) = self.shared.get(&key) {
+            return *id;
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        self.push(
+            "Device",
+            id,
+            json!({"identifier": [ident]}),
+            Request::Update,
+        );
+        id
     }
 
     fn service_request_of(&self, order: usize) -> Option<Uuid> {

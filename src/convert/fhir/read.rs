@@ -18,7 +18,7 @@ use super::vocab;
 use crate::record::clinical::*;
 
 /// The resource types [`to_clinical`] reads; others in a Bundle are named in the warnings.
-pub const READS: [&str; 9] = [
+pub const READS: [&str; 10] = [
     "Patient",
     "Encounter",
     "ServiceRequest",
@@ -26,6 +26,7 @@ pub const READS: [&str; 9] = [
     "Observation",
     "Immunization",
     "Practitioner",
+    "PractitionerRole",
     "Organization",
     "Location",
 ];
@@ -368,9 +369,16 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// A person from a Reference to a Practitioner (or its display).
+    /// A person from a Reference to a Practitioner or a PractitionerRole (or its display).
     fn person(&self, reference: &Value) -> Person {
-        match self.resolve(reference) {
+        let target = self.resolve(reference).and_then(|r| {
+            if str_at(r, "resourceType") == Some("PractitionerRole") {
+                r.get("practitioner").and_then(|p| self.resolve(p))
+            } else {
+                Some(r)
+            }
+        });
+        match target {
             Some(p) => Person {
                 id: array(p, "identifier").next().map(identifier),
                 name: array(p, "name").next().map(name),
@@ -689,11 +697,21 @@ impl<'a> Reader<'a> {
             ..Observation::default()
         };
         for p in array(o, "performer") {
-            match self.resolve(p).and_then(|r| str_at(r, "resourceType")) {
+            let target = self.resolve(p);
+            let role = target
+                .filter(|r| str_at(r, "resourceType") == Some("PractitionerRole"))
+                .and_then(|r| {
+                    array(r, "code")
+                        .flat_map(|c| array(c, "coding"))
+                        .find_map(|c| str_at(c, "code"))
+                });
+            match target.and_then(|r| str_at(r, "resourceType")) {
                 Some("Organization") => obs.performing_organization = self.display_of(p),
+                _ if role == Some("MDIR") => obs.directors.push(self.person(p)),
                 _ => obs.performers.push(self.person(p)),
             }
         }
+        obs.identifier = array(o, "identifier").next().map(identifier);
         let quantity_units = |q: &Value| {
             let code = string(q, "code").or_else(|| string(q, "unit"))?;
             Some(Code {
