@@ -258,7 +258,17 @@ impl Converter {
             organization: r.text(13, 1),
             sex: r.text(15, 1),
             birth_date: r.dtm(16),
-            identifiers: r.cxs(33),
+            // NK1-12 (employee number), NK1-33 (identifiers), NK1-37 (SSN).
+            identifiers: r
+                .cx(12)
+                .into_iter()
+                .chain(r.cxs(33))
+                .chain(r.text(37, 1).map(|ssn| Identifier {
+                    value: Some(ssn),
+                    r#type: Some("SS".into()),
+                    ..Identifier::default()
+                }))
+                .collect(),
         });
     }
 
@@ -486,7 +496,8 @@ impl Converter {
         for rep in r.reps(2) {
             for k in 1..=2 {
                 if let Some(c) = rep.child(0).and_then(|x| x.child(k - 1)) {
-                    if let Some(id) = ei_of(&c, true) {
+                    if let Some(mut id) = ei_of(&c, true) {
+                        id.r#type = Some(if k == 1 { "PLAC" } else { "FILL" }.into());
                         identifiers.push(id);
                     }
                 }

@@ -782,10 +782,11 @@ impl<'a> Builder<'a> {
         for (n, k) in contacts.into_iter().enumerate() {
             let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
             let id = self.uuid(&["RelatedPerson", &patient.to_string(), &n.to_string()]);
-            let relationship: Vec<Value> = [&k.relationship, &k.role]
-                .into_iter()
-                .filter_map(|c| c.as_ref().map(|c| self.concept_of(c)))
-                .collect();
+            // NK1-3 through the guide's Relationship map (v3 RoleCode), then NK1-7.
+            let mut relationship: Vec<Value> = vec![self.mapped_concept(&k.relationship, |c| {
+                vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
+            })];
+            relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
             let resource = json!({
                 "identifier": ids,
                 "active": true,
@@ -926,7 +927,12 @@ impl<'a> Builder<'a> {
             let (request, key) = self.keyed_request(&ids, false);
             let key = key.unwrap_or_else(|| format!("message|{}|{n}", self.message_key()));
             let sr = self.uuid(&["ServiceRequest", &key]);
-            let requesters = self.practitioners(&order.ordering_provider);
+            // ORC-12 as the guide says: requester(PractitionerRole.practitioner).
+            let requesters: Vec<Uuid> = order
+                .ordering_provider
+                .iter()
+                .filter_map(|p| self.practitioner_role(p, None, None))
+                .collect();
             let specimen_ids = self.specimens(n, sr);
             let code = order.code.clone();
             let is_result = results_message
@@ -1089,12 +1095,14 @@ impl<'a> Builder<'a> {
             // PractitionerRoles, as the guide's OBX[Observation] says.
             let mut performers = Vec::new();
             for p in &o.performers {
-                if let Some(role) = self.practitioner_role(p, ROLE, "responsibleObserver", None) {
+                if let Some(role) =
+                    self.practitioner_role(p, Some((ROLE, "responsibleObserver")), None)
+                {
                     performers.push(role);
                 }
             }
             for p in &o.directors {
-                if let Some(role) = self.practitioner_role(p, V2_0912, "MDIR", org) {
+                if let Some(role) = self.practitioner_role(p, Some((V2_0912, "MDIR")), org) {
                     performers.push(role);
                 }
             }
@@ -1141,13 +1149,13 @@ impl<'a> Builder<'a> {
     fn practitioner_role(
         &mut self,
         p: &Person,
-        system: &str,
-        code: &str,
+        role: Option<(&str, &str)>,
         org: Option<Uuid>,
     ) -> Option<Uuid> {
         let practitioner = self.practitioner(p)?;
         let key = format!(
-            "PractitionerRole|{practitioner}|{code}|{}",
+            "PractitionerRole|{practitioner}|{}|{}",
+            role.map(|r| r.1).unwrap_or_default(),
             org.map(|o| o.to_string()).unwrap_or_default()
         );
         if let Some(id) = self.shared.get(&key) {
@@ -1161,7 +1169,7 @@ impl<'a> Builder<'a> {
             json!({
                 "practitioner": reference(practitioner),
                 "organization": org.map(reference),
-                "code": [{"coding": [{"system": system, "code": code}]}],
+                "code": role.map(|(system, code)| vec![json!({"coding": [{"system": system, "code": code}]})]),
             }),
             Request::Update,
         );

@@ -48,6 +48,174 @@ pub fn system_uri(name: &str) -> Option<String> {
     Some(uri.to_string())
 }
 
+/// The FHIR coding (system, code, display) of a v2 relationship (table 0063), from the guide's
+/// Relationship ConceptMap: mostly v3 RoleCode, some v2-0131 contact roles.
+pub fn relationship(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "SEL" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "ONESELF",
+            "self",
+        ),
+        "SPO" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "SPS",
+            "spouse",
+        ),
+        "DOM" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "SIGOTHR",
+            "significant other",
+        ),
+        "CHD" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "CHILD",
+            "child",
+        ),
+        "GCH" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "GRNDCHILD",
+            "grandchild",
+        ),
+        "NCH" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "NCHILD",
+            "natural child",
+        ),
+        "SCH" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "STPCHLD",
+            "step child",
+        ),
+        "FCH" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "CHLDFOST",
+            "foster child",
+        ),
+        "DEP" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "DEP",
+            "Handicapped dependent",
+        ),
+        "WRD" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "WRD",
+            "Ward of court",
+        ),
+        "PAR" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "PRN",
+            "parent",
+        ),
+        "MTH" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "MTH",
+            "mother",
+        ),
+        "FTH" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "FTH",
+            "father",
+        ),
+        "CGV" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "CGV",
+            "Care giver",
+        ),
+        "GRD" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "GRD",
+            "Guardian",
+        ),
+        "GRP" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "GRPRN",
+            "grandparent",
+        ),
+        "EXF" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "EXT",
+            "extended family member",
+        ),
+        "SIB" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "SIB",
+            "sibling",
+        ),
+        "BRO" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "BRO",
+            "brother",
+        ),
+        "SIS" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "SIS",
+            "sister",
+        ),
+        "FND" => (
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "FRND",
+            "unrelated friend",
+        ),
+        "OAD" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "OAD",
+            "Other adult",
+        ),
+        "EME" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "EME",
+            "Employee",
+        ),
+        "EMR" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0131",
+            "E",
+            "Employer",
+        ),
+        "ASC" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "ASC",
+            "Associate",
+        ),
+        "EMC" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0131",
+            "C",
+            "Emergency Contact",
+        ),
+        "OWN" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "OWN",
+            "Owner",
+        ),
+        "TRA" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "TRA",
+            "Trainer",
+        ),
+        "MGR" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "MGR",
+            "Manager",
+        ),
+        "NON" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0063",
+            "NON",
+            "None",
+        ),
+        "UNK" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0131",
+            "U",
+            "Unknown",
+        ),
+        "OTH" => (
+            "http://terminology.hl7.org/CodeSystem/v2-0131",
+            "O",
+            "Other",
+        ),
+        _ => return None,
+    })
+}
+
 /// `administrative-gender` for a v2 sex code (table 0001).
 pub fn gender(code: &str) -> Option<&'static str> {
     Some(match code.trim().to_ascii_uppercase().as_str() {
