@@ -612,6 +612,11 @@ impl Converter {
             relationship: r.cwe(17),
             policy_number: r.text(36, 1),
             insured_ids: r.cxs(49),
+            insured_birth_date: r.dtm(18),
+            insured_address: r.xads(19).into_iter().next(),
+            insured_sex: r.text(43, 1),
+            policy_holder: r.text(11, 1),
+            policy_holder_ids: r.cxs(10),
         });
     }
 

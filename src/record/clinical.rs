@@ -916,6 +916,21 @@ pub struct Insurance {
     /// Insured's id number (IN1-49).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub insured_ids: Vec<Identifier>,
+    /// IN1-18: the insured's date of birth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insured_birth_date: Option<String>,
+    /// IN1-19: the insured's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insured_address: Option<Address>,
+    /// IN1-43: the insured's sex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insured_sex: Option<String>,
+    /// IN1-11: the insured's group employer (the policy holder when an organization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_holder: Option<String>,
+    /// IN1-10: that employer's identifiers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_holder_ids: Vec<Identifier>,
 }
 
 /// An appointment (SIU^S12–S26).

@@ -1535,20 +1535,36 @@ impl<'a> Builder<'a> {
                     "identifier": insured_ids,
                     "active": true,
                     "patient": reference(patient),
-                    "relationship": [self.concept(&ins.relationship)],
+                    "relationship": [self.mapped_concept(&ins.relationship, |c| {
+                        vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
+                    })],
                     "name": ins.insured_name.as_ref().map(|n| vec![self.name(n)]),
+                    "birthDate": ins.insured_birth_date.as_deref().map(|d| d.get(..10).unwrap_or(d)),
+                    "gender": ins.insured_sex.as_deref().and_then(vocab::gender),
+                    "address": ins.insured_address.as_ref().map(|a| vec![self.address(a)]),
                 });
                 self.push("RelatedPerson", rid, resource, Request::Update);
                 Some(rid)
             };
+            let holder_ids: Vec<Value> = ins
+                .policy_holder_ids
+                .iter()
+                .map(|i| self.identifier(i))
+                .collect();
+            let holder = self.organization(ins.policy_holder.as_deref(), holder_ids);
             let resource = json!({
                 "identifier": ids,
                 "status": "active",
+                "policyHolder": opt_ref(holder),
                 "subscriber": opt_ref(subscriber),
                 "type": ins.plan_type.as_ref().map(|t| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0086", "code": t}]})),
                 "subscriberId": ins.insured_ids.first().and_then(|i| i.value.clone()),
                 "beneficiary": reference(patient),
-                "relationship": self.concept(&ins.relationship),
+                "relationship": self.mapped_concept(&ins.relationship, |c| {
+                    vocab::subscriber_relationship(c).map(|r| {
+                        ("http://terminology.hl7.org/CodeSystem/subscriber-relationship".to_string(), r.to_string())
+                    })
+                }),
                 "period": {"start": self.dt(&ins.start), "end": self.dt(&ins.end)},
                 // Coverage.payor is required: without a company the patient is named.
                 "payor": [payor.map_or_else(|| reference(patient), reference)],

@@ -216,6 +216,20 @@ pub fn relationship(code: &str) -> Option<(&'static str, &'static str, &'static 
     })
 }
 
+/// The `subscriber-relationship` code (Coverage.relationship) for a v2 relationship (table
+/// 0063); other relationships are `other`.
+pub fn subscriber_relationship(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "SEL" => "self",
+        "SPO" => "spouse",
+        "DOM" => "common",
+        "CHD" | "NCH" | "SCH" | "FCH" | "GCH" => "child",
+        "PAR" | "MTH" | "FTH" => "parent",
+        "" => return None,
+        _ => "other",
+    })
+}
+
 /// `administrative-gender` for a v2 sex code (table 0001).
 pub fn gender(code: &str) -> Option<&'static str> {
     Some(match code.trim().to_ascii_uppercase().as_str() {
