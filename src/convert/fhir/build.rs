@@ -114,6 +114,8 @@ struct Builder<'a> {
     authorities: RefCell<Vec<(String, Uuid, Value)>>,
     /// The ServiceRequest of each order (by index), once built.
     service_requests: Vec<Option<Uuid>>,
+    /// The Specimens of each order (by index), for its Observations.
+    order_specimens: HashMap<usize, Vec<Uuid>>,
 }
 
 /// A reference to an entry of the Bundle.
@@ -136,6 +138,7 @@ impl<'a> Builder<'a> {
             encounter: None,
             authorities: RefCell::new(Vec::new()),
             service_requests: Vec::new(),
+            order_specimens: HashMap::new(),
         }
     }
 
@@ -1034,22 +1037,39 @@ impl<'a> Builder<'a> {
             self.push("Specimen", id, resource, req);
             out.push(id);
         }
-        // An order's specimen without an SPM (OBR-15) is still a specimen of that order.
+        // Without an SPM, the OBR's specimen data is the order's specimen (OBR-15), and a result
+        // order always has one (the guide's ORU_R01: "the OBR specimen data yields one Specimen
+        // resource that all Observations generated for it reference"; OBR[Specimen]).
+        let index = order;
         if out.is_empty() {
             if let Some(order) = self.c.orders.get(order) {
-                if order.specimen_source.is_some() || order.specimen_received_at.is_some() {
+                let results = order.result_status.is_some()
+                    || self.c.observations.iter().any(|o| o.order == Some(index));
+                if results
+                    || order.specimen_source.is_some()
+                    || order.specimen_received_at.is_some()
+                {
                     let id = self.uuid(&["Specimen", &request.to_string()]);
+                    let collected = match &order.observed_end {
+                        Some(_) => json!({"collectedPeriod": {
+                            "start": self.dt(&order.observed_at), "end": self.dt(&order.observed_end),
+                        }}),
+                        None => json!({"collectedDateTime": self.dt(&order.observed_at)}),
+                    };
                     let resource = json!({
+                        "accessionIdentifier": self.typed_identifier(&order.placer_id, "ACSN"),
                         "type": self.concept(&order.specimen_source),
                         "subject": opt_ref(self.patient),
                         "receivedTime": self.dt(&order.specimen_received_at),
                         "request": [reference(request)],
+                        "collection": collected,
                     });
                     self.push("Specimen", id, resource, Request::Update);
                     out.push(id);
                 }
             }
         }
+        self.order_specimens.insert(index, out.clone());
         out
     }
 
@@ -1129,6 +1149,7 @@ impl<'a> Builder<'a> {
                 "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, &o)]),
                 "note": o.notes.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(),
                 "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
+                "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),
             });
             merge_into(&mut resource, self.observation_value(&o));
             self.push("Observation", id, resource, Request::Update);
