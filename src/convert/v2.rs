@@ -900,13 +900,18 @@ impl<'m> Reader<'_, 'm> {
                     country: comp_text(rep, 6),
                     r#type: comp_text(rep, 7),
                     district: comp_text(rep, 9),
-                    start: comp_text(rep, 13)
-                        .or_else(|| sub_text(rep, 12, 1))
-                        .and_then(|t| hl7_datetime(&t)),
-                    end: comp_text(rep, 14)
-                        .or_else(|| sub_text(rep, 12, 2))
-                        .and_then(|t| hl7_datetime(&t)),
+                    start: None,
+                    end: None,
                 };
+                let mut a = a;
+                if rep.children().count() >= 12 {
+                    a.start = comp_text(rep, 13)
+                        .or_else(|| sub_text(rep, 12, 1))
+                        .and_then(|t| hl7_datetime(&t));
+                    a.end = comp_text(rep, 14)
+                        .or_else(|| sub_text(rep, 12, 2))
+                        .and_then(|t| hl7_datetime(&t));
+                }
                 (a != Address::default()).then_some(a)
             })
             .collect()
@@ -935,6 +940,7 @@ impl<'m> Reader<'_, 'm> {
                     Some(s)
                 };
                 let equipment = comp_text(rep, 3);
+                let long = rep.children().count() >= 13;
                 let value = match equipment.as_deref() {
                     Some("Internet") | Some("X.400") => email.or(number),
                     _ => number.or_else(composed).or(email),
@@ -943,8 +949,14 @@ impl<'m> Reader<'_, 'm> {
                     value: Some(value),
                     r#use: comp_text(rep, 2).or_else(|| Some(default_use.to_string())),
                     equipment,
-                    start: comp_text(rep, 13).and_then(|t| hl7_datetime(&t)),
-                    end: comp_text(rep, 14).and_then(|t| hl7_datetime(&t)),
+                    start: long
+                        .then(|| comp_text(rep, 13))
+                        .flatten()
+                        .and_then(|t| hl7_datetime(&t)),
+                    end: long
+                        .then(|| comp_text(rep, 14))
+                        .flatten()
+                        .and_then(|t| hl7_datetime(&t)),
                 })
             })
             .collect()
@@ -1060,7 +1072,12 @@ fn name_of(rep: &Element<'_>, start: usize) -> Name {
     } else {
         (17, 19, 20)
     };
+    // Most names stop long before: one count saves a failing scan per absent component.
+    let long = rep.children().count() >= at;
     let when = |k: usize, part: usize| {
+        if !long {
+            return None;
+        }
         comp_text(rep, k)
             .or_else(|| sub_text(rep, at, part))
             .and_then(|t| hl7_datetime(&t))
