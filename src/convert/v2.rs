@@ -76,6 +76,7 @@ impl Converter {
             "PD1" => {
                 if let Some(p) = self.out.patient.as_mut() {
                     p.primary_care = r.xcns(4);
+                    p.primary_facility = r.text(3, 1);
                 }
             }
             "MRG" => self.mrg(&mut r),
@@ -222,6 +223,7 @@ impl Converter {
             updated_at: r.dtm(33),
             primary_care: Vec::new(),
             notes: Vec::new(),
+            primary_facility: None,
         });
     }
 
@@ -304,6 +306,8 @@ impl Converter {
             ambulatory_status: r.cwes(15),
             diet: r.cwe(38),
             other_providers: r.xcns(52),
+            episode_description: r.text(53, 1),
+            episode_id: r.cx(54),
             ..Visit::default()
         });
     }

@@ -407,6 +407,9 @@ pub struct Patient {
     /// Comments (NTE after PID).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// PD1-3-1: the patient's primary facility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_facility: Option<String>,
 }
 
 /// One merge: the patient identified by `identifiers` replaces the one `prior_identifiers` named.
@@ -566,6 +569,12 @@ pub struct Visit {
     /// PV1-52 other healthcare providers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_providers: Vec<Person>,
+    /// PV1-54: the service episode's identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode_id: Option<Identifier>,
+    /// PV1-53: the service episode's description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode_description: Option<String>,
 }
 
 /// An order (ORC with OBR, RXO or RXA, or OBR alone).

@@ -622,10 +622,14 @@ impl<'a> Builder<'a> {
             &key.unwrap_or_else(|| format!("message|{}", self.message_key())),
         ]);
         self.patient = Some(id);
+        // PD1-3 (primary facility, an Organization) and PD1-4 (primary care providers).
         let gps: Vec<Value> = {
             let people = p.primary_care.clone();
-            self.practitioners(&people)
+            let facility = p.primary_facility.clone();
+            facility
+                .and_then(|f| self.organization(Some(&f), Vec::new()))
                 .into_iter()
+                .chain(self.practitioners(&people))
                 .map(reference)
                 .collect()
         };
@@ -870,6 +874,25 @@ impl<'a> Builder<'a> {
             .unwrap_or_else(|| {
                 json!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": "U", "display": "Unknown"})
             });
+        // PID-18 → Account (PID[Account]); PV1-53/54 → EpisodeOfCare.
+        let account = self.account();
+        // EpisodeOfCare.patient is required: only with a patient.
+        let episode = v.episode_id.as_ref().filter(|_| self.patient.is_some()).map(|e| {
+            let ids = vec![self.identifier(e)];
+            let (request, key) = self.keyed_request(&ids, false);
+            let id = self.uuid(&["EpisodeOfCare", &key.unwrap_or_else(|| format!("message|{}", self.message_key()))]);
+            let resource = json!({
+                "identifier": ids,
+                "status": if v.discharged_at.is_some() { "finished" } else { "active" },
+                "patient": opt_ref(self.patient),
+                "extension": v.episode_description.as_ref().map(|d| vec![json!({
+                    "url": "http://hl7.org/fhir/StructureDefinition/resource-instance-description",
+                    "valueString": d,
+                })]),
+            });
+            self.push("EpisodeOfCare", id, resource, request);
+            id
+        });
         // PV1-37 (DLD-1): where the patient was discharged to.
         let destination = v.discharged_to.as_ref().map(|name| {
             let key = format!("Location|name|{name}");
@@ -911,6 +934,8 @@ impl<'a> Builder<'a> {
                 "destination": destination.map(reference),
             },
             "location": locations,
+            "account": account.map(|a| vec![reference(a)]),
+            "episodeOfCare": episode.map(|e| vec![reference(e)]),
             "text": v.description.as_ref().map(|d| json!({"status": "generated", "div": xhtml(d)})),
         });
         self.push("Encounter", id, resource, request);
@@ -1164,6 +1189,33 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// The patient's account (PID-18) as an Account, once per message.
+    fn account(&mut self) -> Option<Uuid> {
+        let number = self.c.patient.as_ref()?.account_number.clone()?;
+        let patient = self.patient?;
+        let ids = vec![self.identifier(&number)];
+        let (request, key) = self.keyed_request(&ids, false);
+        let key = format!(
+            "Account|{}",
+            key.unwrap_or_else(|| format!(
+                "{patient}|{}",
+                number.value.as_deref().unwrap_or_default()
+            ))
+        );
+        if let Some(id) = self.shared.get(&key) {
+            return Some(*id);
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        self.push(
+            "Account",
+            id,
+            json!({"identifier": ids, "status": "active", "subject": [reference(patient)]}),
+            request,
+        );
+        Some(id)
     }
 
     /// A PractitionerRole: the practitioner in a role (and organization).
