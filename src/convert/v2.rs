@@ -977,6 +977,18 @@ impl<'m> Reader<'_, 'm> {
             building: comp_text(&rep, 7),
             floor: comp_text(&rep, 8),
             description: comp_text(&rep, 9),
+            universal_ids: [(1, "poc"), (2, "room"), (3, "bed"), (4, "facility")]
+                .into_iter()
+                .filter_map(|(c, level)| {
+                    let uid = sub_text(&rep, c, 2)?;
+                    Some((
+                        level.to_string(),
+                        uid,
+                        sub_text(&rep, c, 3).unwrap_or_default(),
+                    ))
+                })
+                .collect(),
+            identifier: rep.child(9).and_then(|c| ei_of(&c, true)),
         };
         (l != Location::default()).then_some(l)
     }

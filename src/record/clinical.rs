@@ -329,6 +329,13 @@ pub struct Location {
     /// Free-text description (PL-9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Universal ids of the levels given as HD (PL-1, PL-2, PL-3, PL-4 subcomponents 2 and 3):
+    /// `(level, id, id type)` with level `poc`, `room`, `bed` or `facility`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub universal_ids: Vec<(String, String, String)>,
+    /// PL-10: the comprehensive location identifier (of the most specific level).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
 }
 
 /// The patient.

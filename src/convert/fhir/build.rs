@@ -575,12 +575,36 @@ impl<'a> Builder<'a> {
             (&l.room, "ro"),
             (&l.bed, "bd"),
         ];
+        // The most specific level given carries PL-10.
+        let last = levels.iter().rposition(|(n, _)| n.is_some());
         let mut parent: Option<Uuid> = None;
         let mut path = String::from("Location");
-        for (name, kind) in levels {
+        for (n, (name, kind)) in levels.into_iter().enumerate() {
             let Some(name) = name.as_deref() else {
                 continue;
             };
+            // HD[Identifier]: a level's universal id (an OID as a URI).
+            let level = match kind {
+                "si" => "facility",
+                "wa" => "poc",
+                "ro" => "room",
+                "bd" => "bed",
+                _ => "",
+            };
+            let mut ids: Vec<Value> = l
+                .universal_ids
+                .iter()
+                .filter(|(lv, _, _)| lv == level)
+                .map(|(_, uid, kind)| match kind.to_ascii_uppercase().as_str() {
+                    "ISO" => {
+                        json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{uid}")})
+                    }
+                    _ => json!({"value": uid}),
+                })
+                .collect();
+            if Some(n) == last {
+                ids.extend(l.identifier.as_ref().map(|i| self.identifier(i)));
+            }
             path.push('|');
             path.push_str(kind);
             path.push('=');
@@ -592,6 +616,7 @@ impl<'a> Builder<'a> {
             let id = self.uuid(&[&path]);
             self.shared.insert(path.clone(), id);
             let resource = json!({
+                "identifier": ids,
                 "status": "active",
                 "name": name,
                 "description": (kind == "bd" || kind == "ro").then(|| l.description.clone()).flatten(),
