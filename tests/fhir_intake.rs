@@ -36,6 +36,16 @@ async fn engine(name: &str, extra: &str, fhir_server: Option<&str>) -> Engine {
         ));
     }
     std::fs::write(dir.join("routes/all.toml"), route).unwrap();
+    // Routes select on the FHIR content through record paths.
+    std::fs::write(
+        dir.join("routes/results.toml"),
+        "from = \"fhir\"\nwhen = { \"message.resource_types\" = \"Observation\" }\n[[to]]\ndestination = \"results\"\nformat = \"record-json\"\n",
+    )
+    .unwrap();
+    dests.push_str(&format!(
+        "[destinations.results]\nkind = \"file\"\ndirectory = \"{}\"\n",
+        dir.join("out/results").display()
+    ));
     let toml = format!(
         "[store]\npath = \"{}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[routes]\ndir = \"{}\"\nwatch = false\n{dests}[listeners.fhir]\nkind = \"fhir\"\nbind = \"127.0.0.1:0\"\ntokens = [\"file:{}\"]\nmax_body_bytes = 65536\n{extra}\n",
         dir.join("journal.db").display(),
@@ -330,6 +340,27 @@ async fn resources_are_checked_journaled_and_routed_as_hl7_v2() {
         ),
         "{oru}"
     );
+    // Only the transaction held an Observation: one record for the results route, read from
+    // the FHIR itself.
+    let list = || -> Vec<std::fs::DirEntry> {
+        std::fs::read_dir(eng.dir.join("out/results"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while list().is_empty() {
+        assert!(Instant::now() < until, "no results record");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let results = list();
+    assert_eq!(results.len(), 1);
+    let record: Value = serde_json::from_slice(&std::fs::read(results[0].path()).unwrap()).unwrap();
+    assert_eq!(record["message"]["type"], "Bundle");
+    assert_eq!(record["observations"][0]["value"], json!(5.4));
     // Refused content is kept for an operator: the bad patient, the wrong type, the broken
     // JSON, the update with another id, the broken transaction.
     assert_eq!(eng.e.store.count(Status::Rejected).await.unwrap(), 5);
