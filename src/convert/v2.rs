@@ -318,6 +318,10 @@ impl Converter {
         v.expected_admit_at = r.dtm(8);
         v.expected_discharge_at = r.dtm(9);
         v.description = r.text(12, 1);
+        v.length_of_stay = r.number(11);
+        // PV2-13 referral source: a referrer too.
+        v.referring.extend(r.xcns(13));
+        v.priority = r.cwe(25);
     }
 
     fn flush_orc(&mut self) {

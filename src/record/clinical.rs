@@ -582,6 +582,12 @@ pub struct Visit {
     /// PV1-53: the service episode's description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub episode_description: Option<String>,
+    /// PV2-11: the actual length of stay, days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length_of_stay: Option<f64>,
+    /// PV2-25: the visit priority (table 0217: 1 emergency, 2 urgent, 3 elective).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Code>,
 }
 
 /// An order (ORC with OBR, RXO or RXA, or OBR alone).

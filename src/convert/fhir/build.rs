@@ -944,6 +944,18 @@ impl<'a> Builder<'a> {
             "class": class,
             "type": [self.concept(&v.admission_type), self.concept(&v.patient_type)],
             "serviceType": self.concept(&v.hospital_service),
+            "priority": self.mapped_concept(&v.priority, |c| {
+                let code = match c.trim() {
+                    "1" => "EM",
+                    "2" => "UR",
+                    "3" => "EL",
+                    _ => return None,
+                };
+                Some(("http://terminology.hl7.org/CodeSystem/v3-ActPriority".to_string(), code.to_string()))
+            }),
+            "length": v.length_of_stay.map(|d| json!({
+                "value": d, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"
+            })),
             "subject": opt_ref(self.patient),
             "participant": participants,
             "period": {"start": self.dt(&v.admitted_at), "end": self.dt(&v.discharged_at)},
