@@ -123,6 +123,14 @@ fn reference(id: Uuid) -> Value {
     json!({"reference": format!("urn:uuid:{id}")})
 }
 
+/// An HD universal id (HD-2, type HD-3) as an Identifier: an OID as a URI, else as it is.
+fn universal_id(uid: &str, kind: &str) -> Value {
+    match kind.to_ascii_uppercase().as_str() {
+        "ISO" => json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{uid}")}),
+        _ => json!({"value": uid}),
+    }
+}
+
 fn opt_ref(id: Option<Uuid>) -> Value {
     id.map_or(Value::Null, reference)
 }
@@ -508,6 +516,24 @@ impl<'a> Builder<'a> {
 
     // ----- shared resources -----
 
+    /// A resource shared within the Bundle (a practitioner, an organization, a device, ...),
+    /// made once per `key`; its id is a UUIDv5 of the key.
+    fn shared_resource(
+        &mut self,
+        kind: &'static str,
+        key: String,
+        request: Request,
+        resource: impl FnOnce() -> Value,
+    ) -> Uuid {
+        if let Some(id) = self.shared.get(&key) {
+            return *id;
+        }
+        let id = self.uuid(&[&key]);
+        self.shared.insert(key, id);
+        self.push(kind, id, resource(), request);
+        id
+    }
+
     fn practitioner(&mut self, p: &Person) -> Option<Uuid> {
         let ids: Vec<Value> = p.id.iter().map(|i| self.identifier(i)).collect();
         let name = p.name.as_ref().map(|n| self.name(n));
@@ -521,19 +547,12 @@ impl<'a> Builder<'a> {
                 name.as_ref().map(|n| n.to_string()).unwrap_or_default()
             )
         });
-        let key = format!("Practitioner|{key}");
-        if let Some(id) = self.shared.get(&key) {
-            return Some(*id);
-        }
-        let id = self.uuid(&[&key]);
-        self.shared.insert(key, id);
-        self.push(
+        Some(self.shared_resource(
             "Practitioner",
-            id,
-            json!({"identifier": ids, "name": name.map(|n| vec![n])}),
+            format!("Practitioner|{key}"),
             request,
-        );
-        Some(id)
+            || json!({"identifier": ids, "name": name.map(|n| vec![n])}),
+        ))
     }
 
     fn practitioners(&mut self, people: &[Person]) -> Vec<Uuid> {
@@ -549,18 +568,12 @@ impl<'a> Builder<'a> {
             "Organization|{}",
             key.unwrap_or_else(|| format!("name|{}", name.unwrap_or_default()))
         );
-        if let Some(id) = self.shared.get(&key) {
-            return Some(*id);
-        }
-        let id = self.uuid(&[&key]);
-        self.shared.insert(key, id);
-        self.push(
+        Some(self.shared_resource(
             "Organization",
-            id,
-            json!({"identifier": identifiers, "name": name}),
+            key,
             request,
-        );
-        Some(id)
+            || json!({"identifier": identifiers, "name": name}),
+        ))
     }
 
     /// A location as the hierarchy of the v2-to-FHIR guide (PL → Location): facility,
@@ -595,12 +608,7 @@ impl<'a> Builder<'a> {
                 .universal_ids
                 .iter()
                 .filter(|(lv, _, _)| lv == level)
-                .map(|(_, uid, kind)| match kind.to_ascii_uppercase().as_str() {
-                    "ISO" => {
-                        json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{uid}")})
-                    }
-                    _ => json!({"value": uid}),
-                })
+                .map(|(_, uid, kind)| universal_id(uid, kind))
                 .collect();
             if Some(n) == last {
                 ids.extend(l.identifier.as_ref().map(|i| self.identifier(i)));
@@ -920,21 +928,12 @@ impl<'a> Builder<'a> {
         });
         // PV1-37 (DLD-1): where the patient was discharged to.
         let destination = v.discharged_to.as_ref().map(|name| {
-            let key = format!("Location|name|{name}");
-            match self.shared.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let id = self.uuid(&[&key]);
-                    self.shared.insert(key, id);
-                    self.push(
-                        "Location",
-                        id,
-                        json!({"name": name, "mode": "instance"}),
-                        Request::Update,
-                    );
-                    id
-                }
-            }
+            self.shared_resource(
+                "Location",
+                format!("Location|name|{name}"),
+                Request::Update,
+                || json!({"name": name, "mode": "instance"}),
+            )
         });
         let discharged = v.discharged_at.is_some();
         let status = vocab::encounter_status(self.c.message.event.as_deref(), discharged);
@@ -1241,18 +1240,12 @@ impl<'a> Builder<'a> {
                 number.value.as_deref().unwrap_or_default()
             ))
         );
-        if let Some(id) = self.shared.get(&key) {
-            return Some(*id);
-        }
-        let id = self.uuid(&[&key]);
-        self.shared.insert(key, id);
-        self.push(
+        Some(self.shared_resource(
             "Account",
-            id,
-            json!({"identifier": ids, "status": "active", "subject": [reference(patient)]}),
+            key,
             request,
-        );
-        Some(id)
+            || json!({"identifier": ids, "status": "active", "subject": [reference(patient)]}),
+        ))
     }
 
     /// A PractitionerRole: the practitioner in a role (and organization).
@@ -1268,22 +1261,13 @@ impl<'a> Builder<'a> {
             role.map(|r| r.1).unwrap_or_default(),
             org.map(|o| o.to_string()).unwrap_or_default()
         );
-        if let Some(id) = self.shared.get(&key) {
-            return Some(*id);
-        }
-        let id = self.uuid(&[&key]);
-        self.shared.insert(key, id);
-        self.push(
-            "PractitionerRole",
-            id,
+        Some(self.shared_resource("PractitionerRole", key, Request::Update, || {
             json!({
                 "practitioner": reference(practitioner),
                 "organization": org.map(reference),
                 "code": role.map(|(system, code)| vec![json!({"coding": [{"system": system, "code": code}]})]),
-            }),
-            Request::Update,
-        );
-        Some(id)
+            })
+        }))
     }
 
     /// A Device known by its instance identifier (OBX-18, EI).
@@ -1297,18 +1281,12 @@ impl<'a> Builder<'a> {
                 .or(e.authority_id.as_deref())
                 .unwrap_or_default()
         );
-        if let Some(id) = self.shared.get(&key) {
-            return *id;
-        }
-        let id = self.uuid(&[&key]);
-        self.shared.insert(key, id);
-        self.push(
+        self.shared_resource(
             "Device",
-            id,
-            json!({"identifier": [ident]}),
+            key,
             Request::Update,
-        );
-        id
+            || json!({"identifier": [ident]}),
+        )
     }
 
     fn service_request_of(&self, order: usize) -> Option<Uuid> {
@@ -1887,31 +1865,18 @@ impl<'a> Builder<'a> {
             hd.authority.as_deref().unwrap_or_default(),
             hd.authority_id.as_deref().unwrap_or_default()
         );
-        if let Some(id) = self.shared.get(&key) {
-            return *id;
-        }
-        let id = self.uuid(&[&key]);
-        self.shared.insert(key, id);
-        let uid = hd.authority_id.as_deref().map(|u| {
-            let kind = hd.authority_id_type.as_deref().unwrap_or_default();
-            let (system, value) = match kind.to_ascii_uppercase().as_str() {
-                "ISO" => (Some("urn:ietf:rfc:3986"), format!("urn:oid:{u}")),
-                _ => (None, u.to_string()),
-            };
-            json!({"system": system, "value": value})
-        });
-        self.push(
-            "Location",
-            id,
+        let uid = hd
+            .authority_id
+            .as_deref()
+            .map(|u| universal_id(u, hd.authority_id_type.as_deref().unwrap_or_default()));
+        self.shared_resource("Location", key, Request::Update, || {
             json!({
                 "name": hd.authority,
                 "identifier": uid.map(|u| vec![u]),
                 "mode": "instance",
                 "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "si"}]},
-            }),
-            Request::Update,
-        );
-        id
+            })
+        })
     }
 
     fn message_header(&mut self) {
