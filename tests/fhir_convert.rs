@@ -577,6 +577,33 @@ fn fhir_input_becomes_the_same_record_and_valid_v2() {
                     );
                 }
             }
+            // Allergies and diagnoses keep their codes (AllergyIntolerance, Condition).
+            if before.patient.is_some() {
+                let codes = |list: Vec<Option<&aorta::record::clinical::Code>>| {
+                    list.into_iter()
+                        .flatten()
+                        .filter_map(|c| c.code.clone())
+                        .collect::<HashSet<_>>()
+                };
+                let a = codes(
+                    before
+                        .allergies
+                        .iter()
+                        .map(|a| a.allergen.as_ref())
+                        .collect(),
+                );
+                let b = codes(
+                    after
+                        .allergies
+                        .iter()
+                        .map(|a| a.allergen.as_ref())
+                        .collect(),
+                );
+                assert!(a.is_subset(&b), "{at}: allergies {a:?} vs {b:?}");
+                let a = codes(before.diagnoses.iter().map(|d| d.code.as_ref()).collect());
+                let b = codes(after.diagnoses.iter().map(|d| d.code.as_ref()).collect());
+                assert!(a.is_subset(&b), "{at}: diagnoses {a:?} vs {b:?}");
+            }
             // The HL7 v2 it becomes parses and carries the patient and the results.
             let v2 = to_v2(&after, &V2Options::default());
             let back = Message::parse(&v2)
@@ -599,6 +626,12 @@ fn fhir_input_becomes_the_same_record_and_valid_v2() {
             }
             let obx = back.segments().filter(|s| s.id() == "OBX").count();
             assert_eq!(obx, after.observations.len(), "{at}");
+            if after.orders.is_empty() && after.observations.is_empty() {
+                let al1 = back.segments().filter(|s| s.id() == "AL1").count();
+                assert_eq!(al1, after.allergies.len(), "{at}");
+                let dg1 = back.segments().filter(|s| s.id() == "DG1").count();
+                assert_eq!(dg1, after.diagnoses.len(), "{at}");
+            }
             let again = to_clinical(&back);
             let mut got2: Vec<_> = again
                 .observations

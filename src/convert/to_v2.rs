@@ -4,7 +4,8 @@
 //!   order ORC + OBR + its OBX (+ NTE); observations under no order get an OBR each, coded like
 //!   the observation (vital signs and other standalone results).
 //! - Otherwise → `ADT^A08^ADT_A01` (update patient information), or the event given
-//!   ([`V2Options::event`]: `A04` for a registration, `A01`, `A31`, ...): EVN, PID, PV1.
+//!   ([`V2Options::event`]: `A04` for a registration, `A01`, `A31`, ...): EVN, PID, PV1, AL1
+//!   (allergies), DG1 (diagnoses).
 //!
 //! Values are escaped (`\F\`, `\S\`, ...); ISO 8601 dates and times become v2 DTM keeping their
 //! precision and zone (`2024-03-12T08:45:00+01:00` → `20240312084500+0100`).
@@ -108,6 +109,33 @@ pub fn to_v2(c: &Clinical, o: &V2Options) -> Vec<u8> {
         w.segment("PV1", pv1(v));
     } else if kind == "ADT" {
         w.segment("PV1", vec!["1".into(), "N".into()]);
+    }
+    if kind == "ADT" {
+        for (n, a) in c.allergies.iter().enumerate() {
+            w.segment(
+                "AL1",
+                vec![
+                    (n + 1).to_string(),
+                    a.r#type.as_ref().map(cwe).unwrap_or_default(),
+                    a.allergen.as_ref().map(cwe).unwrap_or_default(),
+                    a.severity.as_ref().map(cwe).unwrap_or_default(),
+                    repeat(a.reactions.iter().map(|r| esc(r))),
+                    a.identified_at.as_deref().map(dtm).unwrap_or_default(),
+                ],
+            );
+        }
+        for (n, d) in c.diagnoses.iter().enumerate() {
+            let mut f = vec![String::new(); 20];
+            f[0] = (n + 1).to_string();
+            f[2] = d.code.as_ref().map(cwe).unwrap_or_default();
+            f[4] = d.diagnosed_at.as_deref().map(dtm).unwrap_or_default();
+            // DG1-6 is required: without a type from the source, a working diagnosis.
+            f[5] = d.r#type.as_deref().map(esc).unwrap_or_else(|| "W".into());
+            f[14] = d.priority.as_deref().map(esc).unwrap_or_default();
+            f[15] = repeat(d.clinicians.iter().map(xcn));
+            f[19] = d.identifier.as_ref().map(ei).unwrap_or_default();
+            w.segment("DG1", f);
+        }
     }
     if results {
         let mut obr_n = 0;

@@ -18,13 +18,15 @@ use super::vocab;
 use crate::record::clinical::*;
 
 /// The resource types [`to_clinical`] reads; others in a Bundle are named in the warnings.
-pub const READS: [&str; 10] = [
+pub const READS: [&str; 12] = [
     "Patient",
     "Encounter",
     "ServiceRequest",
     "DiagnosticReport",
     "Observation",
     "Immunization",
+    "AllergyIntolerance",
+    "Condition",
     "Practitioner",
     "PractitionerRole",
     "Organization",
@@ -125,6 +127,12 @@ pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
     }
     for i in of("Immunization") {
         c.immunizations.push(r.immunization(i));
+    }
+    for a in of("AllergyIntolerance") {
+        c.allergies.push(r.allergy(a));
+    }
+    for d in of("Condition") {
+        c.diagnoses.push(r.diagnosis(d));
     }
     Ok(c)
 }
@@ -775,6 +783,53 @@ impl<'a> Reader<'a> {
             }));
         }
         obs
+    }
+
+    fn allergy(&self, a: &Value) -> Allergy {
+        // AllergyIntolerance.category → AL1-2 (table 0127), criticality → AL1-4 (table 0128).
+        let category = array(a, "category").find_map(|c| c.as_str());
+        let kind = match category {
+            Some("medication") => Some("DA"),
+            Some("food") => Some("FA"),
+            Some("environment") => Some("EA"),
+            Some("biologic") => Some("AA"),
+            _ => None,
+        };
+        let severity = match str_at(a, "criticality") {
+            Some("high") => Some("SV"),
+            Some("low") => Some("MI"),
+            Some("unable-to-assess") => Some("U"),
+            _ => None,
+        };
+        Allergy {
+            r#type: kind.map(|k| Code::table("0127", k)),
+            allergen: concept(a.get("code")),
+            severity: severity.map(|s| Code::table("0128", s)),
+            reactions: array(a, "reaction")
+                .flat_map(|r| array(r, "manifestation"))
+                .filter_map(|m| {
+                    string(m, "text").or_else(|| {
+                        array(m, "coding")
+                            .find_map(|c| string(c, "display").or_else(|| string(c, "code")))
+                    })
+                })
+                .collect(),
+            identified_at: string(a, "onsetDateTime").or_else(|| string(a, "recordedDate")),
+        }
+    }
+
+    fn diagnosis(&self, d: &Value) -> Diagnosis {
+        Diagnosis {
+            code: concept(d.get("code")),
+            diagnosed_at: string(d, "onsetDateTime").or_else(|| string(d, "recordedDate")),
+            clinicians: d
+                .get("asserter")
+                .map(|p| self.person(p))
+                .into_iter()
+                .collect(),
+            identifier: array(d, "identifier").next().map(identifier),
+            ..Diagnosis::default()
+        }
     }
 
     fn immunization(&self, i: &Value) -> Immunization {
