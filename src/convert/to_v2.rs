@@ -492,8 +492,8 @@ fn cx(i: &Identifier) -> String {
             hd_sub(i),
             opt(&i.r#type),
             opt(&i.facility),
-            i.start.as_deref().map(dtm).unwrap_or_default(),
-            i.end.as_deref().map(dtm).unwrap_or_default(),
+            ts(&i.start),
+            ts(&i.end),
         ],
         '^',
     )
@@ -511,78 +511,83 @@ fn ei(i: &Identifier) -> String {
     )
 }
 
-fn xpn(n: &Name) -> String {
+/// Components given by position (1-based), the gaps empty, empty trailing ones dropped.
+fn placed(parts: &[(usize, String)], sep: char) -> String {
+    let len = parts.iter().map(|(at, _)| *at).max().unwrap_or(0);
+    let mut all = vec![String::new(); len];
+    for (at, v) in parts {
+        all[at - 1] = v.clone();
+    }
+    comps(&all, sep)
+}
+
+/// An ISO time as DTM, empty when absent.
+fn ts(t: &Option<String>) -> String {
+    t.as_deref().map(dtm).unwrap_or_default()
+}
+
+/// Family name and given names, the part XPN and XCN share (from `first` on).
+fn name_parts(n: &Name, first: usize) -> Vec<(usize, String)> {
     let family = n.family.clone().or_else(|| n.text.clone());
-    comps(
-        &[
-            opt(&family),
+    vec![
+        (first, opt(&family)),
+        (
+            first + 1,
             n.given.first().map(|g| esc(g)).unwrap_or_default(),
+        ),
+        (
+            first + 2,
             n.given
                 .get(1..)
                 .map(|g| esc(&g.join(" ")))
                 .unwrap_or_default(),
+        ),
+        (
+            first + 3,
             n.suffix.first().map(|s| esc(s)).unwrap_or_default(),
-            opt(&n.prefix),
-            n.suffix.get(1).map(|s| esc(s)).unwrap_or_default(),
-            opt(&n.r#use),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            n.start.as_deref().map(dtm).unwrap_or_default(),
-            n.end.as_deref().map(dtm).unwrap_or_default(),
-        ],
-        '^',
-    )
+        ),
+        (first + 4, opt(&n.prefix)),
+    ]
+}
+
+fn xpn(n: &Name) -> String {
+    let mut parts = name_parts(n, 1);
+    parts.extend([
+        (6, n.suffix.get(1).map(|s| esc(s)).unwrap_or_default()),
+        (7, opt(&n.r#use)),
+        (12, ts(&n.start)),
+        (13, ts(&n.end)),
+    ]);
+    placed(&parts, '^')
 }
 
 fn xcn(p: &Person) -> String {
     let id = p.id.clone().unwrap_or_default();
     let n = p.name.clone().unwrap_or_default();
-    let family = n.family.clone().or_else(|| n.text.clone());
-    comps(
-        &[
-            opt(&id.value),
-            opt(&family),
-            n.given.first().map(|g| esc(g)).unwrap_or_default(),
-            n.given
-                .get(1..)
-                .map(|g| esc(&g.join(" ")))
-                .unwrap_or_default(),
-            n.suffix.first().map(|s| esc(s)).unwrap_or_default(),
-            opt(&n.prefix),
-            String::new(),
-            String::new(),
-            hd_sub(&id),
-            String::new(),
-            String::new(),
-            String::new(),
-            opt(&id.r#type),
-        ],
-        '^',
-    )
+    let mut parts = name_parts(&n, 2);
+    parts.extend([(1, opt(&id.value)), (9, hd_sub(&id)), (13, opt(&id.r#type))]);
+    placed(&parts, '^')
 }
 
 fn xad(a: &Address) -> String {
-    comps(
+    placed(
         &[
-            a.lines.first().map(|l| esc(l)).unwrap_or_default(),
-            a.lines
-                .get(1..)
-                .map(|l| esc(&l.join(", ")))
-                .unwrap_or_default(),
-            opt(&a.city),
-            opt(&a.state),
-            opt(&a.postal_code),
-            opt(&a.country),
-            opt(&a.r#type),
-            String::new(),
-            opt(&a.district),
-            String::new(),
-            String::new(),
-            String::new(),
-            a.start.as_deref().map(dtm).unwrap_or_default(),
-            a.end.as_deref().map(dtm).unwrap_or_default(),
+            (1, a.lines.first().map(|l| esc(l)).unwrap_or_default()),
+            (
+                2,
+                a.lines
+                    .get(1..)
+                    .map(|l| esc(&l.join(", ")))
+                    .unwrap_or_default(),
+            ),
+            (3, opt(&a.city)),
+            (4, opt(&a.state)),
+            (5, opt(&a.postal_code)),
+            (6, opt(&a.country)),
+            (7, opt(&a.r#type)),
+            (9, opt(&a.district)),
+            (13, ts(&a.start)),
+            (14, ts(&a.end)),
         ],
         '^',
     )
@@ -590,22 +595,20 @@ fn xad(a: &Address) -> String {
 
 fn xtn(t: &Telecom) -> String {
     let email = t.equipment.as_deref() == Some("Internet") || t.r#use.as_deref() == Some("NET");
-    comps(
+    // XTN-1 holds a number, XTN-4 an e-mail address.
+    let (number, address) = if email {
+        (String::new(), opt(&t.value))
+    } else {
+        (opt(&t.value), String::new())
+    };
+    placed(
         &[
-            if email { String::new() } else { opt(&t.value) },
-            opt(&t.r#use),
-            opt(&t.equipment),
-            if email { opt(&t.value) } else { String::new() },
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            t.start.as_deref().map(dtm).unwrap_or_default(),
-            t.end.as_deref().map(dtm).unwrap_or_default(),
+            (1, number),
+            (2, opt(&t.r#use)),
+            (3, opt(&t.equipment)),
+            (4, address),
+            (13, ts(&t.start)),
+            (14, ts(&t.end)),
         ],
         '^',
     )
