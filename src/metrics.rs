@@ -36,8 +36,10 @@ pub struct Metrics {
     pub ack_latency: HistogramVec,
     /// Appends per group commit.
     pub journal_batch_size: Histogram,
-    /// Duration of one group commit (transaction and fsync).
+    /// Duration of one group commit (log write and fdatasync; what an ACK waits for).
     pub journal_commit_seconds: Histogram,
+    /// Duration of one SQLite commit of the writer thread (indexing, routing, queues).
+    pub journal_index_seconds: Histogram,
     /// Rows in the journal (approximate: counted by this process since start plus at open).
     pub journal_rows: IntGauge,
     /// Messages a route matched and delivered, per route.
@@ -117,7 +119,17 @@ impl Metrics {
             Histogram::with_opts(
                 HistogramOpts::new(
                     "aorta_journal_commit_seconds",
-                    "Duration of one group commit",
+                    "Duration of one group commit (log write and fdatasync)",
+                )
+                .buckets(buckets(0.000_05, 16)),
+            ),
+        );
+        let journal_index_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "aorta_journal_index_seconds",
+                    "Duration of one SQLite commit (indexing, routing results, queue changes)",
                 )
                 .buckets(buckets(0.000_05, 16)),
             ),
@@ -272,6 +284,7 @@ impl Metrics {
             ack_latency,
             journal_batch_size,
             journal_commit_seconds,
+            journal_index_seconds,
             journal_rows,
             registry,
         }

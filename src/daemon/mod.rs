@@ -76,6 +76,14 @@ pub async fn start(config: &Config) -> Result<Running> {
     let (routes, routes_rx) = watch::channel(Arc::new(route_set));
     let mut options = SqliteOptions::new(&config.store.path);
     options.max_batch = config.store.max_batch;
+    let windows = config.listeners.values().filter_map(|l| match l {
+        ListenerConfig::Mllp(m) if m.duplicates.enabled => Some(m.duplicates.window_secs),
+        _ => None,
+    });
+    if let Some(longest) = windows.max() {
+        options.dedupe_horizon_micros =
+            i64::try_from(longest.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    }
     let store = SqliteStore::open(options, metrics.clone())
         .with_context(|| format!("opening the journal {}", config.store.path.display()))?;
     let (shutdown, shutdown_rx) = watch::channel(false);

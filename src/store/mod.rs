@@ -1,24 +1,38 @@
 //! The journal: an append-only, durable record of every message received.
 //!
 //! # Invariants
-//! - `append` returns only after the entry is on disk (the transaction holding it committed with
-//!   `synchronous=FULL`); a listener acknowledges only after `append` returned. Nothing that was
-//!   acknowledged can be lost by a crash.
-//! - Appends from all connections go through one writer, which commits them in groups: every
-//!   append waiting when a commit starts shares that commit's fsync (group commit). The group
-//!   grows by itself when the disk is slow, so throughput rises with the number of connections.
-//! - Duplicate detection (MSH-3 + MSH-4 + MSH-10 within a window) runs inside the writer, in the
-//!   same transaction as the insert, so two copies arriving at once cannot both count as new.
-//!   A duplicate is journaled with status `duplicate` and the original's ACK bytes are returned.
+//! - `append` returns only after the entry is on disk: written to the segment log ([`log`])
+//!   and synced with `fdatasync`. A listener acknowledges only after `append` returned.
+//!   Nothing that was acknowledged can be lost by a crash.
+//! - Appends from all connections share syncs (group commit): each caller queues its record;
+//!   when no write is under way it becomes the leader and writes every queued record with one
+//!   `pwrite` + `fdatasync`, else it waits for the sync that covers it. The group grows by
+//!   itself when the disk is slow, so throughput rises with the number of connections.
+//! - The log is the durability point; SQLite is the index behind it. The writer thread
+//!   indexes logged records into SQLite in log order (so row order is log order), with
+//!   `synchronous=NORMAL`: a crash can lose the last index commits, never a record — at start
+//!   every record after the index's `cursors('log')` position is indexed again from the log.
+//!   A log segment is released (reused or deleted) only after a synced SQLite commit holds all
+//!   its records. Queries wait until every append that returned before them is indexed (a
+//!   caller reads its own writes).
+//! - Duplicate detection (MSH-3 + MSH-4 + MSH-10 within a window) is decided at append time,
+//!   in log order, so two copies arriving at once cannot both count as new: recent originals
+//!   are known in memory (64-bit key hashes for the longest window; the originals not yet
+//!   indexed with their ACKs); only a possible match is looked up in SQLite. A duplicate is
+//!   journaled with status `duplicate` and the original's ACK bytes are returned.
 //! - Routing is restart-safe: the route loop reads `received` messages after its cursor (the
-//!   journal's row order is commit order), and one transaction writes a batch's deliveries into
-//!   the destination queues, sets each message's status (`routed`, `filtered`, `errored` with
-//!   the reason) and moves the cursor. After a crash, nothing is routed twice and nothing is
-//!   skipped. A commit that holds only routing results (no appends) does not wait for its own
-//!   fsync (`synchronous=NORMAL` for that transaction): it is derived from the journal, a crash
-//!   can lose it only together with the cursor move, and the route loop then routes the same
-//!   messages again to the same deliveries (same idempotency keys); the next appending commit's
-//!   fsync makes it durable. This keeps a lone sender from paying two fsyncs per message.
+//!   journal's row order), and one transaction writes a batch's deliveries into the
+//!   destination queues, sets each message's status (`routed`, `filtered`, `errored` with the
+//!   reason) and moves the cursor. After a crash, nothing is routed twice and nothing is
+//!   skipped. These commits are not synced by themselves either: they are derived from the
+//!   journal, a crash can lose them only together with the cursor move, and the route loop then
+//!   routes the same messages again to the same deliveries (same idempotency keys); the WAL is
+//!   synced at each checkpoint (every 200 ms) and whenever a log segment is released.
+//!
+//! Departure from the first design (SQLite with `synchronous=FULL` as the durability point):
+//! measured here, one SQLite commit per message cost 2–3 raw fsyncs (a WAL frame per B-tree it
+//! touches), and a lone sender reached under half the disk's fsync rate. See
+//! docs/benchmarks.md.
 //!
 //! # On-disk layout (SQLite, [`sqlite`])
 //! ```text
@@ -51,12 +65,19 @@
 //! voids it, and losing a `sent` mark in an OS crash means the delivery is sent again, with the
 //! same idempotency key (at least once, as promised).
 //!
-//! Every index on `messages` costs one more page written and synced per append, so there are
+//! # Segment log (`<store path>-log/`)
+//! Preallocated, zero-filled segment files (growing from 1 MiB to 64 MiB) of CRC-framed,
+//! numbered records; see [`log`]. A record holds the whole entry (envelope, status, ACK,
+//! dedupe key, duplicate-of), so the index can be rebuilt from it.
+//!
+//! Every index on `messages` costs pages written per indexed group, so there are
 //! only these three: ids are UUIDv7, whose text sorts by time, so the primary key serves time
 //! ranges; the duplicate lookup goes through the control id index (the dedupe key contains the
 //! control id). The `Store` trait is what callers see, so a PostgreSQL implementation can
 //! follow.
 
+pub mod log;
+mod logwriter;
 pub mod sqlite;
 
 use std::fmt;
@@ -360,7 +381,7 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The journal as the rest of Aorta sees it.
 pub trait Store: Send + Sync + 'static {
-    /// Appends durably; resolves after the commit that holds the entry.
+    /// Appends durably; resolves after the write that holds the entry is synced.
     fn append(
         &self,
         entry: JournalEntry,

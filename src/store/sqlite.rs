@@ -1,13 +1,16 @@
-//! The embedded journal: SQLite in WAL mode with `synchronous=FULL`, one writer thread doing
-//! group commit, and short-lived reader connections for queries.
+//! The embedded journal: a segment log as the durability point ([`super::log`], written by
+//! the log thread in [`super::logwriter`]), indexed into SQLite (WAL mode) by one writer thread
+//! that also owns routing results and the destination queues; reader connections for queries.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::log::SegmentLog;
+use super::logwriter::{self, LogWriter, Logged, Shared};
 use super::{
     order_hash, Appended, Attempt, HeadOfLine, JournalEntry, Lease, Leased, Mark, Partition,
     QueueStats, Routable, RoutingOutcome, Status, Store, StoreError, StoredDelivery, StoredMessage,
@@ -24,31 +27,42 @@ pub struct SqliteOptions {
     /// Appends that may wait for the writer before `append` callers wait to enqueue
     /// (backpressure: listeners stop reading when the journal cannot keep up).
     pub queue_depth: usize,
+    /// The segment log's directory (default: the database path with `-log` appended).
+    pub log_dir: PathBuf,
+    /// The largest segment file (new segments grow from 1 MiB up to it).
+    pub segment_bytes: u64,
+    /// The longest duplicate window of any listener (µs): how far back the dedupe keys
+    /// kept in memory reach (longer windows are answered by SQLite).
+    pub dedupe_horizon_micros: i64,
 }
 
 impl SqliteOptions {
     /// Defaults for a database at `path`.
     pub fn new(path: impl Into<PathBuf>) -> SqliteOptions {
+        let path: PathBuf = path.into();
+        let mut log_dir = path.clone().into_os_string();
+        log_dir.push("-log");
         SqliteOptions {
-            path: path.into(),
+            path,
             max_batch: 1024,
             queue_depth: 8192,
+            log_dir: log_dir.into(),
+            segment_bytes: 64 << 20,
+            dedupe_horizon_micros: 86_400_000_000,
         }
     }
 }
 
 /// A write waiting for its commit, with where to send the outcome.
-enum Pending {
-    Append(
-        Box<JournalEntry>,
-        oneshot::Sender<Result<Appended, StoreError>>,
-    ),
+pub(super) enum Pending {
+    /// Entries durable in the log, to be indexed (nobody waits for this commit).
+    Index(Vec<Logged>),
     Route(Vec<RoutingOutcome>, oneshot::Sender<Result<(), StoreError>>),
     Queue(QueueOp, oneshot::Sender<Result<Option<Lease>, StoreError>>),
 }
 
 /// A change to a destination queue.
-enum QueueOp {
+pub(super) enum QueueOp {
     Lease {
         destination: String,
         partition: Partition,
@@ -65,12 +79,12 @@ enum QueueOp {
 
 /// What one write produced, in batch order.
 enum Done {
-    Appended(Appended),
+    Indexed,
     Routed,
     Queue(Option<Lease>),
 }
 
-enum Request {
+pub(super) enum Request {
     Write(Pending),
     Close(oneshot::Sender<()>),
 }
@@ -79,6 +93,10 @@ enum Request {
 #[derive(Clone)]
 pub struct SqliteStore {
     tx: mpsc::Sender<Request>,
+    log: Arc<LogWriter>,
+    shared: Arc<Shared>,
+    /// The last log sequence number indexed in SQLite (reads wait for their caller's appends).
+    indexed: watch::Receiver<u64>,
     path: PathBuf,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
@@ -158,11 +176,53 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT 
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    // WAL lets readers run beside the writer; FULL makes every commit durable (fsync of the WAL).
+    // WAL lets readers run beside the writer. NORMAL: a commit is not synced by itself (the
+    // segment log is the durability point for messages; see the module `store`); the WAL is
+    // synced before every checkpoint, and the writer asks for FULL when a log segment is to
+    // be released.
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
+}
+
+/// Indexes log records into SQLite in chunks (at open, the records a crash left unindexed).
+fn replay(conn: &mut Connection, records: Vec<super::log::LogRecord>) -> Result<u64, StoreError> {
+    let mut replayed = 0u64;
+    let mut chunk = Vec::new();
+    let total = records.len();
+    for rec in records {
+        match logwriter::decode(rec.seq, &rec.payload) {
+            Ok(l) => chunk.push(l),
+            // A record with a valid checksum that cannot be read is a bug, not a torn write;
+            // say which one so it can be recovered from the segment by hand.
+            Err(e) => {
+                tracing::error!(seq = rec.seq, error = %e, "journal log: unreadable record skipped")
+            }
+        }
+        if chunk.len() >= 1000 {
+            replayed += chunk.len() as u64;
+            commit(conn, &[Pending::Index(std::mem::take(&mut chunk))], true)?;
+        }
+    }
+    replayed += chunk.len() as u64;
+    commit(conn, &[Pending::Index(chunk)], true)?;
+    if total > 0 {
+        tracing::info!(
+            records = replayed,
+            "journal log: indexed records left by the last run"
+        );
+    }
+    Ok(replayed)
+}
+
+fn log_position(conn: &Connection) -> Result<u64, StoreError> {
+    let p: Option<i64> = conn
+        .query_row("SELECT position FROM cursors WHERE name = 'log'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(p.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
 }
 
 impl SqliteStore {
@@ -172,7 +232,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
         }
-        let conn = open_connection(&options.path)?;
+        let mut conn = open_connection(&options.path)?;
         conn.execute_batch(SCHEMA)?;
         // Checkpoints (copying the WAL into the database file and syncing it) run on their own
         // thread, so a commit never waits for one; the writer's own auto-checkpoint stays as a
@@ -203,18 +263,69 @@ impl SqliteStore {
             .prepare("SELECT destination FROM paused")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        // What the last run logged but had not indexed (a crash) goes into SQLite first; that
+        // commit is synced, so the segments holding it can be released.
+        let indexed = log_position(&conn)?;
+        let log_error = |e: std::io::Error| {
+            StoreError::Database(format!("journal log {}: {e}", options.log_dir.display()))
+        };
+        let (mut log, recovered) =
+            SegmentLog::open(&options.log_dir, options.segment_bytes, indexed)
+                .map_err(log_error)?;
+        if recovered.torn > 0 {
+            tracing::info!(
+                segments = recovered.torn,
+                "journal log: a segment ended in an unfinished write (never acknowledged); cut there"
+            );
+        }
+        replay(&mut conn, recovered.records)?;
+        let indexed = log_position(&conn)?.max(log.next_seq() - 1);
+        log.release(indexed).map_err(log_error)?;
         let rows: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
         metrics.journal_rows.set(rows);
+        let shared = Arc::new(Shared::default());
+        shared
+            .logged
+            .store(indexed, std::sync::atomic::Ordering::Release);
+        shared
+            .durable
+            .store(indexed, std::sync::atomic::Ordering::Release);
+        let (indexed_tx, indexed_rx) = watch::channel(indexed);
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let max_batch = options.max_batch.max(1);
         let appended = Arc::new(tokio::sync::Notify::new());
         let notify = appended.clone();
+        let writer_shared = shared.clone();
+        let writer_metrics = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("aorta-journal".into())
-            .spawn(move || writer_loop(conn, rx, max_batch, metrics, notify))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    max_batch,
+                    writer_metrics,
+                    notify,
+                    writer_shared,
+                    indexed_tx,
+                )
+            })
             .map_err(|e| StoreError::Database(format!("starting the journal writer: {e}")))?;
+        let reader = open_connection(&options.path)?;
+        let recent = logwriter::Recent::load(&reader, options.dedupe_horizon_micros)?;
+        let log = Arc::new(LogWriter::new(
+            log,
+            tx.clone(),
+            reader,
+            recent,
+            shared.clone(),
+            metrics,
+        ));
         Ok(SqliteStore {
             tx,
+            log,
+            shared,
+            indexed: indexed_rx,
             path: options.path,
             writer: Arc::new(Mutex::new(Some(writer))),
             checkpointer: Arc::new(Mutex::new(Some((stop_checkpoints, checkpointer)))),
@@ -233,7 +344,30 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs a query once every append that returned before the call is indexed: a caller
+    /// reads its own writes although SQLite lags the log by a commit.
     async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let target = self
+            .shared
+            .logged
+            .load(std::sync::atomic::Ordering::Acquire);
+        if *self.indexed.borrow() < target {
+            let mut indexed = self.indexed.clone();
+            // Bounded: a stuck index (a full disk) must not hang the admin API.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                indexed.wait_for(|v| *v >= target),
+            )
+            .await;
+        }
+        self.read_now(f).await
+    }
+
+    /// Runs a query on what is indexed now.
+    async fn read_now<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -258,15 +392,26 @@ impl SqliteStore {
     }
 }
 
+/// The least time between two commits that only index log records.
+const INDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Request>,
     max_batch: usize,
     metrics: Metrics,
     appended: Arc<tokio::sync::Notify>,
+    shared: Arc<Shared>,
+    indexed_tx: watch::Sender<u64>,
 ) {
+    use std::sync::atomic::Ordering;
     let mut batch: Vec<Pending> = Vec::new();
     let mut closing: Option<oneshot::Sender<()>> = None;
+    let mut indexed = *indexed_tx.borrow();
+    // Index batches whose commit failed, tried again with the next commit: they are durable
+    // in the log, and the route loop must see them in log order.
+    let mut backlog: Vec<Logged> = Vec::new();
+    let mut last_commit = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         match first {
             Request::Write(p) => batch.push(p),
@@ -280,54 +425,74 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        // Indexing alone waits for more: each SQLite commit writes whole pages of the table
+        // and its indexes, so one commit per message (one connection) wrote ~50 times the
+        // message's size and slowed the log's fdatasync; a commit every few milliseconds
+        // writes them once per group. Routing and queue work is answered at once.
+        let index_only = batch.iter().all(|p| matches!(p, Pending::Index(_)));
+        if index_only && closing.is_none() {
+            let since = last_commit.elapsed();
+            if since < INDEX_PAUSE {
+                std::thread::sleep(INDEX_PAUSE - since);
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(Request::Write(p)) => batch.push(p),
+                        Ok(Request::Close(done)) => {
+                            closing = Some(done);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if !backlog.is_empty() {
+            batch.insert(0, Pending::Index(std::mem::take(&mut backlog)));
+        }
         if !batch.is_empty() {
             let started = Instant::now();
             let n = batch.len();
-            let appends = batch
-                .iter()
-                .filter(|p| matches!(p, Pending::Append(..)))
-                .count();
-            // Routing results are derived from the journal: a group holding only those need not
-            // wait for its own fsync. Losing it in a crash only means the route loop, which
-            // resumes from the last durable cursor, routes those messages again; and the next
-            // FULL commit syncs the WAL up to and including it. Appends always wait.
-            let derived_only = appends == 0;
-            if derived_only {
-                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-            }
-            let committed = commit(&mut conn, &batch);
-            if derived_only {
-                if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
-                    tracing::error!(error = %e, "cannot restore synchronous=FULL on the journal");
+            let mut rows = 0usize;
+            let mut top = indexed;
+            for p in &batch {
+                if let Pending::Index(l) = p {
+                    rows += l.len();
+                    top = l.iter().map(|l| l.seq).fold(top, u64::max);
                 }
             }
+            // Synced only when the log wants to give up a segment whose records this commit
+            // completes (or at close); otherwise the next checkpoint syncs it.
+            let wanted = shared.sync_wanted.load(Ordering::Acquire);
+            let full = closing.is_some()
+                || (wanted > shared.durable.load(Ordering::Acquire) && top >= wanted);
+            let committed = commit(&mut conn, &batch, full);
+            last_commit = Instant::now();
             match committed {
                 Ok(outcomes) => {
-                    metrics.journal_batch_size.observe(n as f64);
                     metrics
-                        .journal_commit_seconds
+                        .journal_index_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    metrics.journal_rows.add(appends as i64);
+                    metrics.journal_rows.add(rows as i64);
+                    indexed = top;
+                    if full {
+                        shared.durable.store(indexed, Ordering::Release);
+                    }
                     for (p, done) in batch.drain(..).zip(outcomes) {
                         match (p, done) {
-                            (Pending::Append(_, reply), Done::Appended(a)) => {
-                                let _ = reply.send(Ok(a));
-                            }
+                            (Pending::Index(logged), _) => shared.indexed(&logged),
                             (Pending::Route(_, reply), _) => {
                                 let _ = reply.send(Ok(()));
                             }
                             (Pending::Queue(_, reply), Done::Queue(l)) => {
                                 let _ = reply.send(Ok(l));
                             }
-                            (Pending::Append(_, reply), _) => {
-                                let _ = reply.send(Ok(Appended::New));
-                            }
                             (Pending::Queue(_, reply), _) => {
                                 let _ = reply.send(Ok(None));
                             }
                         }
                     }
-                    if appends > 0 {
+                    indexed_tx.send_replace(indexed);
+                    if rows > 0 {
                         appended.notify_one();
                     }
                 }
@@ -336,9 +501,7 @@ fn writer_loop(
                     for p in batch.drain(..) {
                         let err = StoreError::Database(e.to_string());
                         match p {
-                            Pending::Append(_, reply) => {
-                                let _ = reply.send(Err(err));
-                            }
+                            Pending::Index(mut logged) => backlog.append(&mut logged),
                             Pending::Route(_, reply) => {
                                 let _ = reply.send(Err(err));
                             }
@@ -347,17 +510,17 @@ fn writer_loop(
                             }
                         }
                     }
+                    // Do not spin on a full or failing disk.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
             }
         }
         if let Some(done) = closing.take() {
-            // Refuse what comes later; the receiver closing makes every later append fail.
+            // Refuse what comes later; the receiver closing makes every later write fail.
             rx.close();
             while let Ok(req) = rx.try_recv() {
                 match req {
-                    Request::Write(Pending::Append(_, reply)) => {
-                        let _ = reply.send(Err(StoreError::Closed));
-                    }
+                    Request::Write(Pending::Index(_)) => {}
                     Request::Write(Pending::Route(_, reply)) => {
                         let _ = reply.send(Err(StoreError::Closed));
                     }
@@ -369,6 +532,12 @@ fn writer_loop(
                     }
                 }
             }
+            if !backlog.is_empty() {
+                tracing::warn!(
+                    records = backlog.len(),
+                    "journal: records not indexed at shutdown; they are indexed from the log at the next start"
+                );
+            }
             let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
             let _ = done.send(());
             return;
@@ -376,14 +545,31 @@ fn writer_loop(
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlite::Error> {
+fn commit(
+    conn: &mut Connection,
+    batch: &[Pending],
+    full: bool,
+) -> Result<Vec<Done>, rusqlite::Error> {
+    if full {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    let result = commit_batch(conn, batch, full);
+    if full {
+        if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+            tracing::warn!(error = %e, "cannot set synchronous=NORMAL on the journal");
+        }
+    }
+    result
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Pending],
+    full: bool,
+) -> Result<Vec<Done>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut done = Vec::with_capacity(batch.len());
     {
-        let mut find_original = tx.prepare_cached(
-            "SELECT id, ack FROM messages WHERE control_id = ?1 AND dedupe_key = ?2 AND received_at >= ?3 \
-             AND status NOT IN ('rejected', 'duplicate') ORDER BY received_at LIMIT 1",
-        )?;
         let mut set_status =
             tx.prepare_cached("UPDATE messages SET status = ?2, error = ?3 WHERE id = ?1")?;
         let mut queue = tx.prepare_cached(
@@ -395,15 +581,23 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlit
             "INSERT INTO cursors (name, position) VALUES ('route', ?1) \
              ON CONFLICT(name) DO UPDATE SET position = max(position, excluded.position)",
         )?;
+        // Row order is log order (the route loop follows rowids). A record already indexed
+        // (replayed twice) is left as it is.
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (id, received_at, listener, format, status, raw, message_type, trigger_event, \
              control_id, sending_application, sending_facility, receiving_application, receiving_facility, \
              version, charset, patient_id, error, ack, dedupe_key, duplicate_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
+             ON CONFLICT(id) DO NOTHING",
         )?;
+        let mut log_cursor = tx.prepare_cached(
+            "INSERT INTO cursors (name, position) VALUES ('log', ?1) \
+             ON CONFLICT(name) DO UPDATE SET position = max(position, excluded.position)",
+        )?;
+        let mut top = None;
         for pending in batch {
-            let entry = match pending {
-                Pending::Append(entry, _) => entry,
+            let logged = match pending {
+                Pending::Index(logged) => logged,
                 Pending::Route(outcomes, _) => {
                     let now = crate::record::now_micros();
                     for o in outcomes {
@@ -442,50 +636,39 @@ fn commit(conn: &mut Connection, batch: &[Pending]) -> Result<Vec<Done>, rusqlit
                     continue;
                 }
             };
-            let e = &entry.envelope;
-            let mut status = entry.status;
-            let mut outcome = Appended::New;
-            let mut duplicate_of = None;
-            if let (Some(d), Status::Received) = (&entry.dedupe, entry.status) {
-                let since = e.received_at.saturating_sub(d.window_micros);
-                let found: Option<(String, Option<Vec<u8>>)> = find_original
-                    .query_row(params![e.header.control_id, d.key, since], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()?;
-                if let Some((id, ack)) = found {
-                    status = Status::Duplicate;
-                    duplicate_of = Some(id.clone());
-                    outcome = Appended::Duplicate {
-                        original: uuid::Uuid::parse_str(&id).unwrap_or_default(),
-                        original_ack: ack,
-                    };
-                }
+            for l in logged {
+                let entry = &l.entry;
+                let e = &entry.envelope;
+                let h = &e.header;
+                insert.execute(params![
+                    e.id.to_string(),
+                    e.received_at,
+                    e.source,
+                    e.format.as_str(),
+                    entry.status.as_str(),
+                    e.raw,
+                    h.message_type,
+                    h.trigger_event,
+                    h.control_id,
+                    h.sending_application,
+                    h.sending_facility,
+                    h.receiving_application,
+                    h.receiving_facility,
+                    h.version,
+                    h.charset,
+                    h.patient_id,
+                    entry.error,
+                    entry.ack,
+                    entry.dedupe.as_ref().map(|d| &d.key),
+                    l.duplicate_of.map(|u| u.to_string()),
+                ])?;
+                top = top.max(Some(l.seq));
             }
-            let h = &e.header;
-            insert.execute(params![
-                e.id.to_string(),
-                e.received_at,
-                e.source,
-                e.format.as_str(),
-                status.as_str(),
-                e.raw,
-                h.message_type,
-                h.trigger_event,
-                h.control_id,
-                h.sending_application,
-                h.sending_facility,
-                h.receiving_application,
-                h.receiving_facility,
-                h.version,
-                h.charset,
-                h.patient_id,
-                entry.error,
-                entry.ack,
-                entry.dedupe.as_ref().map(|d| &d.key),
-                duplicate_of,
-            ])?;
-            done.push(Done::Appended(outcome));
+            done.push(Done::Indexed);
+        }
+        // A synced commit always writes the cursor, so that it has something to sync.
+        if let Some(seq) = top.or(full.then_some(0)) {
+            log_cursor.execute([i64::try_from(seq).unwrap_or(i64::MAX)])?;
         }
     }
     tx.commit()?;
@@ -665,12 +848,7 @@ fn queue_op(
 
 impl Store for SqliteStore {
     async fn append(&self, entry: JournalEntry) -> Result<Appended, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Write(Pending::Append(Box::new(entry), reply)))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.log.append(entry).await
     }
 
     async fn find_by_control_id(&self, control_id: &str) -> Result<Vec<StoredMessage>, StoreError> {
@@ -917,10 +1095,11 @@ impl Store for SqliteStore {
             let _ = stop.send(());
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        // Queued appends are written, later ones refused, the last records handed to the
+        // writer, and then the writer closed; `done` fires when it has indexed them and stopped.
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Request::Close(done)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.log.close(done).await;
+        let _ = rx.await;
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
@@ -1014,6 +1193,60 @@ mod tests {
             store.append(entry(a, b"ACK-3")).await.unwrap(),
             Appended::Duplicate { .. }
         ));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replays_records_the_index_missed() {
+        let path = temp_db("replay");
+        let options = SqliteOptions::new(&path);
+        let store = SqliteStore::open(options.clone(), Metrics::new()).unwrap();
+        let first = entry(b"MSH|^~\\&|LAB|H|||||ORU^R01|P1|P|2.5\r", b"ACK-P1");
+        let first_id = first.envelope.id;
+        store.append(first).await.unwrap();
+        store.close().await.unwrap();
+        // A crash after the log's fdatasync and before the index commit: records in the log
+        // that SQLite has not seen (written here without the store).
+        let indexed = log_position(&open_connection(&path).unwrap()).unwrap();
+        assert_eq!(indexed, 1);
+        let (mut log, rec) =
+            SegmentLog::open(&options.log_dir, options.segment_bytes, indexed).unwrap();
+        assert!(rec.records.is_empty());
+        let lost = entry(b"MSH|^~\\&|LAB|H|||||ORU^R01|P2|P|2.5\r", b"ACK-P2");
+        let lost_id = lost.envelope.id;
+        let mut payload = Vec::new();
+        logwriter::encode(&lost, None, &mut payload);
+        assert_eq!(log.append(&[&payload]).unwrap(), 2);
+        drop(log);
+
+        let store = SqliteStore::open(options, Metrics::new()).unwrap();
+        let found = store.find_by_control_id("P2").await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, lost_id);
+        assert_eq!(found[0].ack.as_deref(), Some(&b"ACK-P2"[..]));
+        // Routed in log order, and its copies are duplicates of it.
+        let pending = store.pending_routing(0, 10).await.unwrap();
+        let ids: Vec<_> = pending.iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![first_id, lost_id]);
+        match store
+            .append(entry(b"MSH|^~\\&|LAB|H|||||ORU^R01|P2|P|2.5\r", b"x"))
+            .await
+            .unwrap()
+        {
+            Appended::Duplicate {
+                original,
+                original_ack,
+            } => {
+                assert_eq!(original, lost_id);
+                assert_eq!(original_ack.as_deref(), Some(&b"ACK-P2"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        store.close().await.unwrap();
+        // Nothing is indexed twice by a second open.
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        assert_eq!(store.count(Status::Received).await.unwrap(), 2);
+        assert_eq!(store.count(Status::Duplicate).await.unwrap(), 1);
         store.close().await.unwrap();
     }
 
