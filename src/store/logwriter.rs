@@ -150,8 +150,8 @@ fn uuid_v7_floor(micros: i64) -> String {
 /// fdatasync that covers it or, when no write is under way, becomes the leader and writes
 /// everything queued with one `pwrite` + `fdatasync` on its own thread (group commit without
 /// a hand-off to a writer thread: at one connection the hand-off and the wake-up back cost
-/// more than half an fsync here). The leader's write blocks its tokio worker for one
-/// fdatasync; other tasks move to the other workers meanwhile.
+/// more than half an fsync here). A lone record's write blocks its tokio worker for one
+/// fdatasync; a group's runs on a blocking thread.
 pub(super) struct LogWriter {
     state: Mutex<State>,
     /// Only the leader (`State::flushing`) touches the log.
@@ -213,7 +213,7 @@ impl LogWriter {
     }
 
     /// Appends durably; resolves once the record is synced in the log.
-    pub async fn append(&self, mut entry: JournalEntry) -> Result<Appended, StoreError> {
+    pub async fn append(self: &Arc<Self>, mut entry: JournalEntry) -> Result<Appended, StoreError> {
         let mut durable = self.durable.subscribe();
         let (seq, outcome) = {
             let mut st = self.state()?;
@@ -294,7 +294,7 @@ impl LogWriter {
     }
 
     /// Writes what is queued if no write is under way; `false` when another caller leads.
-    async fn lead(&self) -> Result<bool, StoreError> {
+    async fn lead(self: &Arc<Self>) -> Result<bool, StoreError> {
         let (payloads, logged) = {
             let mut st = self.state()?;
             if let Some(why) = &st.failed {
@@ -313,7 +313,18 @@ impl LogWriter {
             )
         };
         let started = Instant::now();
-        let written = self.write(&payloads);
+        // A lone record is written on this thread: the hand-off to a blocking thread and the
+        // wake-up back cost more than the write at one connection. A group goes to a blocking
+        // thread, so this worker keeps serving the other connections during the sync (with
+        // many connections, the leader writes most of the time).
+        let written = if payloads.len() == 1 {
+            self.write(&payloads)
+        } else {
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || me.write(&payloads))
+                .await
+                .unwrap_or_else(|e| Err(format!("journal log writer failed: {e}")))
+        };
         match written {
             Ok(last) => {
                 self.metrics.journal_batch_size.observe(logged.len() as f64);
@@ -321,18 +332,23 @@ impl LogWriter {
                     .journal_commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 self.shared.logged.store(last, Ordering::Release);
-                self.durable.send_replace(last);
                 // Handed over before the next leader may write, so the index sees log order.
                 let sent = self
                     .index
                     .send(Request::Write(Pending::Index(logged)))
                     .await
                     .is_ok();
-                let mut st = self.state()?;
-                st.flushing = false;
-                if !sent {
-                    st.failed = Some("the journal index has stopped".into());
+                {
+                    let mut st = self.state()?;
+                    st.flushing = false;
+                    if !sent {
+                        st.failed = Some("the journal index has stopped".into());
+                    }
                 }
+                // One wake-up for both kinds of waiter: those this sync covered, and those
+                // waiting to lead the next write.
+                self.durable.send_replace(last);
+                return Ok(true);
             }
             Err(why) => {
                 tracing::error!(error = %why, "journal log write failed; refusing appends until restart");
@@ -341,7 +357,7 @@ impl LogWriter {
                 st.failed = Some(why);
             }
         }
-        // Wake the callers waiting for a leader (and, after a failure, for the outcome).
+        // Wake the waiting callers to collect the failure.
         self.durable.send_modify(|_| {});
         Ok(true)
     }
@@ -377,7 +393,7 @@ impl LogWriter {
     }
 
     /// Writes what is queued, refuses later appends, and hands the SQLite writer its close.
-    pub async fn close(&self, done: oneshot::Sender<()>) {
+    pub async fn close(self: &Arc<Self>, done: oneshot::Sender<()>) {
         if let Ok(mut st) = self.state() {
             st.closed = true;
         }
