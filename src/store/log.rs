@@ -292,10 +292,22 @@ impl SegmentLog {
     /// now for a record larger than a whole segment.
     fn next_segment(&mut self, need: u64) -> io::Result<()> {
         self.current.file.sync_data()?;
+        let waited = std::time::Instant::now();
         let spare = match self.spare.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("the segment preparer panicked"))??,
+            Some(h) => {
+                let s = h
+                    .join()
+                    .map_err(|_| io::Error::other("the segment preparer panicked"))??;
+                let ms = waited.elapsed().as_millis();
+                if ms >= 5 {
+                    // Appends wait meanwhile: a sign that segments are too small for the load.
+                    tracing::info!(
+                        waited_ms = ms,
+                        "journal log: waited for the next segment to be prepared"
+                    );
+                }
+                s
+            }
             None => {
                 let index = self.take_index();
                 let bytes = self.next_size();
