@@ -2,7 +2,7 @@
 //! segment log with one `fdatasync`, answers the callers, and hands the group to the SQLite
 //! writer thread to index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,18 +156,28 @@ pub(super) struct LogWriter {
     state: Mutex<State>,
     /// Only the leader (`State::flushing`) touches the log.
     log: Mutex<SegmentLog>,
-    /// The last sequence number durable in the log; every change wakes waiting appends.
-    durable: watch::Sender<u64>,
-    index: mpsc::Sender<Request>,
+    index: mpsc::UnboundedSender<Request>,
+    /// The last sequence number indexed: appends wait while the index lags too far behind.
+    indexed: watch::Receiver<u64>,
     shared: Arc<Shared>,
     metrics: Metrics,
 }
+
+/// Most records logged but not yet indexed before appends wait (backpressure: listeners stop
+/// reading when SQLite cannot keep up, instead of the backlog growing in memory).
+const MAX_INDEX_LAG: u64 = 65_536;
 
 struct State {
     next_seq: u64,
     payloads: Vec<Vec<u8>>,
     logged: Vec<Logged>,
     flushing: bool,
+    /// The last sequence number durable in the log.
+    durable: u64,
+    /// Appends waiting for a sync, in sequence order. A sync wakes those it covers and, when
+    /// records are left queued, the first of the others to lead the next write: one wake-up
+    /// per waiter instead of all of them (256 connections made that a fifth of a core).
+    waiters: VecDeque<(u64, oneshot::Sender<()>)>,
     /// After a failed write or sync the state of the file is unknown (a failed fdatasync may
     /// have dropped the dirty pages): every later append is refused until a restart re-reads it.
     failed: Option<String>,
@@ -180,7 +190,8 @@ impl LogWriter {
     /// A writer over `log`, handing what it wrote to the SQLite writer through `index`.
     pub fn new(
         log: SegmentLog,
-        index: mpsc::Sender<Request>,
+        index: mpsc::UnboundedSender<Request>,
+        indexed: watch::Receiver<u64>,
         reader: Connection,
         recent: Recent,
         shared: Arc<Shared>,
@@ -193,14 +204,16 @@ impl LogWriter {
                 payloads: Vec::new(),
                 logged: Vec::new(),
                 flushing: false,
+                durable: next_seq - 1,
+                waiters: VecDeque::new(),
                 failed: None,
                 closed: false,
                 recent,
                 reader,
             }),
             log: Mutex::new(log),
-            durable: watch::channel(next_seq - 1).0,
             index,
+            indexed,
             shared,
             metrics,
         }
@@ -214,7 +227,15 @@ impl LogWriter {
 
     /// Appends durably; resolves once the record is synced in the log.
     pub async fn append(self: &Arc<Self>, mut entry: JournalEntry) -> Result<Appended, StoreError> {
-        let mut durable = self.durable.subscribe();
+        let logged = self.shared.logged.load(Ordering::Acquire);
+        if logged.saturating_sub(*self.indexed.borrow()) > MAX_INDEX_LAG {
+            let mut indexed = self.indexed.clone();
+            let floor = logged - MAX_INDEX_LAG / 2;
+            indexed
+                .wait_for(|i| *i >= floor)
+                .await
+                .map_err(|_| StoreError::Closed)?;
+        }
         let (seq, outcome) = {
             let mut st = self.state()?;
             if st.closed {
@@ -238,12 +259,13 @@ impl LogWriter {
             (seq, outcome)
         };
         loop {
-            if *durable.borrow_and_update() >= seq {
-                return Ok(outcome);
-            }
-            if !self.lead().await? {
-                // A leader is writing; its sync (or the next one) covers this record.
-                durable.changed().await.map_err(|_| StoreError::Closed)?;
+            match self.lead(Some(seq)).await? {
+                Lead::Covered => return Ok(outcome),
+                Lead::Wrote => {}
+                // Woken when a sync covers it or when it is to lead the next write.
+                Lead::Wait(woken) => {
+                    let _ = woken.await;
+                }
             }
         }
     }
@@ -293,18 +315,24 @@ impl LogWriter {
         }
     }
 
-    /// Writes what is queued if no write is under way; `false` when another caller leads.
-    async fn lead(self: &Arc<Self>) -> Result<bool, StoreError> {
+    /// Writes what is queued if no write is under way; else, for an append (`seq`), queues
+    /// it to be woken.
+    async fn lead(self: &Arc<Self>, seq: Option<u64>) -> Result<Lead, StoreError> {
         let (payloads, logged) = {
             let mut st = self.state()?;
             if let Some(why) = &st.failed {
                 return Err(StoreError::Database(why.clone()));
             }
+            if seq.is_some_and(|s| st.durable >= s) {
+                return Ok(Lead::Covered);
+            }
             if st.flushing {
-                return Ok(false);
+                let (tx, rx) = oneshot::channel();
+                st.waiters.push_back((seq.unwrap_or(u64::MAX), tx));
+                return Ok(Lead::Wait(rx));
             }
             if st.payloads.is_empty() {
-                return Ok(true);
+                return Ok(Lead::Wrote);
             }
             st.flushing = true;
             (
@@ -312,54 +340,73 @@ impl LogWriter {
                 std::mem::take(&mut st.logged),
             )
         };
-        let started = Instant::now();
         // A lone record is written on this thread: the hand-off to a blocking thread and the
         // wake-up back cost more than the write at one connection. A group goes to a blocking
         // thread, so this worker keeps serving the other connections during the sync (with
-        // many connections, the leader writes most of the time).
-        let written = if payloads.len() == 1 {
-            self.write(&payloads)
+        // many connections, the leader writes most of the time). Either way the whole flush is
+        // synchronous: a caller that goes away (a closed HTTP request) cannot leave it half done.
+        if payloads.len() == 1 {
+            self.flush(payloads, logged);
         } else {
             let me = Arc::clone(self);
-            tokio::task::spawn_blocking(move || me.write(&payloads))
-                .await
-                .unwrap_or_else(|e| Err(format!("journal log writer failed: {e}")))
-        };
-        match written {
-            Ok(last) => {
-                self.metrics.journal_batch_size.observe(logged.len() as f64);
-                self.metrics
-                    .journal_commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.shared.logged.store(last, Ordering::Release);
-                // Handed over before the next leader may write, so the index sees log order.
-                let sent = self
-                    .index
-                    .send(Request::Write(Pending::Index(logged)))
-                    .await
-                    .is_ok();
-                {
-                    let mut st = self.state()?;
-                    st.flushing = false;
-                    if !sent {
-                        st.failed = Some("the journal index has stopped".into());
-                    }
-                }
-                // One wake-up for both kinds of waiter: those this sync covered, and those
-                // waiting to lead the next write.
-                self.durable.send_replace(last);
-                return Ok(true);
-            }
-            Err(why) => {
-                tracing::error!(error = %why, "journal log write failed; refusing appends until restart");
+            if let Err(e) = tokio::task::spawn_blocking(move || me.flush(payloads, logged)).await {
+                // Only a panic in the flush (a bug) gets here; `flushing` may be stuck on.
                 let mut st = self.state()?;
                 st.flushing = false;
-                st.failed = Some(why);
+                st.failed = Some(format!("journal log writer failed: {e}"));
+                for (_, w) in st.waiters.drain(..) {
+                    let _ = w.send(());
+                }
             }
         }
-        // Wake the waiting callers to collect the failure.
-        self.durable.send_modify(|_| {});
-        Ok(true)
+        Ok(Lead::Wrote)
+    }
+
+    /// Writes and syncs a group, hands it to the index, wakes its appends; continues with what
+    /// was queued meanwhile when no waiter is left to lead it.
+    fn flush(&self, mut payloads: Vec<Vec<u8>>, mut logged: Vec<Logged>) {
+        loop {
+            let started = Instant::now();
+            let written = self.write(&payloads);
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            match written {
+                Ok(last) => {
+                    self.metrics.journal_batch_size.observe(logged.len() as f64);
+                    self.metrics
+                        .journal_commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.shared.logged.store(last, Ordering::Release);
+                    // Handed over before the next leader may write: the index sees log order.
+                    if self
+                        .index
+                        .send(Request::Write(Pending::Index(logged)))
+                        .is_err()
+                    {
+                        st.failed = Some("the journal index has stopped".into());
+                    }
+                    st.durable = last;
+                    st.flushing = false;
+                    if st.wake(last) || st.payloads.is_empty() || st.failed.is_some() {
+                        return;
+                    }
+                    st.flushing = true;
+                    payloads = std::mem::take(&mut st.payloads);
+                    logged = std::mem::take(&mut st.logged);
+                }
+                Err(why) => {
+                    tracing::error!(error = %why, "journal log write failed; refusing appends until restart");
+                    st.flushing = false;
+                    st.failed = Some(why);
+                    // Every waiter collects the failure.
+                    for (_, w) in st.waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     /// Writes and syncs; gives up released segments. Returns the last sequence number.
@@ -383,9 +430,7 @@ impl LogWriter {
                 // An idle SQLite writer would not commit again by itself: an empty batch
                 // makes it, and that commit is synced.
                 if self.shared.sync_wanted.fetch_max(next, Ordering::AcqRel) < next {
-                    let _ = self
-                        .index
-                        .try_send(Request::Write(Pending::Index(Vec::new())));
+                    let _ = self.index.send(Request::Write(Pending::Index(Vec::new())));
                 }
             }
         }
@@ -397,32 +442,61 @@ impl LogWriter {
         if let Ok(mut st) = self.state() {
             st.closed = true;
         }
-        let mut durable = self.durable.subscribe();
+        // Until nothing is queued or being written (a leader hands its records to the index
+        // before it clears `flushing`).
         loop {
-            let pending = match self.state() {
-                Ok(st) => !st.payloads.is_empty() && st.failed.is_none(),
-                Err(_) => false,
+            let idle = match self.state() {
+                Ok(st) => !st.flushing && (st.payloads.is_empty() || st.failed.is_some()),
+                Err(_) => true,
             };
-            if !pending {
+            if idle {
                 break;
             }
-            match self.lead().await {
-                Ok(true) => {}
-                Ok(false) => {
-                    if durable.changed().await.is_err() {
-                        break;
-                    }
+            match self.lead(None).await {
+                Ok(Lead::Wait(woken)) => {
+                    let _ = woken.await;
                 }
+                Ok(_) => {}
                 Err(_) => break,
             }
         }
-        // Let a leader still handing its records to the index finish first.
-        while self.state().map(|st| st.flushing).unwrap_or(false) {
-            if durable.changed().await.is_err() {
-                break;
+        let _ = self.index.send(Request::Close(done));
+    }
+}
+
+/// What [`LogWriter::lead`] did.
+enum Lead {
+    /// The record is durable.
+    Covered,
+    /// It wrote (or found nothing to write): look again.
+    Wrote,
+    /// Another caller is writing: wait to be woken.
+    Wait(oneshot::Receiver<()>),
+}
+
+impl State {
+    /// Wakes the appends a sync up to `last` covered and, if records are left queued, the
+    /// first waiter after them (to lead the next write); without queued records, the rest
+    /// (a closing store). `true` when a waiter took the lead.
+    fn wake(&mut self, last: u64) -> bool {
+        while self.waiters.front().is_some_and(|(s, _)| *s <= last) {
+            if let Some((_, w)) = self.waiters.pop_front() {
+                let _ = w.send(());
             }
         }
-        let _ = self.index.send(Request::Close(done)).await;
+        if self.payloads.is_empty() {
+            for (_, w) in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+            return false;
+        }
+        // A waiter that went away (its request was dropped) cannot lead: try the next.
+        while let Some((_, w)) = self.waiters.pop_front() {
+            if w.send(()).is_ok() {
+                return true;
+            }
+        }
+        false
     }
 }
 

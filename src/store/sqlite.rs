@@ -24,9 +24,6 @@ pub struct SqliteOptions {
     pub path: PathBuf,
     /// Most appends in one commit.
     pub max_batch: usize,
-    /// Appends that may wait for the writer before `append` callers wait to enqueue
-    /// (backpressure: listeners stop reading when the journal cannot keep up).
-    pub queue_depth: usize,
     /// The segment log's directory (default: the database path with `-log` appended).
     pub log_dir: PathBuf,
     /// The largest segment file (new segments grow from 1 MiB up to it).
@@ -45,7 +42,6 @@ impl SqliteOptions {
         SqliteOptions {
             path,
             max_batch: 1024,
-            queue_depth: 8192,
             log_dir: log_dir.into(),
             segment_bytes: 64 << 20,
             dedupe_horizon_micros: 86_400_000_000,
@@ -92,7 +88,7 @@ pub(super) enum Request {
 /// The SQLite journal. Cheap to clone; all clones share the writer.
 #[derive(Clone)]
 pub struct SqliteStore {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::UnboundedSender<Request>,
     log: Arc<LogWriter>,
     shared: Arc<Shared>,
     /// The last log sequence number indexed in SQLite (reads wait for their caller's appends).
@@ -291,7 +287,9 @@ impl SqliteStore {
             .durable
             .store(indexed, std::sync::atomic::Ordering::Release);
         let (indexed_tx, indexed_rx) = watch::channel(indexed);
-        let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
+        // Unbounded: appends are held back by the index lag (see `logwriter`), and routing and
+        // queue requests each wait for their answer.
+        let (tx, rx) = mpsc::unbounded_channel();
         let max_batch = options.max_batch.max(1);
         let appended = Arc::new(tokio::sync::Notify::new());
         let notify = appended.clone();
@@ -316,6 +314,7 @@ impl SqliteStore {
         let log = Arc::new(LogWriter::new(
             log,
             tx.clone(),
+            indexed_rx.clone(),
             reader,
             recent,
             shared.clone(),
@@ -339,7 +338,6 @@ impl SqliteStore {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Write(Pending::Queue(op, reply)))
-            .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -397,7 +395,7 @@ const INDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 fn writer_loop(
     mut conn: Connection,
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
     max_batch: usize,
     metrics: Metrics,
     appended: Arc<tokio::sync::Notify>,
@@ -946,7 +944,6 @@ impl Store for SqliteStore {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Write(Pending::Route(outcomes, reply)))
-            .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -1024,8 +1021,8 @@ impl Store for SqliteStore {
         // deliveries are sent again (at least once).
         let (reply, _) = oneshot::channel();
         self.tx
-            .try_send(Request::Write(Pending::Queue(QueueOp::Marks(marks), reply)))
-            .map_err(|e| match e.into_inner() {
+            .send(Request::Write(Pending::Queue(QueueOp::Marks(marks), reply)))
+            .map_err(|e| match e.0 {
                 Request::Write(Pending::Queue(QueueOp::Marks(m), _)) => m,
                 _ => Vec::new(),
             })
@@ -1193,6 +1190,42 @@ mod tests {
             store.append(entry(a, b"ACK-3")).await.unwrap(),
             Appended::Duplicate { .. }
         ));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_appends_do_not_stall_the_log() {
+        // Callers can go away mid-append (an HTTP client closes its request): whoever was
+        // leading or waiting, the others must still be answered and the log keep going.
+        let path = temp_db("dropped");
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        let mut kept = Vec::new();
+        for i in 0..300 {
+            let s = store.clone();
+            let task = tokio::spawn(async move {
+                let raw = format!("MSH|^~\\&|LAB|H|||||ORU^R01|D{i}|P|2.5\r");
+                s.append(entry(raw.as_bytes(), b"A")).await
+            });
+            if i % 3 == 0 {
+                task.abort();
+            } else {
+                kept.push(task);
+            }
+        }
+        for t in kept {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(20), t).await;
+            assert_eq!(
+                done.expect("an append stalled").unwrap().unwrap(),
+                Appended::New
+            );
+        }
+        let last = entry(b"MSH|^~\\&|LAB|H|||||ORU^R01|LAST|P|2.5\r", b"A");
+        assert_eq!(store.append(last).await.unwrap(), Appended::New);
+        let received = store.count(Status::Received).await.unwrap();
+        assert!((201..=301).contains(&received), "{received}");
+        store.close().await.unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(&path), Metrics::new()).unwrap();
+        assert_eq!(store.count(Status::Received).await.unwrap(), received);
         store.close().await.unwrap();
     }
 
