@@ -1,5 +1,5 @@
-//! TLS and mutual TLS on the MLLP listener and the MLLP destination, with certificates made by
-//! the test (rcgen).
+//! TLS and mutual TLS on the MLLP listener and the MLLP and HTTP destinations, with
+//! certificates made by the test (rcgen).
 
 mod common;
 
@@ -194,4 +194,137 @@ async fn mllp_destination_over_mutual_tls() {
     );
     e.stop().await.unwrap();
     peer.stop().await.unwrap();
+}
+
+/// The HTTP destination over mutual TLS into an HTTPS receiver that demands a client
+/// certificate: deliveries arrive with their idempotency keys. A destination without the client
+/// certificate, and one that does not trust the receiver's CA, retry and never deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_destination_over_mutual_tls() {
+    use aorta::store::Store;
+    use axum::http::HeaderMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("tls-http-pki");
+    let pki = make_pki(&dir);
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = make_pki(&other_dir);
+    // (Idempotency-Key, body) of each request received.
+    type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    let received: Received = Arc::default();
+    let r = received.clone();
+    let app = axum::Router::new().fallback(move |h: HeaderMap, body: axum::body::Bytes| {
+        let r = r.clone();
+        async move {
+            let key = h
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            r.lock().unwrap().push((key, body.to_vec()));
+            "ok"
+        }
+    });
+    let server = aorta::tls::TlsConfig {
+        cert: pki.server_cert.clone().into(),
+        key: pki.server_key.clone().into(),
+        client_ca: Some(pki.ca.clone().into()),
+    }
+    .server_config()
+    .unwrap();
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    tokio::spawn(aorta::admin::serve(
+        socket,
+        Some(server),
+        app,
+        std::future::pending(),
+    ));
+    let dest = |name: &str, tls: &str| {
+        format!(
+            "[destinations.{name}]\nkind = \"http\"\nurl = \"https://localhost:{port}/in\"\ntimeout_secs = 5\nretry = {{ initial_ms = 50, max_ms = 200 }}\ntls = {{ {tls} }}\n"
+        )
+    };
+    let good = dest(
+        "good",
+        &format!(
+            "ca = \"{}\", cert = \"{}\", key = \"{}\"",
+            pki.ca, pki.client_cert, pki.client_key
+        ),
+    );
+    let anonymous = dest("anonymous", &format!("ca = \"{}\"", pki.ca));
+    let untrusting = dest(
+        "untrusting",
+        &format!(
+            "ca = \"{}\", cert = \"{}\", key = \"{}\"",
+            other.ca, pki.client_cert, pki.client_key
+        ),
+    );
+    let routes = [(
+        "r.toml",
+        "from = \"test\"\n[[to]]\ndestination = \"good\"\n[[to]]\ndestination = \"anonymous\"\n[[to]]\ndestination = \"untrusting\"\n",
+    )];
+    let (e, _d) =
+        common::engine_with("tls-http", "", &routes, &[&good, &anonymous, &untrusting]).await;
+    let mut c = common::connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..3 {
+        exchange(&mut c, &adt(&format!("HTTPS-{i}"))).await;
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < until, "never arrived over mutual TLS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..3 {
+        let m = e
+            .store
+            .find_by_control_id(&format!("HTTPS-{i}"))
+            .await
+            .unwrap();
+        let got = received.lock().unwrap().clone();
+        assert!(
+            got.iter()
+                .any(|(key, body)| *key == format!("{}:good", m[0].id) && body == &m[0].raw),
+            "HTTPS-{i} not received whole with its key"
+        );
+        // The two destinations that cannot complete the handshake retry their head (strict
+        // order holds the rest back); nothing was sent.
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let d = e.store.deliveries_for(m[0].id).await.unwrap();
+            let failing: Vec<_> = d.iter().filter(|x| x.destination != "good").collect();
+            assert_eq!(failing.len(), 2);
+            for x in &failing {
+                assert!(
+                    x.state == "queued" || x.state == "leased",
+                    "{} retried, not sent: {}",
+                    x.destination,
+                    x.state
+                );
+            }
+            if i > 0 {
+                break;
+            }
+            if failing.iter().all(|x| x.attempts > 1) {
+                for x in failing {
+                    let why = x.last_error.as_deref().unwrap_or_default();
+                    let expected = match x.destination.as_str() {
+                        "anonymous" => "CertificateRequired",
+                        _ => "invalid peer certificate",
+                    };
+                    assert!(why.contains(expected), "{}: {why}", x.destination);
+                }
+                break;
+            }
+            assert!(Instant::now() < until, "no retries recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        received.lock().unwrap().len(),
+        3,
+        "only the good destination delivers"
+    );
+    e.stop().await.unwrap();
 }

@@ -174,7 +174,7 @@ struct State {
     flushing: bool,
     /// The last sequence number durable in the log.
     durable: u64,
-    /// Appends waiting for a sync, in sequence order. A sync wakes those it covers and, when
+    /// Appends waiting for a sync (and a closing store). A sync wakes those it covers and, when
     /// records are left queued, the first of the others to lead the next write: one wake-up
     /// per waiter instead of all of them (256 connections made that a fifth of a core).
     waiters: VecDeque<(u64, oneshot::Sender<()>)>,
@@ -388,7 +388,14 @@ impl LogWriter {
                     }
                     st.durable = last;
                     st.flushing = false;
-                    if st.wake(last) || st.payloads.is_empty() || st.failed.is_some() {
+                    if st.failed.is_some() {
+                        // Every waiter collects the failure (or its record, already durable).
+                        for (_, w) in st.waiters.drain(..) {
+                            let _ = w.send(());
+                        }
+                        return;
+                    }
+                    if st.wake(last) || st.payloads.is_empty() {
                         return;
                     }
                     st.flushing = true;
@@ -479,11 +486,17 @@ impl State {
     /// first waiter after them (to lead the next write); without queued records, the rest
     /// (a closing store). `true` when a waiter took the lead.
     fn wake(&mut self, last: u64) -> bool {
-        while self.waiters.front().is_some_and(|(s, _)| *s <= last) {
-            if let Some((_, w)) = self.waiters.pop_front() {
+        // Waiters register in the order they found a write under way, not strictly in
+        // sequence order: look at all of them.
+        let mut rest = VecDeque::with_capacity(self.waiters.len());
+        for (s, w) in self.waiters.drain(..) {
+            if s <= last {
                 let _ = w.send(());
+            } else {
+                rest.push_back((s, w));
             }
         }
+        self.waiters = rest;
         if self.payloads.is_empty() {
             for (_, w) in self.waiters.drain(..) {
                 let _ = w.send(());
