@@ -3,8 +3,9 @@
 //! Each destination gets `concurrency` workers; worker `p` serves partition `p` of its queue
 //! (deliveries whose order key hashes to `p`), so order is kept per key — or strictly, with one
 //! worker. Deliveries are leased in batches (up to 64, sent one after the other in queue
-//! order; or at once — RabbitMQ publishes them back to back and collects the confirms after, a
-//! batching file destination writes them into one file) so that
+//! order; or at once — RabbitMQ publishes them back to back and collects their confirms while
+//! the next batch is leased and published, a batching file destination writes them into one
+//! file) so that
 //! the queue costs two writes per batch, not per delivery. A worker owns the
 //! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
@@ -17,9 +18,27 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
+use crate::destination::InFlight;
 use crate::destination::{Destination, HeadOfLineConfig, Outcome, Outgoing, QueueConfig};
 use crate::metrics::Metrics;
-use crate::store::{HeadOfLine, Lease, Mark, Partition, Store};
+use crate::store::{HeadOfLine, Lease, Leased, Mark, Partition, Store};
+
+/// A pipelined batch out at the destination, its outcomes pending.
+struct Pending {
+    batch: Vec<Leased>,
+    flight: InFlight,
+    started: Instant,
+}
+
+/// One destination's metric handles.
+struct Counters {
+    delivered: prometheus::IntCounter,
+    retried: prometheus::IntCounter,
+    rejected: prometheus::IntCounter,
+    dead: prometheus::IntCounter,
+    in_flight: prometheus::IntGauge,
+    latency: prometheus::Histogram,
+}
 
 /// One worker of one destination.
 pub struct Worker<S: Store> {
@@ -66,23 +85,45 @@ impl<S: Store> Worker<S> {
             BATCH
         };
         let name = self.name.as_str();
-        let delivered = self.metrics.deliveries_sent.with_label_values(&[name]);
-        let retried = self.metrics.deliveries_retried.with_label_values(&[name]);
-        let rejected = self.metrics.deliveries_rejected.with_label_values(&[name]);
-        let dead = self.metrics.deliveries_dead.with_label_values(&[name]);
-        let in_flight = self.metrics.deliveries_in_flight.with_label_values(&[name]);
-        let latency = self.metrics.delivery_seconds.with_label_values(&[name]);
+        let counters = Counters {
+            delivered: self.metrics.deliveries_sent.with_label_values(&[name]),
+            retried: self.metrics.deliveries_retried.with_label_values(&[name]),
+            rejected: self.metrics.deliveries_rejected.with_label_values(&[name]),
+            dead: self.metrics.deliveries_dead.with_label_values(&[name]),
+            in_flight: self.metrics.deliveries_in_flight.with_label_values(&[name]),
+            latency: self.metrics.delivery_seconds.with_label_values(&[name]),
+        };
+        // A pipelining destination's batch whose outcomes are pending while the next one is
+        // leased and published: the broker confirms one batch while the next goes out.
+        let mut pending: Option<Pending> = None;
         loop {
             if *shutdown.borrow() {
+                if let Some(p) = pending.take() {
+                    self.settle(p, &counters).await;
+                }
                 return;
             }
             if self.store.is_paused(name).await.unwrap_or(false) {
+                if let Some(p) = pending.take() {
+                    self.settle(p, &counters).await;
+                }
                 self.sleep(Duration::from_millis(250), &mut shutdown).await;
                 continue;
             }
+            let after = pending
+                .as_ref()
+                .and_then(|p| p.batch.last())
+                .map_or(0, |d| d.seq);
             let lease = match self
                 .store
-                .lease(name, self.partition, policy, lease_micros, batch_size)
+                .lease_after(
+                    name,
+                    self.partition,
+                    policy,
+                    lease_micros,
+                    batch_size,
+                    after,
+                )
                 .await
             {
                 Ok(l) => l,
@@ -94,6 +135,13 @@ impl<S: Store> Worker<S> {
             };
             let batch = match lease {
                 Lease::Leased(batch) => batch,
+                // Nothing more to publish now: settle what is out before waiting.
+                _ if pending.is_some() => {
+                    if let Some(p) = pending.take() {
+                        self.settle(p, &counters).await;
+                    }
+                    continue;
+                }
                 Lease::Wait(at) => {
                     let wait = at.map_or(Duration::from_millis(200), |at| {
                         let micros = at.saturating_sub(crate::record::now_micros()).max(1_000);
@@ -118,111 +166,154 @@ impl<S: Store> Worker<S> {
                     attempt: d.attempts.saturating_add(1),
                 })
                 .collect();
+            if self.destination.pipelines() {
+                counters.in_flight.add(outs.len() as i64);
+                let started = Instant::now();
+                let flight = self
+                    .destination
+                    .publish_batch(&outs, pending.as_ref().map(|p| p.flight.link()))
+                    .await;
+                drop(outs);
+                if let Some(p) = pending.take() {
+                    self.settle(p, &counters).await;
+                }
+                pending = Some(Pending {
+                    batch,
+                    flight,
+                    started,
+                });
+                if let Some(gap) = gap {
+                    let n = pending.as_ref().map_or(0, |p| p.batch.len());
+                    tokio::time::sleep(gap * u32::try_from(n).unwrap_or(u32::MAX)).await;
+                }
+                continue;
+            }
             // One outcome per delivery; `None`: not tried (held back, or shutting down).
             let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
-            if self.destination.pipelines() {
-                in_flight.add(outs.len() as i64);
-                let started = Instant::now();
-                let sent = self.destination.send_batch(&outs).await;
-                let each = started.elapsed().as_secs_f64() / outs.len().max(1) as f64;
-                for _ in &outs {
-                    latency.observe(each);
-                }
-                in_flight.sub(outs.len() as i64);
-                outcomes.extend(sent.into_iter().map(Some));
-                if let Some(gap) = gap {
-                    tokio::time::sleep(gap * u32::try_from(outs.len()).unwrap_or(u32::MAX)).await;
-                }
-            } else {
-                // Under `block`, a delivery that will be retried holds back the rest.
-                let mut held = false;
-                for out in &outs {
-                    if held || *shutdown.borrow() {
-                        outcomes.push(None);
-                        continue;
-                    }
-                    if let Some(gap) = gap {
-                        let now = Instant::now();
-                        if next_send > now {
-                            tokio::time::sleep(next_send - now).await;
-                        }
-                        next_send = next_send.max(now) + gap;
-                    }
-                    in_flight.inc();
-                    let started = Instant::now();
-                    let outcome = self.destination.send(out).await;
-                    latency.observe(started.elapsed().as_secs_f64());
-                    in_flight.dec();
-                    held = policy == HeadOfLine::Block && matches!(outcome, Outcome::Retry { .. });
-                    outcomes.push(Some(outcome));
-                }
-            }
-            let mut marks = Vec::with_capacity(batch.len());
-            for (d, outcome) in batch.iter().zip(outcomes) {
-                let attempt = d.attempts.saturating_add(1);
-                let Some(outcome) = outcome else {
-                    marks.push((d.seq, d.attempts, Mark::Release));
+            // Under `block`, a delivery that will be retried holds back the rest.
+            let mut held = false;
+            for out in &outs {
+                if held || *shutdown.borrow() {
+                    outcomes.push(None);
                     continue;
-                };
-                let mark = match outcome {
-                    Outcome::Delivered => {
-                        delivered.inc();
-                        tracing::debug!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivered");
-                        Mark::Sent
+                }
+                if let Some(gap) = gap {
+                    let now = Instant::now();
+                    if next_send > now {
+                        tokio::time::sleep(next_send - now).await;
                     }
-                    Outcome::Retry { reason, after } => {
-                        let seed = (d.seq as u64) ^ u64::from(attempt).rotate_left(32);
-                        let wait = self
-                            .queue
-                            .retry
-                            .backoff(attempt, seed)
-                            .max(after.unwrap_or_default());
-                        let at = crate::record::now_micros()
-                            .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
-                        let r = &self.queue.retry;
-                        let too_many = r.max_attempts > 0 && attempt >= r.max_attempts;
-                        let too_old = r.max_age_secs > 0
-                            && at.saturating_sub(d.created_at)
-                                > i64::try_from(r.max_age_secs.saturating_mul(1_000_000))
-                                    .unwrap_or(i64::MAX);
-                        if too_many || too_old {
-                            dead.inc();
-                            tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "giving up; delivery dead-lettered");
-                            tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "last failure");
-                            let why = if too_many {
-                                format!("gave up after {attempt} attempts; last: {reason}")
-                            } else {
-                                format!("gave up: older than {} s; last: {reason}", r.max_age_secs)
-                            };
-                            Mark::Dead { reason: why }
-                        } else {
-                            retried.inc();
-                            tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
-                            tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "failure");
-                            Mark::Retry { at, reason }
-                        }
-                    }
-                    Outcome::Reject(reason) => {
-                        rejected.inc();
-                        dead.inc();
-                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivery rejected by the receiver; dead-lettered");
-                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "rejection");
-                        Mark::Dead { reason }
-                    }
-                };
-                marks.push((d.seq, attempt, mark));
+                    next_send = next_send.max(now) + gap;
+                }
+                counters.in_flight.inc();
+                let started = Instant::now();
+                let outcome = self.destination.send(out).await;
+                counters.latency.observe(started.elapsed().as_secs_f64());
+                counters.in_flight.dec();
+                held = policy == HeadOfLine::Block && matches!(outcome, Outcome::Retry { .. });
+                outcomes.push(Some(outcome));
             }
-            // The marks go to the journal's writer ahead of the next lease, which therefore sees
-            // them; waiting for their commit would only leave the pipe empty meanwhile.
-            let marks = match self.store.mark_detached(marks) {
-                Ok(()) => continue,
-                Err(marks) => marks,
+            drop(outs);
+            self.record(&batch, outcomes, &counters, &mut shutdown)
+                .await;
+        }
+    }
+
+    /// Collects a pipelined batch's outcomes and records them.
+    async fn settle(&self, p: Pending, counters: &Counters) {
+        let outcomes = self.destination.settle(p.flight).await;
+        let each = p.started.elapsed().as_secs_f64() / p.batch.len().max(1) as f64;
+        for _ in &p.batch {
+            counters.latency.observe(each);
+        }
+        counters.in_flight.sub(p.batch.len() as i64);
+        let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
+        outcomes.resize_with(p.batch.len(), || Some(Outcome::retry("no outcome")));
+        // Marks are queued without waiting; a shutdown in between only means a resend.
+        let (_, mut never) = watch::channel(false);
+        self.record(&p.batch, outcomes, counters, &mut never).await;
+    }
+
+    /// Turns outcomes into marks (retry times, dead letters) and queues them.
+    async fn record(
+        &self,
+        batch: &[Leased],
+        outcomes: Vec<Option<Outcome>>,
+        counters: &Counters,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let name = self.name.as_str();
+        let Counters {
+            delivered,
+            retried,
+            rejected,
+            dead,
+            ..
+        } = counters;
+        let mut marks = Vec::with_capacity(batch.len());
+        for (d, outcome) in batch.iter().zip(outcomes) {
+            let attempt = d.attempts.saturating_add(1);
+            let Some(outcome) = outcome else {
+                marks.push((d.seq, d.attempts, Mark::Release));
+                continue;
             };
-            if let Err(e) = self.store.mark(marks).await {
-                // The leases run out and the deliveries are sent again: at least once.
-                tracing::error!(destination = %name, error = %e, "cannot record the deliveries' outcomes");
-                self.sleep(Duration::from_secs(1), &mut shutdown).await;
-            }
+            let mark = match outcome {
+                Outcome::Delivered => {
+                    delivered.inc();
+                    tracing::debug!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivered");
+                    Mark::Sent
+                }
+                Outcome::Retry { reason, after } => {
+                    let seed = (d.seq as u64) ^ u64::from(attempt).rotate_left(32);
+                    let wait = self
+                        .queue
+                        .retry
+                        .backoff(attempt, seed)
+                        .max(after.unwrap_or_default());
+                    let at = crate::record::now_micros()
+                        .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+                    let r = &self.queue.retry;
+                    let too_many = r.max_attempts > 0 && attempt >= r.max_attempts;
+                    let too_old = r.max_age_secs > 0
+                        && at.saturating_sub(d.created_at)
+                            > i64::try_from(r.max_age_secs.saturating_mul(1_000_000))
+                                .unwrap_or(i64::MAX);
+                    if too_many || too_old {
+                        dead.inc();
+                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "giving up; delivery dead-lettered");
+                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "last failure");
+                        let why = if too_many {
+                            format!("gave up after {attempt} attempts; last: {reason}")
+                        } else {
+                            format!("gave up: older than {} s; last: {reason}", r.max_age_secs)
+                        };
+                        Mark::Dead { reason: why }
+                    } else {
+                        retried.inc();
+                        tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
+                        tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "failure");
+                        Mark::Retry { at, reason }
+                    }
+                }
+                Outcome::Reject(reason) => {
+                    rejected.inc();
+                    dead.inc();
+                    tracing::warn!(destination = %name, seq = d.seq, message_id = %d.message_id, attempt, "delivery rejected by the receiver; dead-lettered");
+                    tracing::debug!(destination = %name, seq = d.seq, reason = %reason, "rejection");
+                    Mark::Dead { reason }
+                }
+            };
+            marks.push((d.seq, attempt, mark));
+        }
+        // The marks go to the journal's writer ahead of the next lease, which therefore sees
+        // them; waiting for their commit would only leave the pipe empty meanwhile.
+        let marks = match self.store.mark_detached(marks) {
+            Ok(()) => return,
+            Err(marks) => marks,
+        };
+        if let Err(e) = self.store.mark(marks).await {
+            // The leases run out and the deliveries are sent again: at least once.
+            tracing::error!(destination = %name, error = %e, "cannot record the deliveries' outcomes");
+            self.sleep(Duration::from_secs(1), shutdown).await;
         }
     }
 

@@ -256,6 +256,32 @@ impl Destination {
         }
     }
 
+    /// Starts a batch: RabbitMQ publishes it and returns before the confirms (so the worker
+    /// can publish the next batch meanwhile); the others send it whole. Outcomes come from
+    /// [`Destination::settle`].
+    /// `outstanding`: [`InFlight::link`] of the batch before, if its outcomes are pending.
+    pub async fn publish_batch(
+        &self,
+        batch: &[Outgoing<'_>],
+        outstanding: Option<u64>,
+    ) -> InFlight {
+        match self {
+            Destination::Rabbitmq(r) => InFlight::Rabbitmq(r.publish(batch, outstanding).await),
+            _ => InFlight::Done(self.send_batch(batch).await),
+        }
+    }
+
+    /// The outcomes of a batch started with [`Destination::publish_batch`], in order.
+    pub async fn settle(&self, batch: InFlight) -> Vec<Outcome> {
+        match (self, batch) {
+            (_, InFlight::Done(outcomes)) => outcomes,
+            (Destination::Rabbitmq(r), InFlight::Rabbitmq(p)) => r.settle(p).await,
+            (_, InFlight::Rabbitmq(p)) => (0..p.len())
+                .map(|_| Outcome::retry("published by another destination"))
+                .collect(),
+        }
+    }
+
     /// Sends a batch at once; one outcome per delivery, in order.
     pub async fn send_batch(&self, batch: &[Outgoing<'_>]) -> Vec<Outcome> {
         match self {
@@ -441,6 +467,24 @@ impl OutTemplate {
             out.push_str(&escape(&value));
         }
         out
+    }
+}
+
+/// A batch started by a pipelining destination, its outcomes pending.
+pub enum InFlight {
+    /// Sent; these are the outcomes.
+    Done(Vec<Outcome>),
+    /// Published to RabbitMQ; the confirms are outstanding.
+    Rabbitmq(rabbitmq::Published),
+}
+
+impl InFlight {
+    /// The connection a published batch went out on (0 for a batch already done).
+    pub fn link(&self) -> u64 {
+        match self {
+            InFlight::Done(_) => 0,
+            InFlight::Rabbitmq(p) => p.link(),
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 //! confirmed are retried by the worker, and the next batch connects again and re-declares the
 //! exchange.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
@@ -95,7 +96,9 @@ pub struct RabbitDestination {
     reject_nack: bool,
     confirm_timeout: Duration,
     connect_timeout: Duration,
-    link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+    /// The connection, its channel, and a number telling connections apart.
+    link: tokio::sync::Mutex<Option<(Connection, Channel, u64)>>,
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for RabbitDestination {
@@ -142,6 +145,7 @@ impl RabbitDestination {
             confirm_timeout: Duration::from_secs(config.confirm_timeout_secs.max(1)),
             connect_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
             link: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -184,22 +188,63 @@ impl RabbitDestination {
 
     /// Publishes a batch back to back, then collects the confirms: one outcome per delivery.
     pub async fn send_batch(&self, batch: &[Outgoing<'_>]) -> Vec<Outcome> {
+        let published = self.publish(batch, None).await;
+        self.settle(published).await
+    }
+
+    /// Publishes a batch in order (reconnecting first when the link is down) and returns
+    /// without waiting for the confirms, so the next batch can be leased and published while
+    /// the broker confirms this one ([`RabbitDestination::settle`] collects them). With a batch
+    /// still `outstanding`, nothing is published unless the link it went out on is still up:
+    /// after a break, the earlier batch's failures must go first (order).
+    /// (`outstanding`: [`Published::link`] of that batch.)
+    pub async fn publish(&self, batch: &[Outgoing<'_>], outstanding: Option<u64>) -> Published {
         let mut link = self.link.lock().await;
         let usable = link
             .as_ref()
-            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+            .is_some_and(|(c, ch, _)| c.status().connected() && ch.status().connected());
+        let same = |l: &Option<(Connection, Channel, u64)>| {
+            outstanding.is_none_or(|g| l.as_ref().is_some_and(|x| x.2 == g))
+        };
+        if outstanding.is_some() && !(usable && same(&link)) {
+            return Published {
+                pending: batch
+                    .iter()
+                    .map(|_| {
+                        Err(Outcome::retry(
+                            "not published: the broker link broke while the batch before was out",
+                        ))
+                    })
+                    .collect(),
+                generation: 0,
+            };
+        }
         if !usable {
             *link = None;
             match self.connect().await {
-                Ok(l) => *link = Some(l),
-                Err(e) => return batch.iter().map(|_| Outcome::retry(e.clone())).collect(),
+                Ok((c, ch)) => {
+                    let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                    *link = Some((c, ch, generation));
+                }
+                Err(e) => {
+                    return Published {
+                        pending: batch
+                            .iter()
+                            .map(|_| Err(Outcome::retry(e.clone())))
+                            .collect(),
+                        generation: 0,
+                    }
+                }
             }
         }
-        let Some((_, channel)) = link.as_ref() else {
-            return batch
-                .iter()
-                .map(|_| Outcome::retry("no broker connection"))
-                .collect();
+        let Some((_, channel, generation)) = link.as_ref() else {
+            return Published {
+                pending: batch
+                    .iter()
+                    .map(|_| Err(Outcome::retry("no broker connection")))
+                    .collect(),
+                generation: 0,
+            };
         };
         let mut pending = Vec::with_capacity(batch.len());
         let mut broken = None;
@@ -235,11 +280,25 @@ impl RabbitDestination {
                 }
             }
         }
+        Published {
+            pending,
+            generation: *generation,
+        }
+    }
+
+    /// Waits for a published batch's confirms; one outcome per delivery, in order. A broken
+    /// link (no confirm, a timeout) is dropped, so the next batch starts on a fresh connection
+    /// and declares the exchange again.
+    pub async fn settle(&self, published: Published) -> Vec<Outcome> {
         let deadline = tokio::time::Instant::now() + self.confirm_timeout;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for p in pending {
+        let mut outcomes = Vec::with_capacity(published.pending.len());
+        let mut broken: Option<String> = None;
+        for p in published.pending {
             let outcome = match p {
-                Err(o) => o,
+                Err(o) => {
+                    broken.get_or_insert_with(|| "not published".into());
+                    o
+                }
                 Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
                     Ok(Ok(Confirmation::Ack(None))) | Ok(Ok(Confirmation::NotRequested)) => {
                         Outcome::Delivered
@@ -278,12 +337,39 @@ impl RabbitDestination {
             outcomes.push(outcome);
         }
         if broken.is_some() {
-            // The next batch starts on a fresh connection (and declares the exchange again).
-            if let Some((conn, _)) = link.take() {
-                let _ = conn.close(0, "aorta: reconnecting").await;
+            let mut link = self.link.lock().await;
+            // Only the connection this batch went out on: a later batch may have reconnected.
+            if link.as_ref().is_some_and(|l| l.2 == published.generation) {
+                if let Some((conn, _, _)) = link.take() {
+                    let _ = conn.close(0, "aorta: reconnecting").await;
+                }
             }
         }
         outcomes
+    }
+}
+
+/// A batch published and waiting for the broker's confirms.
+pub struct Published {
+    pending: Vec<Result<lapin::publisher_confirm::PublisherConfirm, Outcome>>,
+    /// Which connection it went out on (0: none).
+    generation: u64,
+}
+
+impl Published {
+    /// The connection it went out on.
+    pub fn link(&self) -> u64 {
+        self.generation
+    }
+
+    /// Deliveries in the batch.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 

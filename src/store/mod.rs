@@ -442,6 +442,21 @@ pub trait Store: Send + Sync + 'static {
         policy: HeadOfLine,
         lease_micros: i64,
         max: usize,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send {
+        self.lease_after(destination, partition, policy, lease_micros, max, 0)
+    }
+
+    /// Like [`Store::lease`], for a worker that still holds the deliveries up to queue position
+    /// `after` (published, outcomes pending): those are passed over, and under `Block` the head
+    /// is the first delivery after them.
+    fn lease_after(
+        &self,
+        destination: &str,
+        partition: Partition,
+        policy: HeadOfLine,
+        lease_micros: i64,
+        max: usize,
+        after: i64,
     ) -> impl Future<Output = Result<Lease, StoreError>> + Send;
 
     /// Records attempt outcomes: `(seq, attempt number, mark)`, in one transaction.

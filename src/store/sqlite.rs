@@ -65,6 +65,7 @@ pub(super) enum QueueOp {
         policy: HeadOfLine,
         lease_micros: i64,
         max: usize,
+        after: i64,
     },
     Marks(Vec<(i64, u32, Mark)>),
     Pause {
@@ -743,6 +744,7 @@ fn queue_op(
             policy,
             lease_micros,
             max,
+            after,
         } => {
             let of = i64::from(partition.of.max(1));
             let index = i64::from(partition.index);
@@ -752,29 +754,32 @@ fn queue_op(
                  created_at, idempotency_key, payload FROM deliveries \
                  WHERE destination = ?1 AND state IN ('queued', 'leased') AND order_hash % ?2 = ?3 \
                  AND (?4 = 0 OR (next_attempt_at <= ?5 AND (state = 'queued' OR leased_until <= ?5))) \
-                 ORDER BY seq LIMIT ?6",
+                 AND seq > ?7 ORDER BY seq LIMIT ?6",
             )?;
             let skip = i64::from(*policy == HeadOfLine::Skip);
             let limit = i64::try_from((*max).max(1)).unwrap_or(1);
-            let rows = stmt.query_map(params![destination, of, index, skip, now, limit], |r| {
-                Ok(PendingRow {
-                    seq: r.get(0)?,
-                    state: r.get(1)?,
-                    leased_until: r.get(2)?,
-                    next_at: r.get(3)?,
-                    leased: Leased {
+            let rows = stmt.query_map(
+                params![destination, of, index, skip, now, limit, after],
+                |r| {
+                    Ok(PendingRow {
                         seq: r.get(0)?,
-                        message_id: uuid::Uuid::parse_str(&r.get::<_, String>(4)?)
-                            .unwrap_or_default(),
-                        destination: destination.clone(),
-                        format: r.get(5)?,
-                        attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-                        created_at: r.get(7)?,
-                        idempotency_key: r.get(8)?,
-                        payload: r.get(9)?,
-                    },
-                })
-            })?;
+                        state: r.get(1)?,
+                        leased_until: r.get(2)?,
+                        next_at: r.get(3)?,
+                        leased: Leased {
+                            seq: r.get(0)?,
+                            message_id: uuid::Uuid::parse_str(&r.get::<_, String>(4)?)
+                                .unwrap_or_default(),
+                            destination: destination.clone(),
+                            format: r.get(5)?,
+                            attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                            created_at: r.get(7)?,
+                            idempotency_key: r.get(8)?,
+                            payload: r.get(9)?,
+                        },
+                    })
+                },
+            )?;
             let mut taken = Vec::new();
             let mut wait = None;
             for row in rows {
@@ -994,13 +999,14 @@ impl Store for SqliteStore {
         self.appended.clone()
     }
 
-    async fn lease(
+    async fn lease_after(
         &self,
         destination: &str,
         partition: Partition,
         policy: HeadOfLine,
         lease_micros: i64,
         max: usize,
+        after: i64,
     ) -> Result<Lease, StoreError> {
         let op = QueueOp::Lease {
             destination: destination.to_string(),
@@ -1008,6 +1014,7 @@ impl Store for SqliteStore {
             policy,
             lease_micros,
             max,
+            after,
         };
         Ok(self.queue(op).await?.unwrap_or(Lease::Empty))
     }
