@@ -1398,6 +1398,22 @@ mod tests {
             lease(HeadOfLine::Block).await.unwrap(),
             Lease::Wait(Some(_))
         ));
+        // The worker holding the head (published, confirm pending) may take what follows it,
+        // in order, without releasing it.
+        match store
+            .lease_after("emr", one, HeadOfLine::Block, 1, 5, first.seq)
+            .await
+            .unwrap()
+        {
+            Lease::Leased(next) => {
+                let got: Vec<u8> = next.iter().map(|l| l.payload[0]).collect();
+                assert_eq!(got, vec![2, 3]);
+                // Given back untried (leases of 1 µs would also lapse by themselves).
+                let back = next.iter().map(|l| (l.seq, 0, Mark::Release)).collect();
+                store.mark(back).await.unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
         let Lease::Leased(mut second) = lease(HeadOfLine::Skip).await.unwrap() else {
             panic!()
         };
