@@ -129,6 +129,10 @@ impl<S: Store> Worker<S> {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(destination = %name, error = %e, "cannot lease from the queue; retrying");
+                    // Settled now, before its leases can lapse and it is leased again.
+                    if let Some(p) = pending.take() {
+                        self.settle(p, &counters).await;
+                    }
                     self.sleep(Duration::from_secs(1), &mut shutdown).await;
                     continue;
                 }
