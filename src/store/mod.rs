@@ -10,7 +10,8 @@
 //!   itself when the disk is slow, so throughput rises with the number of connections.
 //! - The log is the durability point; SQLite is the index behind it. The writer thread
 //!   indexes logged records into SQLite in log order (so row order is log order), with
-//!   `synchronous=NORMAL`: a crash can lose the last index commits, never a record — at start
+//!   `synchronous=NORMAL` (large index commits, under heavy load, are synced so the WAL reaches
+//!   the disk steadily): a crash can lose the last index commits, never a record — at start
 //!   every record after the index's `cursors('log')` position is indexed again from the log.
 //!   A log segment is released (reused or deleted) only after a synced SQLite commit holds all
 //!   its records. Queries wait until every append that returned before them is indexed (a
