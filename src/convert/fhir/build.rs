@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+
+use super::fj::fj;
 use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
@@ -55,13 +57,13 @@ pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
                     if let Value::Object(o) = &mut resource {
                         o.insert("id".into(), Value::String(e.id.to_string()));
                     }
-                    json!({"method": "PUT", "url": format!("{}/{}", e.kind, e.id)})
+                    fj!({"method": "PUT", "url": format!("{}/{}", e.kind, e.id)})
                 }
                 Request::ConditionalUpdate(query) => {
-                    json!({"method": "PUT", "url": format!("{}?{}", e.kind, query)})
+                    fj!({"method": "PUT", "url": format!("{}?{}", e.kind, query)})
                 }
                 Request::ConditionalCreate(query) => {
-                    json!({"method": "POST", "url": e.kind, "ifNoneExist": query})
+                    fj!({"method": "POST", "url": e.kind, "ifNoneExist": query})
                 }
             };
             // Built by hand: `json!` would copy the resource (it serializes what it embeds).
@@ -73,14 +75,14 @@ pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
         })
         .collect();
     let mut bundle = Map::new();
-    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("resourceType".into(), fj!("Bundle"));
     bundle.insert("id".into(), Value::String(bundle_id.to_string()));
     let kind = if options.batch {
         "batch"
     } else {
         "transaction"
     };
-    bundle.insert("type".into(), json!(kind));
+    bundle.insert("type".into(), fj!(kind));
     bundle.insert("entry".into(), Value::Array(entries));
     Value::Object(bundle)
 }
@@ -120,14 +122,14 @@ struct Builder<'a> {
 
 /// A reference to an entry of the Bundle.
 fn reference(id: Uuid) -> Value {
-    json!({"reference": format!("urn:uuid:{id}")})
+    fj!({"reference": format!("urn:uuid:{id}")})
 }
 
 /// An HD universal id (HD-2, type HD-3) as an Identifier: an OID as a URI, else as it is.
 fn universal_id(uid: &str, kind: &str) -> Value {
     match kind.to_ascii_uppercase().as_str() {
-        "ISO" => json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{uid}")}),
-        _ => json!({"value": uid}),
+        "ISO" => fj!({"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{uid}")}),
+        _ => fj!({"value": uid}),
     }
 }
 
@@ -245,7 +247,7 @@ impl<'a> Builder<'a> {
     fn authority(&self, namespace: Option<&str>, uid: Option<(&str, &str)>) -> Value {
         let mut ids = Vec::new();
         if let Some(ns) = namespace {
-            ids.push(json!({"value": ns}));
+            ids.push(fj!({"value": ns}));
         }
         if let Some((uid, kind)) = uid {
             let (system, value) = match kind.to_ascii_uppercase().as_str() {
@@ -256,10 +258,10 @@ impl<'a> Builder<'a> {
                 ),
                 _ => (None, uid.to_string()),
             };
-            ids.push(json!({
+            ids.push(fj!({
                 "system": system,
                 "value": value,
-                "type": (!kind.is_empty()).then(|| json!({"coding": [{
+                "type": (!kind.is_empty()).then(|| fj!({"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/v2-0301", "code": kind
                 }]})),
             }));
@@ -277,18 +279,17 @@ impl<'a> Builder<'a> {
             Some((_, id, _)) => *id,
             None => {
                 let id = self.uuid(&[&key]);
-                list.push((key, id, json!({"identifier": ids, "name": namespace})));
+                list.push((key, id, fj!({"identifier": ids, "name": namespace})));
                 id
             }
         };
-        json!({"reference": format!("urn:uuid:{id}"), "display": namespace})
+        fj!({"reference": format!("urn:uuid:{id}"), "display": namespace})
     }
 
     // ----- data types -----
 
     fn dt(&self, s: &Option<String>) -> Value {
-        s.as_deref()
-            .map_or(Value::Null, |s| json!(self.datetime(s)))
+        s.as_deref().map_or(Value::Null, |s| fj!(self.datetime(s)))
     }
 
     /// A FHIR dateTime: a time without a zone gets the default offset.
@@ -306,7 +307,7 @@ impl<'a> Builder<'a> {
             return Value::Null;
         };
         if s.len() >= 19 && s.contains('T') {
-            json!(self.datetime(s))
+            fj!(self.datetime(s))
         } else {
             Value::Null
         }
@@ -330,11 +331,11 @@ impl<'a> Builder<'a> {
     }
 
     fn coding(&self, c: &Code) -> Value {
-        json!({
+        fj!({
             "system": c.system.as_deref().and_then(|s| self.code_system(s)),
-            "version": c.version,
-            "code": c.code,
-            "display": c.display,
+            "version": &c.version,
+            "code": &c.code,
+            "display": &c.display,
         })
     }
 
@@ -357,7 +358,7 @@ impl<'a> Builder<'a> {
             .text
             .clone()
             .or_else(|| c.code.is_none().then(|| c.display.clone()).flatten());
-        json!({"coding": codings, "text": text})
+        fj!({"coding": codings, "text": text})
     }
 
     /// A concept whose v2 table codes FHIR replaces (`map` gives system and code).
@@ -372,9 +373,9 @@ impl<'a> Builder<'a> {
         let mut v = self.concept_of(c);
         if let Some((system, code)) = c.code.as_deref().and_then(map) {
             if let Some(Value::Array(codings)) = v.get_mut("coding") {
-                codings.insert(0, json!({"system": system, "code": code}));
+                codings.insert(0, fj!({"system": system, "code": code}));
             } else {
-                v = json!({"coding": [{"system": system, "code": code}], "text": c.text});
+                v = fj!({"coding": [{"system": system, "code": code}], "text": &c.text});
             }
         }
         v
@@ -389,7 +390,7 @@ impl<'a> Builder<'a> {
             .filter_map(|c| c.code.as_deref())
         {
             if let Some(tag) = vocab::bcp47(code) {
-                tags.push(json!({"system": "urn:ietf:bcp:47", "code": tag}));
+                tags.push(fj!({"system": "urn:ietf:bcp:47", "code": tag}));
             }
         }
         if let Some(Value::Array(codings)) = v.get_mut("coding") {
@@ -422,11 +423,11 @@ impl<'a> Builder<'a> {
     }
 
     fn identifier(&self, i: &Identifier) -> Value {
-        json!({
+        fj!({
             "use": (i.r#type.as_deref() == Some("MR")).then_some("usual"),
-            "type": i.r#type.as_ref().map(|t| json!({"coding": [{"system": V2_0203, "code": t}]})),
+            "type": i.r#type.as_ref().map(|t| fj!({"coding": [{"system": V2_0203, "code": t}]})),
             "system": self.identifier_system(i),
-            "value": i.value,
+            "value": &i.value,
             "period": {"start": self.dt(&i.start), "end": self.dt(&i.end)},
             "assigner": self.authority(
                 i.authority.as_deref(),
@@ -443,7 +444,7 @@ impl<'a> Builder<'a> {
         if let Value::Object(o) = &mut v {
             o.insert(
                 "type".into(),
-                json!({"coding": [{"system": V2_0203, "code": code}]}),
+                fj!({"coding": [{"system": V2_0203, "code": code}]}),
             );
             o.remove("use");
         }
@@ -468,26 +469,26 @@ impl<'a> Builder<'a> {
     fn name(&self, n: &Name) -> Value {
         let mut prefix = Vec::new();
         prefix.extend(n.prefix.clone());
-        json!({
+        fj!({
             "use": n.r#use.as_deref().and_then(vocab::name_use),
-            "text": n.text,
-            "family": n.family,
-            "given": n.given,
+            "text": &n.text,
+            "family": &n.family,
+            "given": &n.given,
             "prefix": prefix,
-            "suffix": n.suffix,
+            "suffix": &n.suffix,
             "period": {"start": self.dt(&n.start), "end": self.dt(&n.end)},
         })
     }
 
     fn address(&self, a: &Address) -> Value {
-        json!({
+        fj!({
             "use": a.r#type.as_deref().and_then(vocab::address_use),
-            "line": a.lines,
-            "city": a.city,
-            "district": a.district,
-            "state": a.state,
-            "postalCode": a.postal_code,
-            "country": a.country,
+            "line": &a.lines,
+            "city": &a.city,
+            "district": &a.district,
+            "state": &a.state,
+            "postalCode": &a.postal_code,
+            "country": &a.country,
             "period": {"start": self.dt(&a.start), "end": self.dt(&a.end)},
         })
     }
@@ -506,9 +507,9 @@ impl<'a> Builder<'a> {
             Some("CP") => Some("mobile"),
             _ => t.r#use.as_deref().and_then(vocab::telecom_use),
         };
-        json!({
+        fj!({
             "system": system,
-            "value": t.value,
+            "value": &t.value,
             "use": usage,
             "period": {"start": self.dt(&t.start), "end": self.dt(&t.end)},
         })
@@ -541,17 +542,25 @@ impl<'a> Builder<'a> {
             return None;
         }
         let (request, key) = self.keyed_request(&ids, true);
+        // Without an identifier the name is the key: from the record's parts, so the id does
+        // not change with how the name is rendered as FHIR.
         let key = key.unwrap_or_else(|| {
-            format!(
-                "name|{}",
-                name.as_ref().map(|n| n.to_string()).unwrap_or_default()
-            )
+            p.name.as_ref().map_or_else(String::new, |n| {
+                format!(
+                    "name|{}|{}|{}|{}|{}",
+                    n.family.as_deref().unwrap_or_default(),
+                    n.given.join(" "),
+                    n.prefix.as_deref().unwrap_or_default(),
+                    n.suffix.join(" "),
+                    n.text.as_deref().unwrap_or_default()
+                )
+            })
         });
         Some(self.shared_resource(
             "Practitioner",
             format!("Practitioner|{key}"),
             request,
-            || json!({"identifier": ids, "name": name.map(|n| vec![n])}),
+            || fj!({"identifier": ids, "name": name.map(|n| vec![n])}),
         ))
     }
 
@@ -572,7 +581,7 @@ impl<'a> Builder<'a> {
             "Organization",
             key,
             request,
-            || json!({"identifier": identifiers, "name": name}),
+            || fj!({"identifier": identifiers, "name": name}),
         ))
     }
 
@@ -623,15 +632,15 @@ impl<'a> Builder<'a> {
             }
             let id = self.uuid(&[&path]);
             self.shared.insert(path.clone(), id);
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "status": "active",
                 "name": name,
                 "description": (kind == "bd" || kind == "ro").then(|| l.description.clone()).flatten(),
                 "mode": "instance",
                 // The guide gives the point of care no physical type (only an extension).
-                "physicalType": (kind != "wa").then(|| json!({"coding": [{"system": PHYSICAL_TYPE, "code": kind}]})),
-                "operationalStatus": (kind == "bd").then(|| l.status.as_ref().map(|s| json!({
+                "physicalType": (kind != "wa").then(|| fj!({"coding": [{"system": PHYSICAL_TYPE, "code": kind}]})),
+                "operationalStatus": (kind == "bd").then(|| l.status.as_ref().map(|s| fj!({
                     "system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": s
                 }))).flatten(),
                 "partOf": opt_ref(parent),
@@ -667,14 +676,14 @@ impl<'a> Builder<'a> {
                 .collect()
         };
         let deceased = match (&p.deceased_at, p.deceased) {
-            (Some(at), _) => json!({"deceasedDateTime": self.datetime(at)}),
-            (None, Some(b)) => json!({"deceasedBoolean": b}),
-            _ => json!({}),
+            (Some(at), _) => fj!({"deceasedDateTime": self.datetime(at)}),
+            (None, Some(b)) => fj!({"deceasedBoolean": b}),
+            _ => fj!({}),
         };
         let multiple = match (p.birth_order, p.multiple_birth) {
-            (Some(n), _) if n > 0 => json!({"multipleBirthInteger": n}),
-            (_, Some(b)) => json!({"multipleBirthBoolean": b}),
-            _ => json!({}),
+            (Some(n), _) if n > 0 => fj!({"multipleBirthInteger": n}),
+            (_, Some(b)) => fj!({"multipleBirthBoolean": b}),
+            _ => fj!({}),
         };
         let mut links = Vec::new();
         let mut merged_away = Vec::new();
@@ -695,10 +704,10 @@ impl<'a> Builder<'a> {
             if old == id {
                 continue;
             }
-            links.push(json!({"other": reference(old), "type": "replaces"}));
+            links.push(fj!({"other": reference(old), "type": "replaces"}));
             merged_away.push((old, prior, req, m.prior_name.as_ref().map(|n| self.name(n))));
         }
-        let mut resource = json!({
+        let mut resource = fj!({
             "identifier": ids,
             "active": true,
             "name": p.names.iter().map(|n| self.name(n)).collect::<Vec<_>>(),
@@ -709,7 +718,7 @@ impl<'a> Builder<'a> {
             "maritalStatus": self.mapped_concept(&p.marital_status, |c| {
                 vocab::marital_status(c).map(|(s, c)| (s.to_string(), c.to_string()))
             }),
-            "communication": p.language.as_ref().map(|l| vec![json!({"language": self.language(l)})]),
+            "communication": p.language.as_ref().map(|l| vec![fj!({"language": self.language(l)})]),
             "generalPractitioner": gps,
             "link": links,
             "extension": self.patient_extensions(p),
@@ -718,7 +727,7 @@ impl<'a> Builder<'a> {
         merge_into(&mut resource, multiple);
         self.push("Patient", id, resource, request);
         for (old, prior, req, name) in merged_away {
-            let resource = json!({
+            let resource = fj!({
                 "identifier": prior,
                 "active": false,
                 "name": name.map(|n| vec![n]),
@@ -731,25 +740,25 @@ impl<'a> Builder<'a> {
     fn patient_extensions(&self, p: &crate::record::clinical::Patient) -> Value {
         let mut ext = Vec::new();
         if let Some(m) = &p.mothers_maiden_name {
-            ext.push(json!({
+            ext.push(fj!({
                 "url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
                 "valueString": m,
             }));
         }
         if let Some(r) = &p.religion {
-            ext.push(json!({
+            ext.push(fj!({
                 "url": "http://hl7.org/fhir/StructureDefinition/patient-religion",
                 "valueCodeableConcept": self.concept_of(r),
             }));
         }
         if let Some(b) = &p.birth_place {
-            ext.push(json!({
+            ext.push(fj!({
                 "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
                 "valueAddress": {"text": b},
             }));
         }
         for c in &p.citizenship {
-            ext.push(json!({
+            ext.push(fj!({
                 "url": "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
                 "extension": [{"url": "code", "valueCodeableConcept": self.concept_of(c)}],
             }));
@@ -771,7 +780,7 @@ impl<'a> Builder<'a> {
                     let mut v = self.coding(c);
                     // CDC race and ethnicity codes come as v2 tables 0005 / 0189.
                     if matches!(c.system.as_deref(), Some("HL70005" | "HL70189" | "CDCREC")) {
-                        v["system"] = json!("urn:oid:2.16.840.1.113883.6.238");
+                        v["system"] = fj!("urn:oid:2.16.840.1.113883.6.238");
                     }
                     v
                 })
@@ -783,13 +792,13 @@ impl<'a> Builder<'a> {
                 .join(", ");
             let mut parts: Vec<Value> = codings
                 .into_iter()
-                .map(|c| json!({"url": "ombCategory", "valueCoding": c}))
+                .map(|c| fj!({"url": "ombCategory", "valueCoding": c}))
                 .collect();
             if parts.is_empty() {
                 continue;
             }
-            parts.push(json!({"url": "text", "valueString": if text.is_empty() { "unknown".to_string() } else { text }}));
-            ext.push(json!({"url": url, "extension": parts}));
+            parts.push(fj!({"url": "text", "valueString": if text.is_empty() { "unknown".to_string() } else { text }}));
+            ext.push(fj!({"url": url, "extension": parts}));
         }
         Value::Array(ext)
     }
@@ -808,7 +817,7 @@ impl<'a> Builder<'a> {
         if !mother.is_empty() {
             let ids: Vec<Value> = mother.iter().map(|i| self.identifier(i)).collect();
             let id = self.uuid(&["RelatedPerson", &patient.to_string(), "mother"]);
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "active": true,
                 "patient": reference(patient),
@@ -827,7 +836,7 @@ impl<'a> Builder<'a> {
                 vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
             })];
             relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "active": true,
                 "patient": reference(patient),
@@ -878,7 +887,7 @@ impl<'a> Builder<'a> {
             (&v.other_providers, "PART", "Participation"),
         ] {
             for p in self.practitioners(people) {
-                participants.push(json!({
+                participants.push(fj!({
                     "type": [{"coding": [{"system": PARTICIPATION, "code": code, "display": display}]}],
                     "individual": reference(p),
                 }));
@@ -893,7 +902,7 @@ impl<'a> Builder<'a> {
         ] {
             if let Some(l) = l {
                 if let Some(loc) = self.location(l) {
-                    locations.push(json!({"location": reference(loc), "status": status}));
+                    locations.push(fj!({"location": reference(loc), "status": status}));
                 }
             }
         }
@@ -902,10 +911,10 @@ impl<'a> Builder<'a> {
             .as_ref()
             .and_then(|c| c.code.as_deref())
             .map(vocab::encounter_class)
-            .map(|(s, c, d)| json!({"system": s, "code": c, "display": d}))
+            .map(|(s, c, d)| fj!({"system": s, "code": c, "display": d}))
             // Encounter.class is required; an absent patient class is "unknown" (v2 table 0004).
             .unwrap_or_else(|| {
-                json!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": "U", "display": "Unknown"})
+                fj!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": "U", "display": "Unknown"})
             });
         // PID-18 → Account (PID[Account]); PV1-53/54 → EpisodeOfCare.
         let account = self.account();
@@ -914,11 +923,11 @@ impl<'a> Builder<'a> {
             let ids = vec![self.identifier(e)];
             let (request, key) = self.keyed_request(&ids, false);
             let id = self.uuid(&["EpisodeOfCare", &key.unwrap_or_else(|| format!("message|{}", self.message_key()))]);
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "status": if v.discharged_at.is_some() { "finished" } else { "active" },
                 "patient": opt_ref(self.patient),
-                "extension": v.episode_description.as_ref().map(|d| vec![json!({
+                "extension": v.episode_description.as_ref().map(|d| vec![fj!({
                     "url": "http://hl7.org/fhir/StructureDefinition/resource-instance-description",
                     "valueString": d,
                 })]),
@@ -932,12 +941,12 @@ impl<'a> Builder<'a> {
                 "Location",
                 format!("Location|name|{name}"),
                 Request::Update,
-                || json!({"name": name, "mode": "instance"}),
+                || fj!({"name": name, "mode": "instance"}),
             )
         });
         let discharged = v.discharged_at.is_some();
         let status = vocab::encounter_status(self.c.message.event.as_deref(), discharged);
-        let resource = json!({
+        let resource = fj!({
             "identifier": ids,
             "status": status,
             "class": class,
@@ -952,7 +961,7 @@ impl<'a> Builder<'a> {
                 };
                 Some(("http://terminology.hl7.org/CodeSystem/v3-ActPriority".to_string(), code.to_string()))
             }),
-            "length": v.length_of_stay.map(|d| json!({
+            "length": v.length_of_stay.map(|d| fj!({
                 "value": d, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"
             })),
             "subject": opt_ref(self.patient),
@@ -972,7 +981,7 @@ impl<'a> Builder<'a> {
             "location": locations,
             "account": account.map(|a| vec![reference(a)]),
             "episodeOfCare": episode.map(|e| vec![reference(e)]),
-            "text": v.description.as_ref().map(|d| json!({"status": "generated", "div": xhtml(d)})),
+            "text": v.description.as_ref().map(|d| fj!({"status": "generated", "div": xhtml(d)})),
         });
         self.push("Encounter", id, resource, request);
     }
@@ -1002,7 +1011,7 @@ impl<'a> Builder<'a> {
             let is_result = results_message
                 || order.result_status.is_some()
                 || self.c.observations.iter().any(|o| o.order == Some(n));
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "requisition": self.typed_identifier(&order.group_id, "PGN"),
                 "status": vocab::request_status(order.status.as_deref(), order.control.as_deref()),
@@ -1017,7 +1026,7 @@ impl<'a> Builder<'a> {
                 "requester": requesters.first().copied().map(reference),
                 "reasonCode": order.reasons.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
                 "specimen": specimen_ids.iter().copied().map(reference).collect::<Vec<_>>(),
-                "note": order.notes.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(),
+                "note": order.notes.iter().map(|t| fj!({"text": t})).collect::<Vec<_>>(),
             });
             if self.patient.is_none() {
                 // ServiceRequest.subject is required: an order without a patient stays out.
@@ -1035,23 +1044,23 @@ impl<'a> Builder<'a> {
             let dr = self.uuid(&["DiagnosticReport", &key]);
             let interpreters = self.practitioners(&order.interpreters);
             let effective = match (&order.observed_at, &order.observed_end) {
-                (Some(_), Some(_)) => json!({"effectivePeriod": {
+                (Some(_), Some(_)) => fj!({"effectivePeriod": {
                     "start": self.dt(&order.observed_at), "end": self.dt(&order.observed_end)
                 }}),
-                (Some(_), None) => json!({"effectiveDateTime": self.dt(&order.observed_at)}),
-                _ => json!({}),
+                (Some(_), None) => fj!({"effectiveDateTime": self.dt(&order.observed_at)}),
+                _ => fj!({}),
             };
             let ids = self.placer_filler(&order.placer_id, &order.filler_id);
             let (dr_request, _) = self.keyed_request(&ids, false);
-            let mut resource = json!({
+            let mut resource = fj!({
                 "identifier": ids,
                 "basedOn": [reference(sr)],
                 "status": vocab::report_status(order.result_status.as_deref()),
-                "category": order.service_section.as_ref().map(|s| vec![json!({"coding": [{
+                "category": order.service_section.as_ref().map(|s| vec![fj!({"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": s
                 }]})]),
                 // DiagnosticReport.code is required.
-                "code": if code.is_some() { self.concept(&code) } else { json!({"text": "unknown"}) },
+                "code": if code.is_some() { self.concept(&code) } else { fj!({"text": "unknown"}) },
                 "subject": opt_ref(self.patient),
                 "encounter": opt_ref(self.encounter),
                 "issued": self.instant(&order.reported_at),
@@ -1083,7 +1092,7 @@ impl<'a> Builder<'a> {
                 "Specimen",
                 &key.unwrap_or_else(|| format!("message|{}|{i}", self.message_key())),
             ]);
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "type": self.concept(&s.r#type),
                 "subject": opt_ref(self.patient),
@@ -1112,12 +1121,12 @@ impl<'a> Builder<'a> {
                 {
                     let id = self.uuid(&["Specimen", &request.to_string()]);
                     let collected = match &order.observed_end {
-                        Some(_) => json!({"collectedPeriod": {
+                        Some(_) => fj!({"collectedPeriod": {
                             "start": self.dt(&order.observed_at), "end": self.dt(&order.observed_end),
                         }}),
-                        None => json!({"collectedDateTime": self.dt(&order.observed_at)}),
+                        None => fj!({"collectedDateTime": self.dt(&order.observed_at)}),
                     };
-                    let resource = json!({
+                    let resource = fj!({
                         "accessionIdentifier": self.typed_identifier(&order.placer_id, "ACSN"),
                         "type": self.concept(&order.specimen_source),
                         "subject": opt_ref(self.patient),
@@ -1192,11 +1201,11 @@ impl<'a> Builder<'a> {
                 .observed_at
                 .as_ref()
                 .or_else(|| order.and_then(|ord| ord.observed_at.as_ref()));
-            let mut resource = json!({
+            let mut resource = fj!({
                 "status": vocab::observation_status(o.status.as_deref()),
                 "category": self.observation_category(order),
                 // Observation.code is required.
-                "code": if o.code.is_some() { self.concept(&o.code) } else { json!({"text": "unknown"}) },
+                "code": if o.code.is_some() { self.concept(&o.code) } else { fj!({"text": "unknown"}) },
                 "subject": opt_ref(self.patient),
                 "encounter": opt_ref(self.encounter),
                 "effectiveDateTime": self.dt(&effective.cloned()),
@@ -1208,7 +1217,7 @@ impl<'a> Builder<'a> {
                 "method": self.concept(&o.method),
                 "bodySite": self.concept(&o.body_site),
                 "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, &o)]),
-                "note": o.notes.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(),
+                "note": o.notes.iter().map(|t| fj!({"text": t})).collect::<Vec<_>>(),
                 "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
                 "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),
             });
@@ -1244,7 +1253,7 @@ impl<'a> Builder<'a> {
             "Account",
             key,
             request,
-            || json!({"identifier": ids, "status": "active", "subject": [reference(patient)]}),
+            || fj!({"identifier": ids, "status": "active", "subject": [reference(patient)]}),
         ))
     }
 
@@ -1262,10 +1271,10 @@ impl<'a> Builder<'a> {
             org.map(|o| o.to_string()).unwrap_or_default()
         );
         Some(self.shared_resource("PractitionerRole", key, Request::Update, || {
-            json!({
+            fj!({
                 "practitioner": reference(practitioner),
                 "organization": org.map(reference),
-                "code": role.map(|(system, code)| vec![json!({"coding": [{"system": system, "code": code}]})]),
+                "code": role.map(|(system, code)| vec![fj!({"coding": [{"system": system, "code": code}]})]),
             })
         }))
     }
@@ -1285,7 +1294,7 @@ impl<'a> Builder<'a> {
             "Device",
             key,
             Request::Update,
-            || json!({"identifier": [ident]}),
+            || fj!({"identifier": [ident]}),
         )
     }
 
@@ -1297,7 +1306,7 @@ impl<'a> Builder<'a> {
         let lab =
             matches!(self.c.message.r#type.as_deref(), Some("ORU" | "OUL")) && order.is_some();
         if lab {
-            json!([{"coding": [{
+            fj!([{"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/observation-category",
                 "code": "laboratory",
             }]}])
@@ -1313,11 +1322,11 @@ impl<'a> Builder<'a> {
             None | Some("HL70078") | Some("HL7nnnn")
         );
         if v3 && c.code.is_some() {
-            json!({"coding": [{
+            fj!({"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                "code": c.code,
-                "display": c.display,
-            }], "text": c.text})
+                "code": &c.code,
+                "display": &c.display,
+            }], "text": &c.text})
         } else {
             self.concept_of(c)
         }
@@ -1328,7 +1337,7 @@ impl<'a> Builder<'a> {
             .as_ref()
             .and_then(|u| u.system.as_deref())
             .and_then(|s| self.code_system(s));
-        json!({
+        fj!({
             "value": value,
             "unit": units.as_ref().and_then(|u| u.display.clone().or_else(|| u.code.clone())),
             "system": units.as_ref().and(system),
@@ -1338,7 +1347,7 @@ impl<'a> Builder<'a> {
 
     fn reference_range(&self, text: &str, o: &Observation) -> Value {
         // `3.5-5.1` becomes low/high too; anything else stays text.
-        let mut v = json!({"text": text});
+        let mut v = fj!({"text": text});
         let t = text.trim();
         let split = t
             .char_indices()
@@ -1358,25 +1367,25 @@ impl<'a> Builder<'a> {
 
     fn observation_value(&self, o: &Observation) -> Value {
         let Some(value) = &o.value else {
-            return json!({"dataAbsentReason": {"coding": [{
+            return fj!({"dataAbsentReason": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
                 "code": "unknown",
             }]}});
         };
         match value {
             ObxValue::Number(n) if n.is_finite() => {
-                json!({"valueQuantity": self.quantity(*n, &o.units)})
+                fj!({"valueQuantity": self.quantity(*n, &o.units)})
             }
-            ObxValue::Number(_) => json!({}),
-            ObxValue::Coded(c) => json!({"valueCodeableConcept": self.concept_of(c)}),
+            ObxValue::Number(_) => fj!({}),
+            ObxValue::Coded(c) => fj!({"valueCodeableConcept": self.concept_of(c)}),
             ObxValue::Structured(s) => {
                 let n1 = s.number.filter(|n| n.is_finite());
                 let n2 = s.number2.filter(|n| n.is_finite());
                 match (s.separator.as_deref(), n1, n2) {
-                    (Some(":") | Some("/"), Some(a), Some(b)) => json!({"valueRatio": {
+                    (Some(":") | Some("/"), Some(a), Some(b)) => fj!({"valueRatio": {
                         "numerator": {"value": a}, "denominator": {"value": b}
                     }}),
-                    (Some("-"), Some(a), Some(b)) => json!({"valueRange": {
+                    (Some("-"), Some(a), Some(b)) => fj!({"valueRange": {
                         "low": self.quantity(a, &o.units), "high": self.quantity(b, &o.units)
                     }}),
                     (_, Some(a), _) => {
@@ -1386,19 +1395,19 @@ impl<'a> Builder<'a> {
                             .as_deref()
                             .filter(|c| ["<", "<=", ">", ">="].contains(c))
                         {
-                            q["comparator"] = json!(cmp);
+                            q["comparator"] = fj!(cmp);
                         }
-                        json!({"valueQuantity": q})
+                        fj!({"valueQuantity": q})
                     }
-                    _ => json!({}),
+                    _ => fj!({}),
                 }
             }
             ObxValue::Text(t) => match o.value_type.as_deref() {
                 Some("DT") | Some("DTM") | Some("TS") if t.len() >= 4 => {
-                    json!({"valueDateTime": self.datetime(t)})
+                    fj!({"valueDateTime": self.datetime(t)})
                 }
-                Some("TM") => json!({"valueTime": t}),
-                _ => json!({"valueString": t}),
+                Some("TM") => fj!({"valueTime": t}),
+                _ => fj!({"valueString": t}),
             },
         }
     }
@@ -1424,7 +1433,7 @@ impl<'a> Builder<'a> {
                 .unwrap_or_else(|| n.to_string());
             let id = self.uuid(&["AllergyIntolerance", &patient.to_string(), &key]);
             let type_code = a.r#type.as_ref().and_then(|t| t.code.as_deref());
-            let resource = json!({
+            let resource = fj!({
                 "clinicalStatus": {"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
                     "code": "active",
@@ -1436,8 +1445,8 @@ impl<'a> Builder<'a> {
                 "patient": reference(patient),
                 "encounter": opt_ref(self.encounter),
                 "onsetDateTime": self.dt(&a.identified_at),
-                "reaction": if a.reactions.is_empty() { Value::Null } else { json!([{
-                    "manifestation": a.reactions.iter().map(|r| json!({"text": r})).collect::<Vec<_>>(),
+                "reaction": if a.reactions.is_empty() { Value::Null } else { fj!([{
+                    "manifestation": a.reactions.iter().map(|r| fj!({"text": r})).collect::<Vec<_>>(),
                 }]) },
             });
             self.push("AllergyIntolerance", id, resource, Request::Update);
@@ -1463,7 +1472,7 @@ impl<'a> Builder<'a> {
             });
             let id = self.uuid(&["Condition", &key]);
             let asserter = self.practitioners(&d.clinicians).first().copied();
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "category": [{"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/condition-category",
@@ -1495,13 +1504,13 @@ impl<'a> Builder<'a> {
                 &n.to_string(),
             ]);
             let performers = self.practitioners(&p.performers);
-            let resource = json!({
+            let resource = fj!({
                 "status": "completed",
                 "code": self.concept(&p.code),
                 "subject": reference(patient),
                 "encounter": opt_ref(self.encounter),
                 "performedDateTime": self.dt(&p.performed_at),
-                "performer": performers.into_iter().map(|r| json!({"actor": reference(r)})).collect::<Vec<_>>(),
+                "performer": performers.into_iter().map(|r| fj!({"actor": reference(r)})).collect::<Vec<_>>(),
             });
             self.push("Procedure", id, resource, Request::Update);
         }
@@ -1531,7 +1540,7 @@ impl<'a> Builder<'a> {
                 let ids = m
                     .code
                     .iter()
-                    .map(|c| json!({"system": m.system.as_deref().and_then(|s| self.code_system(s)), "value": c}))
+                    .map(|c| fj!({"system": m.system.as_deref().and_then(|s| self.code_system(s)), "value": c}))
                     .collect();
                 self.organization(m.display.as_deref().or(m.code.as_deref()), ids)
             });
@@ -1539,17 +1548,17 @@ impl<'a> Builder<'a> {
             let ordering = self.practitioners(&im.ordering_provider);
             let mut performers: Vec<Value> = administering
                 .into_iter()
-                .map(|p| json!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP"}]}, "actor": reference(p)}))
+                .map(|p| fj!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP"}]}, "actor": reference(p)}))
                 .collect();
-            performers.extend(ordering.into_iter().map(|p| json!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "OP"}]}, "actor": reference(p)})));
+            performers.extend(ordering.into_iter().map(|p| fj!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "OP"}]}, "actor": reference(p)})));
             let status =
                 vocab::immunization_status(im.completion_status.as_deref(), im.action.as_deref());
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "status": status,
                 "statusReason": if status == "not-done" { im.refusal_reasons.first().map(|c| self.concept_of(c)) } else { None },
                 // Immunization.vaccineCode is required.
-                "vaccineCode": if im.vaccine.is_some() { self.concept(&im.vaccine) } else { json!({"text": "unknown"}) },
+                "vaccineCode": if im.vaccine.is_some() { self.concept(&im.vaccine) } else { fj!({"text": "unknown"}) },
                 "patient": reference(patient),
                 "encounter": opt_ref(self.encounter),
                 // Immunization.occurrence[x] is required.
@@ -1563,7 +1572,7 @@ impl<'a> Builder<'a> {
                 "route": self.concept(&im.route),
                 "doseQuantity": im.amount.filter(|a| a.is_finite() && *a != 999.0).map(|a| self.quantity(a, &im.units)),
                 "performer": performers,
-                "note": im.notes.iter().filter_map(|c| c.display.clone().or_else(|| c.text.clone()).or_else(|| c.code.clone())).map(|t| json!({"text": t})).collect::<Vec<_>>(),
+                "note": im.notes.iter().filter_map(|c| c.display.clone().or_else(|| c.text.clone()).or_else(|| c.code.clone())).map(|t| fj!({"text": t})).collect::<Vec<_>>(),
             });
             self.push("Immunization", id, resource, request);
         }
@@ -1580,7 +1589,7 @@ impl<'a> Builder<'a> {
             let ids: Vec<Value> = ins
                 .policy_number
                 .iter()
-                .map(|p| json!({"value": p, "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]}}))
+                .map(|p| fj!({"value": p, "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]}}))
                 .collect();
             let id = self.uuid(&[
                 "Coverage",
@@ -1594,17 +1603,17 @@ impl<'a> Builder<'a> {
             ]);
             let mut classes = Vec::new();
             if let Some(plan) = ins.plan.as_ref().and_then(|p| p.code.clone()) {
-                classes.push(json!({
+                classes.push(fj!({
                     "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
                     "value": plan,
                     "name": ins.plan.as_ref().and_then(|p| p.display.clone()),
                 }));
             }
             if let Some(group) = &ins.group_number {
-                classes.push(json!({
+                classes.push(fj!({
                     "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "group"}]},
                     "value": group,
-                    "name": ins.group_name,
+                    "name": &ins.group_name,
                 }));
             }
             // The insured, when not the patient (IN1-17 other than SEL): a RelatedPerson.
@@ -1619,7 +1628,7 @@ impl<'a> Builder<'a> {
                 let rid = self.uuid(&["RelatedPerson", &id.to_string(), "insured"]);
                 let insured_ids: Vec<Value> =
                     ins.insured_ids.iter().map(|i| self.identifier(i)).collect();
-                let resource = json!({
+                let resource = fj!({
                     "identifier": insured_ids,
                     "active": true,
                     "patient": reference(patient),
@@ -1640,12 +1649,12 @@ impl<'a> Builder<'a> {
                 .map(|i| self.identifier(i))
                 .collect();
             let holder = self.organization(ins.policy_holder.as_deref(), holder_ids);
-            let resource = json!({
+            let resource = fj!({
                 "identifier": ids,
                 "status": "active",
                 "policyHolder": opt_ref(holder),
                 "subscriber": opt_ref(subscriber),
-                "type": ins.plan_type.as_ref().map(|t| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0086", "code": t}]})),
+                "type": ins.plan_type.as_ref().map(|t| fj!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0086", "code": t}]})),
                 "subscriberId": ins.insured_ids.first().and_then(|i| i.value.clone()),
                 "beneficiary": reference(patient),
                 "relationship": self.mapped_concept(&ins.relationship, |c| {
@@ -1674,19 +1683,19 @@ impl<'a> Builder<'a> {
         ]);
         let mut participants = Vec::new();
         if let Some(p) = self.patient {
-            participants.push(json!({"actor": reference(p), "status": "accepted"}));
+            participants.push(fj!({"actor": reference(p), "status": "accepted"}));
         }
         for p in self.practitioners(&a.personnel) {
-            participants.push(json!({"actor": reference(p), "status": "accepted"}));
+            participants.push(fj!({"actor": reference(p), "status": "accepted"}));
         }
         for l in &a.locations {
             if let Some(loc) = self.location(l) {
-                participants.push(json!({"actor": reference(loc), "status": "accepted"}));
+                participants.push(fj!({"actor": reference(loc), "status": "accepted"}));
             }
         }
         if participants.is_empty() {
             // Appointment.participant is required; with nobody named, the need stays.
-            participants.push(json!({"status": "needs-action", "type": [{"text": "unknown"}]}));
+            participants.push(fj!({"status": "needs-action", "type": [{"text": "unknown"}]}));
         }
         let start = self.instant(&a.start);
         let end = self.instant(&a.end);
@@ -1710,11 +1719,11 @@ impl<'a> Builder<'a> {
             (Some(d), None | Some("min") | Some("MIN") | Some("m"))
                 if *d > 0.0 && d.fract() == 0.0 =>
             {
-                json!(*d as i64)
+                fj!(*d as i64)
             }
             _ => Value::Null,
         };
-        let resource = json!({
+        let resource = fj!({
             "identifier": ids,
             "status": status,
             "cancelationReason": if status == "cancelled" { self.concept(&a.event_reason) } else { Value::Null },
@@ -1767,24 +1776,24 @@ impl<'a> Builder<'a> {
                     base64::engine::general_purpose::STANDARD.encode(data.as_bytes())
                 }
             });
-            content.push(json!({"attachment": {"contentType": content_type, "data": data}}));
+            content.push(fj!({"attachment": {"contentType": content_type, "data": data}}));
         }
         if let Some(text) = &d.text {
-            content.push(json!({"attachment": {
+            content.push(fj!({"attachment": {
                 "contentType": "text/plain",
                 "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
             }}));
         }
         if content.is_empty() {
             // DocumentReference.content is required: the document is named, not included.
-            content.push(json!({"attachment": {"title": d.file_name.clone().unwrap_or_else(|| "document".into())}}));
+            content.push(fj!({"attachment": {"title": d.file_name.clone().unwrap_or_else(|| "document".into())}}));
         }
         let doc_status = match d.completion_status.as_deref() {
             Some("AU") | Some("LA") => Some("final"),
             Some("IP") | Some("IN") | Some("PA") | Some("DI") | Some("DO") => Some("preliminary"),
             _ => None,
         };
-        let resource = json!({
+        let resource = fj!({
             "masterIdentifier": if master.is_null() { Value::Null } else { master },
             "identifier": ids,
             "status": if d.availability.as_deref() == Some("OB") || d.completion_status.as_deref() == Some("OB") { "superseded" } else { "current" },
@@ -1793,7 +1802,7 @@ impl<'a> Builder<'a> {
             "subject": opt_ref(self.patient),
             "date": self.instant(&d.activity_at),
             "author": authors.into_iter().map(reference).collect::<Vec<_>>(),
-            "securityLabel": d.confidentiality.as_ref().map(|c| vec![json!({"coding": [{
+            "securityLabel": d.confidentiality.as_ref().map(|c| vec![fj!({"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/v2-0272", "code": c
             }]})]),
             "content": content,
@@ -1835,20 +1844,20 @@ impl<'a> Builder<'a> {
         let agents: Vec<Value> = self
             .practitioners(&m.operators)
             .into_iter()
-            .map(|id| json!({"who": reference(id)}))
+            .map(|id| fj!({"who": reference(id)}))
             .collect();
         if agents.is_empty() {
             return;
         }
         let location = m.event_facility.as_ref().map(|f| self.facility_location(f));
         let id = self.uuid(&["Provenance", &self.message_key()]);
-        let resource = json!({
+        let resource = fj!({
             "target": targets,
             "recorded": recorded,
             "occurredDateTime": self.dt(&m.event_occurred_at),
             "activity": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/v2-0003",
-                "code": m.event,
+                "code": &m.event,
                 "display": m.r#type.as_ref().map(|t| format!("event - {t}^{}", m.event.as_deref().unwrap_or_default())),
             }]},
             "reason": m.event_reason.as_ref().map(|c| vec![self.concept_of(c)]),
@@ -1870,8 +1879,8 @@ impl<'a> Builder<'a> {
             .as_deref()
             .map(|u| universal_id(u, hd.authority_id_type.as_deref().unwrap_or_default()));
         self.shared_resource("Location", key, Request::Update, || {
-            json!({
-                "name": hd.authority,
+            fj!({
+                "name": &hd.authority,
                 "identifier": uid.map(|u| vec![u]),
                 "mode": "instance",
                 "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "si"}]},
@@ -1932,26 +1941,26 @@ impl<'a> Builder<'a> {
             )
         };
         let id = self.uuid(&["MessageHeader", &self.message_key()]);
-        let resource = json!({
+        let resource = fj!({
             "eventCoding": {
                 "system": "http://terminology.hl7.org/CodeSystem/v2-0003",
                 "code": m.event.clone().unwrap_or_else(|| "unknown".into()),
                 "display": m.r#type.as_ref().map(|t| format!("{t}^{}", m.event.as_deref().unwrap_or_default())),
             },
             "destination": [{
-                "name": m.receiving_application,
+                "name": &m.receiving_application,
                 "endpoint": endpoint(&m.receiving_application),
                 "receiver": receiver,
             }],
             "sender": sender,
             "responsible": responsible,
             "source": {
-                "name": m.sending_application,
+                "name": &m.sending_application,
                 "endpoint": endpoint(&m.sending_application),
             },
             "reason": m.event_reason.as_ref().map(|c| self.concept_of(c)),
             "focus": focus,
-            "meta": {"tag": m.processing_id.as_ref().map(|p| vec![json!({
+            "meta": {"tag": m.processing_id.as_ref().map(|p| vec![fj!({
                 "system": "http://terminology.hl7.org/CodeSystem/v2-0103", "code": p
             })])},
         });

@@ -22,6 +22,7 @@ pub mod read;
 pub mod vocab;
 
 mod build;
+pub(crate) mod fj;
 
 use std::collections::HashMap;
 
@@ -115,7 +116,8 @@ pub fn valid_offset(s: &str) -> bool {
 }
 
 /// Removes nulls, empty strings, empty arrays and empty objects, recursively: resources are
-/// written with `json!` listing every element, and FHIR forbids empty ones.
+/// built from parts that may be empty (`fj!` leaves out only the empties it sees), and FHIR
+/// forbids empty elements.
 pub(crate) fn prune(v: &mut Value) -> bool {
     match v {
         Value::Null => false,
