@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The RabbitMQ destination against lapin's own publisher, in the same run (docs/benchmarks.md).
+#
+#   benches/e2e/rabbitmq.sh drain [ROUNDS]   delivery alone: ingest with the destination paused,
+#                                            then time the drain
+#   benches/e2e/rabbitmq.sh e2e [ROUNDS]     256 connections ingesting while delivering
+#
+# Each round first runs `aorta bench amqp --keep` (the broker's raw rate, and the bound queue
+# `aorta.bench.raw` Aorta publishes into), then the engine. Needs RabbitMQ on 127.0.0.1:5672
+# (guest/guest), the sqlite3 command, and a release build (AORTA=path overrides it).
+# Rates come from the journal: drain = deliveries / (last sent_at - first sent_at);
+# e2e = deliveries / (last sent_at - first received_at).
+set -euo pipefail
+mode=${1:-drain}
+rounds=${2:-3}
+n=${N:-20000}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+aorta=${AORTA:-$root/target/release/aorta}
+work=$(mktemp -d)
+trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p "$work/routes"
+echo "amqp://guest:guest@127.0.0.1:5672/%2f" >"$work/amqp-url"
+cat >"$work/aorta.toml" <<EOF
+[store]
+path = "$work/data/journal.db"
+[admin]
+bind = "127.0.0.1:19090"
+[logging]
+level = "warn"
+[routes]
+dir = "$work/routes"
+watch = false
+[destinations.q]
+kind = "rabbitmq"
+url = "file:$work/amqp-url"
+exchange = "aorta.bench"
+exchange_kind = "topic"
+declare = true
+routing_key = "raw.\${MSH-9-1}"
+[listeners.in]
+kind = "mllp"
+bind = "127.0.0.1:12575"
+EOF
+printf 'name = "all"\nfrom = ["in"]\n[[to]]\ndestination = "q"\n' >"$work/routes/all.toml"
+files=()
+for f in "$root"/routes/fixtures/*.hl7; do files+=(--file "$f"); done
+
+start() {
+    "$aorta" run --config "$work/aorta.toml" >>"$work/log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 50); do
+        (exec 3<>/dev/tcp/127.0.0.1/12575) 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "the engine did not start; see $work/log" >&2
+    exit 1
+}
+stop() { kill "$pid"; wait "$pid" || true; }
+sent() { sqlite3 "$work/data/journal.db" "SELECT count(*) FROM deliveries WHERE state = 'sent'" 2>/dev/null || echo 0; }
+drained() {
+    for _ in $(seq 1 600); do
+        [ "$(sent)" -ge "$n" ] && return 0
+        sleep 0.2
+    done
+    echo "not all deliveries were sent" >&2
+    exit 1
+}
+
+for round in $(seq 1 "$rounds"); do
+    rm -rf "$work/data"
+    raw=$("$aorta" bench amqp --keep --messages "$n" | grep -Eo '[0-9]+ msgs/s' | head -1)
+    if [ "$mode" = drain ]; then
+        start; stop
+        sqlite3 "$work/data/journal.db" "INSERT OR IGNORE INTO paused VALUES ('q')"
+        start
+        "$aorta" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${files[@]}" >/dev/null
+        stop
+        sqlite3 "$work/data/journal.db" "DELETE FROM paused"
+        start; drained; stop
+        rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / (max(sent_at) - min(sent_at)) AS INT) FROM deliveries WHERE state = 'sent'")
+        echo "round $round: lapin alone $raw, Aorta drain $rate msgs/s"
+    else
+        start
+        ingest=$("$aorta" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
+        drained; stop
+        rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / ((SELECT max(sent_at) FROM deliveries) - (SELECT min(received_at) FROM messages)) AS INT) FROM deliveries WHERE state = 'sent'")
+        p99=$(sqlite3 "$work/data/journal.db" "SELECT (d.sent_at - m.received_at) / 1000 FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY 1 LIMIT 1 OFFSET (SELECT count(*) * 99 / 100 FROM deliveries)")
+        echo "round $round: lapin alone $raw, ingest $ingest, Aorta end to end $rate msgs/s, receipt -> sent p99 $p99 ms"
+    fi
+done
