@@ -17,7 +17,9 @@ n=${N:-20000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 aorta=${AORTA:-$root/target/release/aorta}
 work=$(mktemp -d)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=
+# Only the engine this script started: `kill 0` would signal the whole process group.
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/routes"
 echo "amqp://guest:guest@127.0.0.1:5672/%2f" >"$work/amqp-url"
 cat >"$work/aorta.toml" <<EOF
@@ -55,7 +57,7 @@ start() {
     echo "the engine did not start; see $work/log" >&2
     exit 1
 }
-stop() { kill "$pid"; wait "$pid" || true; }
+stop() { kill "$pid"; wait "$pid" || true; pid=; }
 sent() { sqlite3 "$work/data/journal.db" "SELECT count(*) FROM deliveries WHERE state = 'sent'" 2>/dev/null || echo 0; }
 drained() {
     for _ in $(seq 1 600); do
