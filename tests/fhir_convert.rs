@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -349,7 +349,8 @@ fn agreement_with_microsoft_fhir_converter() {
     let mut total = Tally::default();
     let mut report = String::new();
     let mut n_cases = 0;
-    let mut missing_facts: HashMap<String, usize> = HashMap::new();
+    // Each missing fact: how often, and the cases it is missing from.
+    let mut missing_facts: HashMap<String, (usize, BTreeSet<String>)> = HashMap::new();
     for line in cases.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let cols: Vec<&str> = line.split(',').collect();
         let (template, input, expected_file) = (cols[0], cols[1], cols[2]);
@@ -394,7 +395,9 @@ fn agreement_with_microsoft_fhir_converter() {
                     .max_by_key(|(_, f)| want.iter().filter(|w| matches(w, f)).count());
                 for w in &want {
                     if !best_facts.is_some_and(|(_, f)| matches(w, f)) {
-                        *missing_facts.entry(format!("{t}: {w:?}")).or_default() += 1;
+                        let e = missing_facts.entry(format!("{t}: {w:?}")).or_default();
+                        e.0 += 1;
+                        e.1.insert(input.to_string());
                     }
                 }
             }
@@ -432,9 +435,14 @@ fn agreement_with_microsoft_fhir_converter() {
     ));
     if !missing_facts.is_empty() {
         let mut m: Vec<_> = missing_facts.into_iter().collect();
-        m.sort_by_key(|e| std::cmp::Reverse(e.1));
-        for (f, n) in m.iter().take(150) {
-            report.push_str(&format!("missing {n:4} {f}\n"));
+        m.sort_by_key(|e| std::cmp::Reverse(e.1 .0));
+        for (f, (n, inputs)) in m.iter().take(300) {
+            let some: Vec<&str> = inputs.iter().take(3).map(String::as_str).collect();
+            report.push_str(&format!(
+                "missing {n:4} {f}  [{} cases: {}]\n",
+                inputs.len(),
+                some.join(" ")
+            ));
         }
     }
     eprintln!("{report}");

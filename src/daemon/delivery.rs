@@ -5,7 +5,7 @@
 //! worker. Deliveries are leased in batches (up to 64, sent one after the other in queue
 //! order; or at once — RabbitMQ publishes them back to back and collects their confirms while
 //! the next batch is leased and published, a batching file destination writes them into one
-//! file) so that
+//! file, a file destination writes them as one group with one sync) so that
 //! the queue costs two writes per batch, not per delivery. A worker owns the
 //! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
@@ -64,7 +64,8 @@ const IDLE: Duration = Duration::from_secs(5);
 /// Deliveries leased at once: one lease and one mark per batch instead of per delivery.
 const BATCH: usize = 64;
 
-/// The batch for destinations that pipeline (RabbitMQ): more confirms in flight at once.
+/// The batch for destinations that pipeline (RabbitMQ: more confirms in flight at once) or
+/// write a group with one sync (files: fewer syncs).
 const PIPELINED_BATCH: usize = 500;
 
 impl<S: Store> Worker<S> {
@@ -79,11 +80,12 @@ impl<S: Store> Worker<S> {
         let gap = (self.queue.rate_limit > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / self.queue.rate_limit));
         let mut next_send = Instant::now();
-        let batch_size = if self.destination.pipelines() {
-            PIPELINED_BATCH
-        } else {
-            BATCH
-        };
+        let batch_size =
+            if self.destination.pipelines() || (gap.is_none() && self.destination.groups()) {
+                PIPELINED_BATCH
+            } else {
+                BATCH
+            };
         let name = self.name.as_str();
         let counters = Counters {
             delivered: self.metrics.deliveries_sent.with_label_values(&[name]),
@@ -191,6 +193,24 @@ impl<S: Store> Worker<S> {
                     tokio::time::sleep(gap * u32::try_from(n).unwrap_or(u32::MAX)).await;
                 }
                 continue;
+            }
+            // Without a rate limit, a destination that gains from it takes the batch at once.
+            if gap.is_none() {
+                let n = outs.len();
+                counters.in_flight.add(n as i64);
+                let started = Instant::now();
+                let grouped = self.destination.send_group(&outs).await;
+                counters.in_flight.sub(n as i64);
+                if let Some(outcomes) = grouped {
+                    let each = started.elapsed().as_secs_f64() / n.max(1) as f64;
+                    for _ in 0..n {
+                        counters.latency.observe(each);
+                    }
+                    drop(outs);
+                    self.record(&batch, outcomes, &counters, &mut shutdown)
+                        .await;
+                    continue;
+                }
             }
             // One outcome per delivery; `None`: not tried (held back, or shutting down).
             let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());

@@ -16,7 +16,9 @@
 //!
 //! The file is written under a temporary name in the same directory, synced, then renamed, and
 //! the directory synced: a reader never sees half a file, and a file that exists is complete
-//! and on disk. Sending the same delivery again (after a crash between writing and marking it
+//! and on disk. One file per delivery is written a leased batch at a time (up to 500): all
+//! temporary files, one `syncfs`, the renames in queue order, one directory sync — two flushes
+//! per batch instead of two per file (a `rate_limit` makes the worker write one at a time). Sending the same delivery again (after a crash between writing and marking it
 //! sent) writes the same name, so the copy replaces itself. Characters that are not safe in
 //! file names (`/`, `\`, control characters, a leading dot) become `_`.
 
@@ -151,8 +153,8 @@ impl FileDestination {
         }
     }
 
-    /// Writes the delivery's file.
-    pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
+    /// The file name of one delivery (not batched).
+    fn name_of(&self, d: &Outgoing<'_>) -> Result<String, Outcome> {
         let name = match &self.filename {
             Some(t) => t.render(d, &safe),
             None => format!(
@@ -163,8 +165,57 @@ impl FileDestination {
         };
         let name = safe(&name);
         if name.is_empty() {
-            return Outcome::Reject("the file name template gave an empty name".into());
+            return Err(Outcome::Reject(
+                "the file name template gave an empty name".into(),
+            ));
         }
+        Ok(name)
+    }
+
+    /// Writes each delivery of a leased batch into its own file, with one sync for the whole
+    /// group instead of two per file (see [`write_group`]). Files appear in queue order; after
+    /// a failure the rest are not tried (`None`), so an outage cannot reorder them.
+    pub async fn send_group(&self, all: &[Outgoing<'_>]) -> Vec<Option<Outcome>> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; all.len()];
+        let mut files = Vec::with_capacity(all.len());
+        let mut slots = Vec::with_capacity(all.len());
+        for (i, d) in all.iter().enumerate() {
+            match self.name_of(d) {
+                Ok(name) => {
+                    files.push((name, d.payload.to_vec()));
+                    slots.push(i);
+                }
+                Err(reject) => outcomes[i] = Some(reject),
+            }
+        }
+        let dir = self.directory.clone();
+        let written = match tokio::task::spawn_blocking(move || write_group(&dir, files)).await {
+            Ok(w) => w,
+            Err(e) => {
+                let why = format!("writing the files: {e}");
+                for &i in &slots {
+                    outcomes[i] = Some(Outcome::retry(why.clone()));
+                }
+                return outcomes;
+            }
+        };
+        for (&i, result) in slots.iter().zip(written) {
+            outcomes[i] = match result {
+                Some(Ok(())) => Some(Outcome::Delivered),
+                // Full disks, permissions and missing mounts get fixed: retry.
+                Some(Err(e)) => Some(Outcome::retry(format!("writing the file: {e}"))),
+                None => None,
+            };
+        }
+        outcomes
+    }
+
+    /// Writes the delivery's file.
+    pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
+        let name = match self.name_of(d) {
+            Ok(name) => name,
+            Err(reject) => return reject,
+        };
         let dir = self.directory.clone();
         let payload = d.payload.to_vec();
         let written =
@@ -187,6 +238,93 @@ fn write_atomically(dir: &std::path::Path, name: &str, payload: &[u8]) -> std::i
     std::fs::rename(&tmp, dir.join(name))?;
     // The rename is durable only once the directory is synced.
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes files durably and in order, syncing once per group: every file goes under a
+/// temporary name, then one `syncfs` puts all their data on disk, then they are renamed in
+/// order and the directory is synced once. A file and its directory entry each synced
+/// separately cost two flushes per file; here a group of 64 costs two. `syncfs` flushes the
+/// whole filesystem the directory is on, which on a filesystem shared with heavy writers can
+/// take longer than a file's own `fsync`, but never loses anything.
+///
+/// One result per file, in order: `None` for files not tried because one before them failed.
+fn write_group(
+    dir: &std::path::Path,
+    files: Vec<(String, Vec<u8>)>,
+) -> Vec<Option<std::io::Result<()>>> {
+    let mut results: Vec<Option<std::io::Result<()>>> = Vec::with_capacity(files.len());
+    results.resize_with(files.len(), || None);
+    let mut open = Vec::with_capacity(files.len());
+    for (i, (name, payload)) in files.iter().enumerate() {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let made = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(payload)?;
+            Ok(f)
+        });
+        match made {
+            Ok(f) => open.push((i, tmp, f)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                results[i] = Some(Err(e));
+                break;
+            }
+        }
+    }
+    let synced = sync_files(dir, open.iter().map(|(_, _, f)| f));
+    if let Err(e) = synced {
+        for (i, tmp, _) in &open {
+            let _ = std::fs::remove_file(tmp);
+            results[*i] = Some(Err(std::io::Error::new(e.kind(), e.to_string())));
+        }
+        return results;
+    }
+    let mut renamed = Vec::with_capacity(open.len());
+    let mut failed = false;
+    for (i, tmp, f) in open {
+        drop(f);
+        if failed {
+            let _ = std::fs::remove_file(&tmp);
+            continue;
+        }
+        match std::fs::rename(&tmp, dir.join(&files[i].0)) {
+            Ok(()) => renamed.push(i),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                results[i] = Some(Err(e));
+                failed = true;
+            }
+        }
+    }
+    // The renames are durable only once the directory is synced.
+    let dir_synced = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    for i in renamed {
+        results[i] = Some(match &dir_synced {
+            Ok(()) => Ok(()),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        });
+    }
+    results
+}
+
+/// Puts the written files' data on disk: one `syncfs` on Linux, an `fsync` per file elsewhere.
+fn sync_files<'a>(
+    dir: &std::path::Path,
+    files: impl Iterator<Item = &'a std::fs::File>,
+) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = files;
+        let d = std::fs::File::open(dir)?;
+        rustix::fs::syncfs(&d).map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        for f in files {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 /// A file name without path separators, control characters or a leading dot.
@@ -251,6 +389,74 @@ mod tests {
         assert_eq!(plain.send(&json).await, Outcome::Delivered);
         assert!(dir.join(format!("{}.json", uuid::Uuid::nil())).is_file());
         assert_eq!(safe(".hidden"), "_hidden");
+    }
+
+    #[tokio::test]
+    async fn a_group_is_written_in_order_and_stops_at_the_first_failure() {
+        let dir = std::env::temp_dir().join(format!("aorta-file-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dest = FileDestination::build(&FileConfig {
+            directory: dir.clone(),
+            filename: Some("${MSH-10}.hl7".into()),
+            batch: None,
+        })
+        .unwrap();
+        let payloads: Vec<Vec<u8>> = (0..4)
+            .map(|i| format!("MSH|^~\\&|A|B|||2024||ADT^A01|C{i}|P|2.5\rPID|1||{i}\r").into_bytes())
+            .collect();
+        let outs: Vec<Outgoing> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Outgoing {
+                seq: i as i64,
+                message_id: uuid::Uuid::nil(),
+                idempotency_key: "k",
+                format: "hl7v2",
+                payload: p,
+                attempt: 1,
+            })
+            .collect();
+        let all = dest.send_group(&outs).await;
+        assert_eq!(all, vec![Some(Outcome::Delivered); 4]);
+        for (i, p) in payloads.iter().enumerate() {
+            assert_eq!(&std::fs::read(dir.join(format!("C{i}.hl7"))).unwrap(), p);
+        }
+        // Sent again (a crash before the marks): the same files, nothing else.
+        assert_eq!(
+            dest.send_group(&outs).await,
+            vec![Some(Outcome::Delivered); 4]
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 4);
+
+        // A directory where the third file must go: the rename fails, the fourth is not tried.
+        let dir2 = dir.join("second");
+        let dest = FileDestination::build(&FileConfig {
+            directory: dir2.clone(),
+            filename: Some("${MSH-10}.hl7".into()),
+            batch: None,
+        })
+        .unwrap();
+        std::fs::create_dir_all(dir2.join("C2.hl7").join("x")).unwrap();
+        let all = dest.send_group(&outs).await;
+        assert_eq!(
+            &all[..2],
+            &[Some(Outcome::Delivered), Some(Outcome::Delivered)]
+        );
+        assert!(
+            matches!(&all[2], Some(Outcome::Retry { reason, .. }) if reason.contains("writing the file")),
+            "{:?}",
+            all[2]
+        );
+        assert_eq!(all[3], None);
+        let mut names: Vec<String> = std::fs::read_dir(&dir2)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // No temporary file is left behind.
+        assert_eq!(names, vec!["C0.hl7", "C1.hl7", "C2.hl7"]);
+        assert!(dir2.join("C2.hl7").is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -246,6 +246,21 @@ impl Destination {
         }
     }
 
+    /// Sends a leased batch as a group where that beats one delivery after the other (files:
+    /// one sync for the group); `None` for destinations that send one at a time. Outcomes in
+    /// order; `None` for a delivery not tried.
+    pub async fn send_group(&self, batch: &[Outgoing<'_>]) -> Option<Vec<Option<Outcome>>> {
+        match self {
+            Destination::File(f) if self.groups() => Some(f.send_group(batch).await),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Destination::send_group`] takes leased batches whole.
+    pub fn groups(&self) -> bool {
+        matches!(self, Destination::File(f) if !f.batches())
+    }
+
     /// Whether a whole batch is sent at once ([`Destination::send_batch`]) instead of one
     /// delivery after the other.
     pub fn pipelines(&self) -> bool {
