@@ -36,6 +36,17 @@ struct Converter {
     /// Inside an MDM document: OBX are its content.
     in_document: bool,
     seen_pid: bool,
+    /// Where the next ROL goes (the segment it follows).
+    role_target: RoleTarget,
+}
+
+/// What a ROL segment describes, by the segment it follows (the guide's message maps).
+#[derive(Default, Clone, Copy, PartialEq)]
+enum RoleTarget {
+    #[default]
+    None,
+    Patient,
+    Visit,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -91,6 +102,17 @@ impl Converter {
             "NTE" => self.nte(&mut r),
             "SPM" => self.spm(&mut r),
             "AL1" => self.al1(&mut r),
+            "IAM" => self.iam(&mut r),
+            "IAR" => {
+                let reaction = Reaction {
+                    code: r.cwe(1),
+                    severity: r.cwe(2),
+                    description: r.text(4, 1),
+                };
+                if let Some(a) = self.out.allergies.last_mut() {
+                    a.reaction_details.push(reaction);
+                }
+            }
             "DG1" => self.dg1(&mut r),
             "PR1" => self.pr1(&mut r),
             "RXA" => self.rxa(&mut r),
@@ -111,8 +133,16 @@ impl Converter {
                 self.appointment().personnel.extend(people);
             }
             "TXA" => self.txa(&mut r),
+            "ROL" => self.rol(&mut r),
             _ => {}
         }
+        self.role_target = match seg.id() {
+            "PID" | "PD1" => RoleTarget::Patient,
+            "PV1" | "PV2" => RoleTarget::Visit,
+            // ROL repeats, and ARV (access restrictions) may come between.
+            "ROL" | "ARV" => self.role_target,
+            _ => RoleTarget::None,
+        };
         self.out.warnings.append(&mut r.warnings);
     }
 
@@ -224,6 +254,7 @@ impl Converter {
             primary_care: Vec::new(),
             notes: Vec::new(),
             primary_facility: None,
+            roles: Vec::new(),
         });
     }
 
@@ -534,6 +565,61 @@ impl Converter {
             severity: r.cwe(4),
             reactions,
             identified_at: r.dtm(6),
+            ..Allergy::default()
+        });
+    }
+
+    /// ROL after PID/PD1 (the patient's care) or PV1/PV2 (the visit); elsewhere (procedures,
+    /// insurance) the guide maps none.
+    fn rol(&mut self, r: &mut Reader<'_, '_>) {
+        let role = Role {
+            identifier: r.ei(1),
+            role: r.cwe(3),
+            person: r.xcns(4).into_iter().next(),
+            start: r.dtm(5),
+            end: r.dtm(6),
+            telecoms: r.xtns(12, "WPN"),
+            location: r.pl(13),
+            organization: r.xon(14),
+        };
+        match self.role_target {
+            RoleTarget::Patient => {
+                if let Some(p) = self.out.patient.as_mut() {
+                    p.roles.push(role);
+                }
+            }
+            RoleTarget::Visit => {
+                if let Some(v) = self.out.visit.as_mut() {
+                    v.roles.push(role);
+                }
+            }
+            RoleTarget::None => {}
+        }
+    }
+
+    /// IAM: an allergy with its own record id, action and status (ADT^A60, v2.6+).
+    fn iam(&mut self, r: &mut Reader<'_, '_>) {
+        let reactions = r
+            .reps(5)
+            .iter()
+            .filter_map(|e| clean(e.first_text()))
+            .collect();
+        let mut allergen = r.cwe(3);
+        if allergen.is_none() {
+            allergen = r.cwe(27);
+        }
+        self.out.allergies.push(Allergy {
+            identifier: r.ei(7),
+            action: r.text(6, 1),
+            status: r.cwe(17),
+            onset_text: r.text(12, 1),
+            reported_at: r.dtm(13),
+            r#type: r.cwe(2),
+            allergen,
+            severity: r.cwe(4),
+            reactions,
+            identified_at: r.dtm(11),
+            reaction_details: Vec::new(),
         });
     }
 
@@ -968,6 +1054,28 @@ impl<'m> Reader<'_, 'm> {
                 })
             })
             .collect()
+    }
+
+    fn xon(&self, field: usize) -> Option<Organization> {
+        let rep = self.first(field)?;
+        let value = comp_text(&rep, 10).or_else(|| comp_text(&rep, 3));
+        let (authority, authority_id) = (sub_text(&rep, 6, 1), sub_text(&rep, 6, 2));
+        let r#type = comp_text(&rep, 7);
+        let identifier =
+            (value.is_some() || r#type.is_some() || authority.is_some() || authority_id.is_some())
+                .then(|| Identifier {
+                    value,
+                    r#type,
+                    authority,
+                    authority_id,
+                    authority_id_type: sub_text(&rep, 6, 3),
+                    ..Identifier::default()
+                });
+        let o = Organization {
+            name: comp_text(&rep, 1),
+            identifier,
+        };
+        (o != Organization::default()).then_some(o)
     }
 
     fn pl(&self, field: usize) -> Option<Location> {

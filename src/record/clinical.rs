@@ -301,6 +301,48 @@ pub struct Person {
     pub name: Option<Name>,
 }
 
+/// An organization named in a field (XON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Organization {
+    /// Name (XON-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Identifier (XON-10, or XON-3 without it; authority XON-6, type XON-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+}
+
+/// A person's role in the patient's care or in a visit (ROL), e.g. primary care provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Role {
+    /// The role instance's id (ROL-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    /// The role (ROL-3, table 0443: PP primary care provider, AT attending, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Code>,
+    /// Who (ROL-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// Since (ROL-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Until (ROL-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Phone numbers and e-mail in this role (ROL-12).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telecoms: Vec<Telecom>,
+    /// Where (ROL-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// For which organization (ROL-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+}
+
 /// A place in a facility (PL): ward, room, bed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -417,6 +459,9 @@ pub struct Patient {
     /// PD1-3-1: the patient's primary facility.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_facility: Option<String>,
+    /// Roles in the patient's care (ROL after PID/PD1), e.g. the primary care provider.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
 }
 
 /// One merge: the patient identified by `identifiers` replaces the one `prior_identifiers` named.
@@ -588,6 +633,9 @@ pub struct Visit {
     /// PV2-25: the visit priority (table 0217: 1 emergency, 2 urgent, 3 elective).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<Code>,
+    /// People in roles for this visit (ROL after PV1/PV2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
 }
 
 /// An order (ORC with OBR, RXO or RXA, or OBR alone).
@@ -784,10 +832,30 @@ pub struct Specimen {
     pub received_at: Option<String>,
 }
 
-/// An allergy (AL1).
+/// An allergy (AL1, or IAM with its IAR reactions).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Allergy {
+    /// The sender's id for this allergy record (IAM-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    /// What the message does to the record (IAM-6, table 0206: A add, U update, D delete, X no
+    /// change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Clinical status of the allergy record (IAM-17, table 0438: C confirmed, U unconfirmed,
+    /// I inactive, E erroneous, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Code>,
+    /// Onset as text, when there is no date (IAM-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_text: Option<String>,
+    /// When reported (IAM-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<String>,
+    /// Coded reactions with their severity (IAR).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reaction_details: Vec<Reaction>,
     /// Allergen type (AL1-2, table 0127: DA drug, FA food, EA environmental, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<Code>,
@@ -803,6 +871,21 @@ pub struct Allergy {
     /// When identified (AL1-6).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identified_at: Option<String>,
+}
+
+/// One reaction to an allergen (IAR).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reaction {
+    /// The reaction (IAR-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// Its severity (IAR-2, table 0128).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Code>,
+    /// Free-text description (IAR-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A diagnosis (DG1).

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
 use crate::record::clinical::{
-    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Telecom,
+    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Role, Telecom,
     Value as ObxValue,
 };
 use crate::record::Clinical;
@@ -668,10 +668,20 @@ impl<'a> Builder<'a> {
         let gps: Vec<Value> = {
             let people = p.primary_care.clone();
             let facility = p.primary_facility.clone();
+            let c = self.c;
+            // ROL after PID/PD1 with role PP (table 0443): ROL[Patient-GeneralPractitioner].
+            let roles: Vec<Uuid> = c
+                .patient
+                .iter()
+                .flat_map(|p| &p.roles)
+                .filter(|r| is_primary_care(r))
+                .filter_map(|r| self.role(r))
+                .collect();
             facility
                 .and_then(|f| self.organization(Some(&f), Vec::new()))
                 .into_iter()
                 .chain(self.practitioners(&people))
+                .chain(roles)
                 .map(reference)
                 .collect()
         };
@@ -893,6 +903,17 @@ impl<'a> Builder<'a> {
                 }));
             }
         }
+        // ROL after PV1/PV2: ROL[Encounter-PractitionerRole].
+        let c = self.c;
+        for r in c.visit.iter().flat_map(|v| &v.roles) {
+            if let Some(role) = self.role(r) {
+                participants.push(fj!({
+                    "type": r.role.as_ref().map(|c| vec![self.concept_of(c)]),
+                    "individual": reference(role),
+                    "period": {"start": self.dt(&r.start), "end": self.dt(&r.end)},
+                }));
+            }
+        }
         let mut locations = Vec::new();
         for (l, status) in [
             (&v.location, "active"),
@@ -969,7 +990,7 @@ impl<'a> Builder<'a> {
             "period": {"start": self.dt(&v.admitted_at), "end": self.dt(&v.discharged_at)},
             "reasonCode": [self.concept(&v.admit_reason)],
             "hospitalization": {
-                "preAdmissionIdentifier": self.typed_identifier(&v.preadmit_number, "PRE"),
+                "preAdmissionIdentifier": v.preadmit_number.as_ref().map(|i| self.identifier(i)),
                 "admitSource": self.concept(&v.admit_source),
                 "reAdmission": self.concept(&v.readmission),
                 "specialArrangement": v.ambulatory_status.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
@@ -1279,6 +1300,51 @@ impl<'a> Builder<'a> {
         }))
     }
 
+    /// The PractitionerRole of a ROL segment: the practitioner (ROL-4) in the role (ROL-3) for
+    /// an organization (ROL-14) at a location (ROL-13), with ROL-1 as its identifier.
+    fn role(&mut self, r: &Role) -> Option<Uuid> {
+        let practitioner = r.person.as_ref().and_then(|p| self.practitioner(p));
+        let organization = r.organization.as_ref().and_then(|o| {
+            let ids = o.identifier.iter().map(|i| self.identifier(i)).collect();
+            self.organization(o.name.as_deref(), ids)
+        });
+        if practitioner.is_none() && organization.is_none() {
+            return None;
+        }
+        let location = r.location.as_ref().and_then(|l| self.location(l));
+        let ids: Vec<Value> = r.identifier.iter().map(|i| self.identifier(i)).collect();
+        let (request, key) = self.keyed_request(&ids, false);
+        let code = r
+            .role
+            .as_ref()
+            .and_then(|c| c.code.as_deref())
+            .unwrap_or_default();
+        let key = format!(
+            "PractitionerRole|{}",
+            key.unwrap_or_else(|| format!(
+                "rol|{}|{code}|{}|{}|{}",
+                practitioner.map(|p| p.to_string()).unwrap_or_default(),
+                organization.map(|o| o.to_string()).unwrap_or_default(),
+                r.start.as_deref().unwrap_or_default(),
+                r.end.as_deref().unwrap_or_default(),
+            ))
+        );
+        let telecom: Vec<Value> = r.telecoms.iter().map(|t| self.telecom(t)).collect();
+        let period = fj!({"start": self.dt(&r.start), "end": self.dt(&r.end)});
+        let role_code = r.role.as_ref().map(|c| vec![self.concept_of(c)]);
+        Some(self.shared_resource("PractitionerRole", key, request, || {
+            fj!({
+                "identifier": ids,
+                "practitioner": practitioner.map(reference),
+                "organization": organization.map(reference),
+                "location": location.map(|l| vec![reference(l)]),
+                "code": role_code,
+                "period": period,
+                "telecom": telecom,
+            })
+        }))
+    }
+
     /// A Device known by its instance identifier (OBX-18, EI).
     fn device(&mut self, e: &Identifier) -> Uuid {
         let ident = self.identifier(e);
@@ -1419,35 +1485,69 @@ impl<'a> Builder<'a> {
             return;
         };
         for (n, a) in self.c.allergies.clone().iter().enumerate() {
-            let key = a
-                .allergen
-                .as_ref()
-                .map(|c| {
-                    format!(
-                        "{}|{}|{}",
-                        c.system.as_deref().unwrap_or_default(),
-                        c.code.as_deref().unwrap_or_default(),
-                        c.display.as_deref().unwrap_or_default()
-                    )
-                })
-                .unwrap_or_else(|| n.to_string());
+            // IAM-7 identifies the allergy record; AL1 has only its allergen.
+            let key = match (&a.identifier, &a.allergen) {
+                (Some(i), _) if i.value.is_some() => format!(
+                    "id|{}|{}|{}",
+                    i.authority.as_deref().unwrap_or_default(),
+                    i.authority_id.as_deref().unwrap_or_default(),
+                    i.value.as_deref().unwrap_or_default()
+                ),
+                (_, Some(c)) => format!(
+                    "{}|{}|{}",
+                    c.system.as_deref().unwrap_or_default(),
+                    c.code.as_deref().unwrap_or_default(),
+                    c.display.as_deref().unwrap_or_default()
+                ),
+                _ => n.to_string(),
+            };
             let id = self.uuid(&["AllergyIntolerance", &patient.to_string(), &key]);
             let type_code = a.r#type.as_ref().and_then(|t| t.code.as_deref());
+            let severity = a.severity.as_ref().and_then(|s| s.code.as_deref());
+            let (clinical, verification) = vocab::allergy_status(
+                a.action.as_deref(),
+                a.status.as_ref().and_then(|s| s.code.as_deref()),
+            );
+            let mut reactions = Vec::new();
+            if !a.reactions.is_empty() {
+                reactions.push(fj!({
+                    "manifestation": a.reactions.iter().map(|r| fj!({"text": r})).collect::<Vec<_>>(),
+                    "severity": severity.and_then(vocab::reaction_severity),
+                }));
+            }
+            for r in &a.reaction_details {
+                let manifestation = match (&r.code, &r.description) {
+                    (Some(_), _) => self.concept(&r.code),
+                    (None, Some(d)) => fj!({"text": d}),
+                    (None, None) => continue,
+                };
+                reactions.push(fj!({
+                    "manifestation": [manifestation],
+                    "severity": r.severity.as_ref().and_then(|s| s.code.as_deref()).and_then(vocab::reaction_severity),
+                    "description": &r.description,
+                }));
+            }
+            let onset = self.dt(&a.identified_at);
             let resource = fj!({
-                "clinicalStatus": {"coding": [{
+                "identifier": a.identifier.as_ref().map(|i| vec![self.identifier(i)]),
+                "clinicalStatus": clinical.map(|c| fj!({"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-                    "code": "active",
-                }]},
+                    "code": c,
+                }]})),
+                "verificationStatus": verification.map(|v| fj!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                    "code": v,
+                }]})),
                 "type": type_code.and_then(vocab::allergy_category).map(|_| "allergy"),
                 "category": type_code.and_then(vocab::allergy_category).map(|c| vec![c]),
-                "criticality": a.severity.as_ref().and_then(|s| s.code.as_deref()).and_then(vocab::allergy_criticality),
+                "criticality": severity.and_then(vocab::allergy_criticality),
                 "code": self.concept(&a.allergen),
                 "patient": reference(patient),
                 "encounter": opt_ref(self.encounter),
-                "onsetDateTime": self.dt(&a.identified_at),
-                "reaction": if a.reactions.is_empty() { Value::Null } else { fj!([{
-                    "manifestation": a.reactions.iter().map(|r| fj!({"text": r})).collect::<Vec<_>>(),
-                }]) },
+                "onsetString": if onset.is_null() { a.onset_text.as_deref() } else { None },
+                "onsetDateTime": onset,
+                "recordedDate": self.dt(&a.reported_at),
+                "reaction": reactions,
             });
             self.push("AllergyIntolerance", id, resource, Request::Update);
         }
@@ -2029,4 +2129,16 @@ fn xhtml(text: &str) -> String {
     }
     s.push_str("</div>");
     s
+}
+
+/// A ROL naming the primary care provider (`PP`, table 0443), as the guide's message maps
+/// select ROL for Patient.generalPractitioner.
+fn is_primary_care(r: &Role) -> bool {
+    r.role.as_ref().is_some_and(|c| {
+        c.code.as_deref().is_some_and(|code| code.trim() == "PP")
+            && c.system.as_deref().is_none_or(|s| {
+                let s = s.trim().to_ascii_uppercase();
+                s == "HL70443" || s.ends_with("V2-0443")
+            })
+    })
 }

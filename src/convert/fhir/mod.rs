@@ -201,6 +201,71 @@ mod tests {
         );
     }
 
+    fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
+        &b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| &e["fullUrl"] == url)
+            .unwrap()["resource"]
+    }
+
+    #[test]
+    fn rol_segments_become_practitioner_roles_of_the_patient_and_the_visit() {
+        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.7\rPID|1||111^^^H^MR||DOE^JANE\rROL|R1|AD|PP^Primary Care Provider^HL70443|12^House^Greg|20220101|||||||^NET^Internet^g@x.org||Clinic^L^^^^CMS^XX^^A\rPV1|1|I\rROL|R2|AD|AT^Attending^HL70443|34^Grey^Meredith\rPR1|1||1^Biopsy\rROL|R3|AD|PP^Primary Care Provider^HL70443|56^Who^Doctor\r");
+        let patient = &of_type(&b, "Patient")[0]["resource"];
+        let gps = patient["generalPractitioner"].as_array().unwrap();
+        assert_eq!(gps.len(), 1, "only the ROL after PID: {gps:?}");
+        let gp = by_url(&b, &gps[0]["reference"]);
+        assert_eq!(gp["resourceType"], "PractitionerRole");
+        assert_eq!(gp["code"][0]["coding"][0]["code"], "PP");
+        assert_eq!(gp["identifier"][0]["value"], "R1");
+        assert_eq!(gp["telecom"][0]["value"], "g@x.org");
+        assert_eq!(gp["period"]["start"], "2022-01-01");
+        let doctor = by_url(&b, &gp["practitioner"]["reference"]);
+        assert_eq!(doctor["name"][0]["family"], "House");
+        let org = by_url(&b, &gp["organization"]["reference"]);
+        assert_eq!(org["name"], "Clinic");
+        assert_eq!(org["identifier"][0]["type"]["coding"][0]["code"], "XX");
+        let encounter = &of_type(&b, "Encounter")[0]["resource"];
+        let part = encounter["participant"].as_array().unwrap();
+        assert_eq!(part.len(), 1, "the ROL after PR1 maps to nothing: {part:?}");
+        assert_eq!(part[0]["type"][0]["coding"][0]["code"], "AT");
+        let at = by_url(&b, &part[0]["individual"]["reference"]);
+        assert_eq!(at["identifier"][0]["value"], "R2");
+    }
+
+    #[test]
+    fn iam_allergies_carry_their_id_status_and_coded_reactions() {
+        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||ADT^A60|M1|P|2.7\rPID|1||111^^^H^MR\rIAM|1|FA^Food allergy^HL70127|12345^Peanut^L|MI^Mild|Hives|A|56789^App^1.2.3^ISO||||201805||20201005||||C^Confirmed^HL70438\rIAR|34567^Rash^L|SV^Severe||Itchy\rIAM|2|DA|99^Penicillin^L|||D|77^App^1.2.3^ISO\r");
+        let all = of_type(&b, "AllergyIntolerance");
+        assert_eq!(all.len(), 2);
+        let a = &all[0]["resource"];
+        assert_eq!(a["identifier"][0]["value"], "56789");
+        assert_eq!(a["clinicalStatus"]["coding"][0]["code"], "active");
+        assert_eq!(a["verificationStatus"]["coding"][0]["code"], "confirmed");
+        assert_eq!(a["category"][0], "food");
+        assert_eq!(a["criticality"], "low");
+        assert_eq!(a["onsetDateTime"], "2018-05");
+        assert_eq!(a["recordedDate"], "2020-10-05");
+        let reactions = a["reaction"].as_array().unwrap();
+        assert_eq!(reactions[0]["manifestation"][0]["text"], "Hives");
+        assert_eq!(reactions[0]["severity"], "mild");
+        assert_eq!(
+            reactions[1]["manifestation"][0]["coding"][0]["code"],
+            "34567"
+        );
+        assert_eq!(reactions[1]["severity"], "severe");
+        assert_eq!(reactions[1]["description"], "Itchy");
+        // IAM-6 D: the record is withdrawn; FHIR forbids a clinical status then (ait-2).
+        let gone = &all[1]["resource"];
+        assert_eq!(
+            gone["verificationStatus"]["coding"][0]["code"],
+            "entered-in-error"
+        );
+        assert!(gone.get("clinicalStatus").is_none());
+    }
+
     #[test]
     fn offsets() {
         assert!(valid_offset("Z") && valid_offset("+01:00") && valid_offset("-05:30"));

@@ -815,6 +815,8 @@ impl<'a> Reader<'a> {
                 })
                 .collect(),
             identified_at: string(a, "onsetDateTime").or_else(|| string(a, "recordedDate")),
+            identifier: array(a, "identifier").next().map(identifier),
+            ..Allergy::default()
         }
     }
 

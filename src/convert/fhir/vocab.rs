@@ -383,6 +383,36 @@ pub fn allergy_criticality(code: &str) -> Option<&'static str> {
     })
 }
 
+/// AllergyIntolerance.reaction.severity for an allergy severity (table 0128).
+pub fn reaction_severity(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "SV" => "severe",
+        "MO" => "moderate",
+        "MI" => "mild",
+        _ => return None,
+    })
+}
+
+/// AllergyIntolerance clinical and verification status for an IAM action (table 0206) and
+/// allergy clinical status (table 0438). A deleted or erroneous record is
+/// `entered-in-error`, which FHIR allows only without a clinical status (ait-2).
+pub fn allergy_status(
+    action: Option<&str>,
+    status: Option<&str>,
+) -> (Option<&'static str>, Option<&'static str>) {
+    let status = status.map(|s| s.trim().to_ascii_uppercase());
+    if action.is_some_and(|a| a.trim().eq_ignore_ascii_case("D")) || status.as_deref() == Some("E")
+    {
+        return (None, Some("entered-in-error"));
+    }
+    match status.as_deref() {
+        Some("C") => (Some("active"), Some("confirmed")),
+        Some("I") => (Some("inactive"), Some("confirmed")),
+        Some("U") | Some("P") | Some("S") | Some("D") => (Some("active"), Some("unconfirmed")),
+        _ => (Some("active"), None),
+    }
+}
+
 /// Immunization.status for a completion status (RXA-20, table 0322).
 pub fn immunization_status(code: Option<&str>, action: Option<&str>) -> &'static str {
     if action.is_some_and(|a| a.eq_ignore_ascii_case("D")) {
