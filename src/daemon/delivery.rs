@@ -3,9 +3,10 @@
 //! Each destination gets `concurrency` workers; worker `p` serves partition `p` of its queue
 //! (deliveries whose order key hashes to `p`), so order is kept per key — or strictly, with one
 //! worker. Deliveries are leased in batches (up to 64, sent one after the other in queue
-//! order; or at once — RabbitMQ publishes them back to back and collects their confirms while
-//! the next batch is leased and published, a batching file destination writes them into one
-//! file, a file destination writes them as one group with one sync) so that
+//! order; or up to 500 at once — RabbitMQ publishes them back to back and collects their
+//! confirms while the next batch is leased and published, a batching file destination writes
+//! them into one file, a file destination without a rate limit writes one file each with one
+//! sync for the batch) so that
 //! the queue costs two writes per batch, not per delivery. A worker owns the
 //! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
@@ -195,7 +196,7 @@ impl<S: Store> Worker<S> {
                 continue;
             }
             // Without a rate limit, a destination that gains from it takes the batch at once.
-            if gap.is_none() {
+            if gap.is_none() && self.destination.groups() {
                 let n = outs.len();
                 counters.in_flight.add(n as i64);
                 let started = Instant::now();
