@@ -40,6 +40,22 @@ struct Converter {
     role_target: RoleTarget,
 }
 
+/// The fields AL1 and IAM share at the same positions: type (2), allergen (3), severity (4),
+/// reactions (5).
+fn allergy_fields(r: &Reader<'_, '_>) -> Allergy {
+    Allergy {
+        r#type: r.cwe(2),
+        allergen: r.cwe(3),
+        severity: r.cwe(4),
+        reactions: r
+            .reps(5)
+            .iter()
+            .filter_map(|e| clean(e.first_text()))
+            .collect(),
+        ..Allergy::default()
+    }
+}
+
 /// What a ROL segment describes, by the segment it follows (the guide's message maps).
 #[derive(Default, Clone, Copy, PartialEq)]
 enum RoleTarget {
@@ -554,18 +570,9 @@ impl Converter {
     }
 
     fn al1(&mut self, r: &mut Reader<'_, '_>) {
-        let reactions = r
-            .reps(5)
-            .iter()
-            .filter_map(|e| clean(e.first_text()))
-            .collect();
         self.out.allergies.push(Allergy {
-            r#type: r.cwe(2),
-            allergen: r.cwe(3),
-            severity: r.cwe(4),
-            reactions,
             identified_at: r.dtm(6),
-            ..Allergy::default()
+            ..allergy_fields(r)
         });
     }
 
@@ -599,27 +606,16 @@ impl Converter {
 
     /// IAM: an allergy with its own record id, action and status (ADT^A60, v2.6+).
     fn iam(&mut self, r: &mut Reader<'_, '_>) {
-        let reactions = r
-            .reps(5)
-            .iter()
-            .filter_map(|e| clean(e.first_text()))
-            .collect();
-        let mut allergen = r.cwe(3);
-        if allergen.is_none() {
-            allergen = r.cwe(27);
-        }
+        let base = allergy_fields(r);
         self.out.allergies.push(Allergy {
             identifier: r.ei(7),
             action: r.text(6, 1),
             status: r.cwe(17),
             onset_text: r.text(12, 1),
             reported_at: r.dtm(13),
-            r#type: r.cwe(2),
-            allergen,
-            severity: r.cwe(4),
-            reactions,
+            allergen: base.allergen.clone().or_else(|| r.cwe(27)),
             identified_at: r.dtm(11),
-            reaction_details: Vec::new(),
+            ..base
         });
     }
 
