@@ -121,17 +121,36 @@ pub fn valid_offset(s: &str) -> bool {
 pub(crate) fn prune(v: &mut Value) -> bool {
     match v {
         Value::Null => false,
-        Value::String(s) => !s.trim().is_empty(),
+        // Stops at the first non-blank character (nearly always the first), where `trim`
+        // would scan from both ends.
+        Value::String(s) => !s.chars().all(char::is_whitespace),
         Value::Array(a) => {
-            a.retain_mut(prune);
+            // Most elements are already clean (`fj!` leaves empty ones out): removing is
+            // left to the rare array that needs it, instead of rebuilding every one.
+            if !prune_all(a.iter_mut()) {
+                a.retain(|v| !fj::is_empty(v));
+            }
             !a.is_empty()
         }
         Value::Object(o) => {
-            o.retain(|_, v| prune(v));
+            // Likewise: `BTreeMap::retain` walks and rebalances; only a map that has an empty
+            // member pays for it.
+            if !prune_all(o.values_mut()) {
+                o.retain(|_, v| !fj::is_empty(v));
+            }
             !o.is_empty()
         }
         _ => true,
     }
+}
+
+/// Prunes every value (all of them: not short-circuiting); true when none became empty.
+fn prune_all<'a>(values: impl Iterator<Item = &'a mut Value>) -> bool {
+    let mut clean = true;
+    for v in values {
+        clean &= prune(v);
+    }
+    clean
 }
 
 #[cfg(test)]
