@@ -13,7 +13,8 @@
 use crate::hl7::escape;
 use crate::hl7::Delimiters;
 use crate::record::clinical::{
-    Address, Clinical, Code, Identifier, Location, Name, Observation, Order, Person, Telecom, Value,
+    Address, Clinical, Code, Identifier, Location, Name, Observation, Order, Person, Telecom,
+    Timing, Value,
 };
 
 use super::fhir::read::fmt_number;
@@ -149,6 +150,9 @@ pub fn to_v2(c: &Clinical, o: &V2Options) -> Vec<u8> {
             w.segment("OBR", obr(order, obr_n));
             for note in &order.notes {
                 w.segment("NTE", vec!["1".into(), "L".into(), esc(note)]);
+            }
+            if let Some(t) = &order.timing {
+                w.segment("TQ1", tq1(t));
             }
             let mut n = 0;
             for obs in c.observations.iter().filter(|o| o.order == Some(i)) {
@@ -367,7 +371,11 @@ fn pv1(v: &crate::record::clinical::Visit) -> Vec<String> {
         .and_then(|c| c.code.as_deref())
         .map(esc)
         .unwrap_or_default();
-    f[36] = v.discharged_to.as_deref().map(esc).unwrap_or_default();
+    f[36] = v
+        .discharged_to
+        .as_ref()
+        .map(|c| comps(&[opt(&c.code), opt(&c.display), opt(&c.system)], '&'))
+        .unwrap_or_default();
     f[42] = v.pending_location.as_ref().map(pl).unwrap_or_default();
     f[43] = v.admitted_at.as_deref().map(dtm).unwrap_or_default();
     f[44] = v.discharged_at.as_deref().map(dtm).unwrap_or_default();
@@ -408,6 +416,36 @@ fn obr(o: &Order, n: usize) -> Vec<String> {
     f[23] = o.service_section.as_deref().map(esc).unwrap_or_default();
     f[24] = o.result_status.as_deref().map(esc).unwrap_or_default();
     f[30] = repeat(o.reasons.iter().map(cwe));
+    f
+}
+
+/// TQ1 (timing/quantity) from an order's timing.
+fn tq1(t: &Timing) -> Vec<String> {
+    let mut f = vec![String::new(); 14];
+    f[0] = "1".into();
+    let units = t
+        .quantity_units
+        .as_ref()
+        .map(|u| comps(&[opt(&u.code), opt(&u.display), opt(&u.system)], '&'));
+    f[1] = comps(
+        &[
+            t.quantity.map(fmt_number).unwrap_or_default(),
+            units.unwrap_or_default(),
+        ],
+        '^',
+    );
+    f[2] = opt(&t.repeat);
+    f[3] = repeat(t.times.iter().map(|h| h.replace(':', "")));
+    f[6] = t.start.as_deref().map(dtm).unwrap_or_default();
+    f[7] = t.end.as_deref().map(dtm).unwrap_or_default();
+    f[12] = comps(
+        &[
+            t.duration.map(fmt_number).unwrap_or_default(),
+            opt(&t.duration_unit),
+        ],
+        '^',
+    );
+    f[13] = t.occurrences.map(|n| n.to_string()).unwrap_or_default();
     f
 }
 

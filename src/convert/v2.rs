@@ -344,7 +344,15 @@ impl Converter {
             visit_number: r.cx(19),
             financial_class: r.cwe(20),
             discharge_disposition: r.cwe(36),
-            discharged_to: r.text(37, 1),
+            discharged_to: r.first(37).and_then(|d| {
+                let c = Code {
+                    code: sub_text(&d, 1, 1),
+                    display: sub_text(&d, 1, 2),
+                    system: sub_text(&d, 1, 3),
+                    ..Code::default()
+                };
+                (!c.is_empty()).then_some(c)
+            }),
             pending_location: r.pl(42),
             admitted_at: r.dtm(44),
             discharged_at: r.dtm(45),
@@ -450,13 +458,65 @@ impl Converter {
 
     fn tq1(&mut self, r: &mut Reader<'_, '_>) {
         let (start, end, priority) = (r.dtm(7), r.dtm(8), r.text(9, 1));
-        if let Some(o) = self.pending_orc.as_mut() {
-            fill(&mut o.priority, priority);
+        let order = if self.pending_orc.is_some() {
+            self.pending_orc.as_mut()
         } else if let Some(a) = self.out.appointment.as_mut() {
             fill(&mut a.start, start);
             fill(&mut a.end, end);
-        } else if let Some(i) = self.current_order {
-            fill(&mut self.out.orders[i].priority, priority);
+            return;
+        } else {
+            self.current_order.and_then(|i| self.out.orders.get_mut(i))
+        };
+        let Some(o) = order else {
+            return;
+        };
+        fill(&mut o.priority, priority);
+        o.notes
+            .extend(r.reps(11).iter().filter_map(|e| clean(e.text())));
+        let quantity = r.first(2);
+        let duration = r.first(13);
+        let mut times = Vec::new();
+        for t in r.reps(4).iter().filter_map(|e| comp_text(e, 1)) {
+            match time_of_day(&t) {
+                Some(t) => times.push(t),
+                None => {
+                    let p = r.place(4);
+                    r.warnings.push(format!("{p}: not a valid HL7 time"));
+                }
+            }
+        }
+        let timing = Timing {
+            quantity: quantity
+                .as_ref()
+                .and_then(|q| comp_text(q, 1))
+                .and_then(|t| parse_number(&t)),
+            quantity_units: quantity.as_ref().and_then(|q| {
+                let c = Code {
+                    code: sub_text(q, 2, 1),
+                    display: sub_text(q, 2, 2),
+                    system: sub_text(q, 2, 3),
+                    ..Code::default()
+                };
+                (c != Code::default()).then_some(c)
+            }),
+            repeat: r.text(3, 1),
+            times,
+            start,
+            end,
+            duration: duration
+                .as_ref()
+                .and_then(|d| comp_text(d, 1))
+                .and_then(|t| parse_number(&t)),
+            duration_unit: duration
+                .as_ref()
+                .and_then(|d| ucum_time_unit(&sub_text(d, 2, 1).or_else(|| sub_text(d, 2, 2))?)),
+            occurrences: r
+                .text(14, 1)
+                .and_then(|t| t.parse::<u32>().ok())
+                .filter(|n| *n > 0),
+        };
+        if timing != Timing::default() {
+            o.timing = Some(timing);
         }
     }
 
@@ -774,6 +834,43 @@ fn fill<T>(slot: &mut Option<T>, value: Option<T>) {
 fn clean(text: Cow<'_, str>) -> Option<String> {
     let t = text.trim();
     (!t.is_empty() && t != "\"\"").then(|| t.to_string())
+}
+
+/// An HL7 time (TM: `HH[MM[SS[.S]]][+/-ZZZZ]`, or already `hh:mm[:ss]`) as FHIR's `time`.
+fn time_of_day(t: &str) -> Option<String> {
+    let t = t.trim();
+    let digits: String = if t.contains(':') {
+        t.split(':').collect()
+    } else {
+        t.chars()
+            .take_while(|c| !matches!(c, '+' | '-' | '.'))
+            .collect()
+    };
+    if !digits.chars().all(|c| c.is_ascii_digit()) || !matches!(digits.len(), 2 | 4 | 6) {
+        return None;
+    }
+    let part = |i: usize| {
+        digits
+            .get(i..i + 2)
+            .map_or(Some(0), |p| p.parse::<u32>().ok())
+    };
+    let (h, m, s) = (part(0)?, part(2)?, part(4)?);
+    (h < 24 && m < 60 && s < 60).then(|| format!("{h:02}:{m:02}:{s:02}"))
+}
+
+/// A v2 unit of time (ISO+/ANSI or UCUM spellings) as the UCUM code FHIR's Timing requires.
+fn ucum_time_unit(u: &str) -> Option<String> {
+    let unit = match u.trim().to_ascii_lowercase().as_str() {
+        "s" | "sec" | "second" | "seconds" => "s",
+        "min" | "minute" | "minutes" | "m" => "min",
+        "h" | "hr" | "hour" | "hours" => "h",
+        "d" | "day" | "days" => "d",
+        "wk" | "w" | "week" | "weeks" => "wk",
+        "mo" | "month" | "months" | "l" => "mo",
+        "a" | "yr" | "y" | "year" | "years" => "a",
+        _ => return None,
+    };
+    Some(unit.to_string())
 }
 
 /// The text of component `n` (1-based) of a repetition, read down to its first subcomponent.

@@ -582,9 +582,10 @@ pub struct Visit {
     /// Discharge disposition (PV1-36).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discharge_disposition: Option<Code>,
-    /// Discharged to location (PV1-37-1).
+    /// Discharged to location (PV1-37-1, a code such as table 0113's; its parts are
+    /// subcomponents).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub discharged_to: Option<String>,
+    pub discharged_to: Option<Code>,
     /// Pending location (PV1-42).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_location: Option<Location>,
@@ -702,9 +703,45 @@ pub struct Order {
     /// Principal result interpreter (OBR-32-1).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interpreters: Vec<Person>,
-    /// Comments (NTE after ORC/OBR).
+    /// Comments (NTE after ORC/OBR; TQ1-11 text instructions).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// When and how often it is to be done (TQ1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// When and how often an order is to be done (TQ1: quantity and timing).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timing {
+    /// Quantity per service (TQ1-2-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<f64>,
+    /// Its units (TQ1-2-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity_units: Option<Code>,
+    /// Repeat pattern (TQ1-3-1, table 0335: BID, Q4H, PRN, C, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<String>,
+    /// Explicit times of day (TQ1-4), as `hh:mm:ss`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<String>,
+    /// Start (TQ1-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// End (TQ1-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// How long each occurrence lasts (TQ1-13-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// Its unit of time as UCUM (`s`, `min`, `h`, `d`, `wk`, `mo`, `a`; from TQ1-13-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_unit: Option<String>,
+    /// Total occurrences (TQ1-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurrences: Option<u32>,
 }
 
 /// One observation value (OBX-5), typed by OBX-2.

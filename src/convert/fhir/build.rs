@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{prune, vocab, FhirOptions};
 use crate::record::clinical::{
     Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Role, Telecom,
-    Value as ObxValue,
+    Timing, Value as ObxValue,
 };
 use crate::record::Clinical;
 
@@ -20,6 +20,7 @@ use crate::record::Clinical;
 const NAMESPACE: Uuid = Uuid::from_u128(0x5a0e_7f2c_41d3_4b8e_9c65_3f1d_2a7b_8e90);
 
 const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+const DIAGNOSIS_ROLE: &str = "http://terminology.hl7.org/CodeSystem/diagnosis-role";
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
 const PHYSICAL_TYPE: &str = "http://terminology.hl7.org/CodeSystem/location-physical-type";
 const ROLE: &str = "http://terminology.hl7.org/CodeSystem/practitioner-role";
@@ -956,14 +957,21 @@ impl<'a> Builder<'a> {
             self.push("EpisodeOfCare", id, resource, request);
             id
         });
-        // PV1-37 (DLD-1): where the patient was discharged to.
-        let destination = v.discharged_to.as_ref().map(|name| {
-            self.shared_resource(
-                "Location",
-                format!("Location|name|{name}"),
-                Request::Update,
-                || fj!({"name": name, "mode": "instance"}),
-            )
+        // PV1-37 (DLD[Location-Discharge]): where the patient was discharged to, a Location
+        // whose type is DLD-1.
+        let destination = v.discharged_to.as_ref().map(|to| {
+            let key = format!(
+                "Location|discharge|{}|{}|{}",
+                to.system.as_deref().unwrap_or_default(),
+                to.code.as_deref().unwrap_or_default(),
+                to.display.as_deref().unwrap_or_default()
+            );
+            let resource = fj!({
+                "name": to.display.clone().or_else(|| to.code.clone()),
+                "mode": "instance",
+                "type": [self.concept_of(to)],
+            });
+            self.shared_resource("Location", key, Request::Update, || resource)
         });
         let discharged = v.discharged_at.is_some();
         let status = vocab::encounter_status(self.c.message.event.as_deref(), discharged);
@@ -1032,6 +1040,11 @@ impl<'a> Builder<'a> {
             let is_result = results_message
                 || order.result_status.is_some()
                 || self.c.observations.iter().any(|o| o.order == Some(n));
+            let timing = order
+                .timing
+                .as_ref()
+                .map(|t| self.timing(t))
+                .filter(|t| !super::fj::is_empty(t));
             let resource = fj!({
                 "identifier": ids,
                 "requisition": self.typed_identifier(&order.group_id, "PGN"),
@@ -1042,7 +1055,10 @@ impl<'a> Builder<'a> {
                 "code": self.concept(&code),
                 "subject": opt_ref(self.patient),
                 "encounter": opt_ref(self.encounter),
-                "occurrenceDateTime": if is_result { Value::Null } else { self.dt(&order.observed_at) },
+                "quantityQuantity": order.timing.as_ref().and_then(|t| Some(self.quantity(t.quantity?, &t.quantity_units))),
+                // occurrence[x] is one choice: TQ1's timing, else OBR-7 for an order.
+                "occurrenceDateTime": if is_result || timing.is_some() { Value::Null } else { self.dt(&order.observed_at) },
+                "occurrenceTiming": timing,
                 "authoredOn": self.dt(&order.ordered_at),
                 "requester": requesters.first().copied().map(reference),
                 "reasonCode": order.reasons.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
@@ -1398,6 +1414,31 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// TQ1 as a Timing (the guide's TQ1[ServiceRequest] and RPT[Timing]). Timing's
+    /// invariants hold: a duration only with its unit, and the total as `count`.
+    fn timing(&self, t: &Timing) -> Value {
+        let (duration, unit) = match (t.duration, &t.duration_unit) {
+            (Some(d), Some(u)) if d >= 0.0 => (Some(d), Some(u.clone())),
+            _ => (None, None),
+        };
+        fj!({
+            "repeat": {
+                "boundsPeriod": {"start": self.dt(&t.start), "end": self.dt(&t.end)},
+                "count": t.occurrences,
+                "duration": duration,
+                "durationUnit": unit,
+                "timeOfDay": &t.times,
+            },
+            "code": t.repeat.as_deref().map(|r| {
+                let mut codings = vec![fj!({"system": "http://terminology.hl7.org/CodeSystem/v2-0335", "code": r})];
+                if let Some(gts) = vocab::gts_abbreviation(r) {
+                    codings.push(fj!({"system": "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation", "code": gts}));
+                }
+                fj!({"coding": codings})
+            }),
+        })
+    }
+
     fn quantity(&self, value: f64, units: &Option<Code>) -> Value {
         let system = units
             .as_ref()
@@ -1557,6 +1598,7 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
+        let mut diagnoses = Vec::new();
         for (n, d) in self.c.diagnoses.clone().iter().enumerate() {
             let ids: Vec<Value> = d.identifier.iter().map(|i| self.identifier(i)).collect();
             let (request, key) = self.keyed_request(&ids, false);
@@ -1585,6 +1627,34 @@ impl<'a> Builder<'a> {
                 "asserter": opt_ref(asserter),
             });
             self.push("Condition", id, resource, request);
+            diagnoses.push(fj!({
+                "condition": reference(id),
+                "use": d.r#type.as_deref().map(|t| {
+                    let mut codings = Vec::new();
+                    if let Some(role) = vocab::diagnosis_role(t) {
+                        codings.push(fj!({"system": DIAGNOSIS_ROLE, "code": role}));
+                    }
+                    codings.push(fj!({"system": "http://terminology.hl7.org/CodeSystem/v2-0052", "code": t}));
+                    fj!({"coding": codings})
+                }),
+                "rank": d.priority.as_deref().and_then(|p| p.trim().parse::<u32>().ok()).filter(|r| *r > 0),
+            }));
+        }
+        // DG1[Encounter]: the visit lists its diagnoses, built after it (a Condition's id may
+        // depend on the Encounter's).
+        let Some(encounter) = self.encounter else {
+            return;
+        };
+        if diagnoses.is_empty() {
+            return;
+        }
+        if let Some(Value::Object(o)) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.kind == "Encounter" && e.id == encounter)
+            .map(|e| &mut e.resource)
+        {
+            o.insert("diagnosis".into(), Value::Array(diagnoses));
         }
     }
 

@@ -286,6 +286,110 @@ mod tests {
     }
 
     #[test]
+    fn the_visit_lists_its_diagnoses_with_use_and_rank() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|I|W1^R1^B1||||||||||||||||V9^^^H^VN\rDG1|1||I63.9^Stroke^I10||20240101|A|||||||||1\rDG1|2||E11.9^Diabetes^I10||20231201|F|||||||||2\r";
+        let b = bundle(raw);
+        let enc = &of_type(&b, "Encounter")[0]["resource"];
+        let dx = enc["diagnosis"].as_array().unwrap();
+        assert_eq!(dx.len(), 2);
+        let conditions = of_type(&b, "Condition");
+        // Each entry points at its Condition in the Bundle.
+        assert_eq!(dx[0]["condition"]["reference"], conditions[0]["fullUrl"]);
+        assert_eq!(dx[1]["condition"]["reference"], conditions[1]["fullUrl"]);
+        // Admitting has a diagnosis-role equivalent; final keeps its v2 code only.
+        assert_eq!(dx[0]["use"]["coding"][0]["code"], "AD");
+        assert_eq!(dx[0]["use"]["coding"][1]["code"], "A");
+        assert_eq!(dx[1]["use"]["coding"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            dx[1]["use"]["coding"][0]["system"],
+            "http://terminology.hl7.org/CodeSystem/v2-0052"
+        );
+        assert_eq!(dx[0]["rank"], 1);
+        assert_eq!(dx[1]["rank"], 2);
+        // And back: the record gets DG1-6 and DG1-15 again.
+        let back = to_clinical(&b).unwrap();
+        let types: Vec<_> = back.diagnoses.iter().map(|d| d.r#type.as_deref()).collect();
+        let ranks: Vec<_> = back
+            .diagnoses
+            .iter()
+            .map(|d| d.priority.as_deref())
+            .collect();
+        assert_eq!(types, [Some("A"), Some("F")]);
+        assert_eq!(ranks, [Some("1"), Some("2")]);
+    }
+
+    #[test]
+    fn the_discharge_destination_is_a_location_typed_by_dld_1() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A03|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|I|W1||||||||||||||||V9^^^H^VN|||||||||||||||||01|22&Homes&HL70113\r";
+        let b = bundle(raw);
+        let enc = &of_type(&b, "Encounter")[0]["resource"];
+        let dest = enc["hospitalization"]["destination"]["reference"].clone();
+        let loc = of_type(&b, "Location")
+            .into_iter()
+            .find(|l| l["fullUrl"] == dest)
+            .unwrap();
+        let coding = &loc["resource"]["type"][0]["coding"][0];
+        assert_eq!(coding["code"], "22");
+        assert_eq!(coding["display"], "Homes");
+        assert_eq!(
+            coding["system"],
+            "http://terminology.hl7.org/CodeSystem/v2-0113"
+        );
+        assert_eq!(loc["resource"]["name"], "Homes");
+        let back = to_clinical(&b).unwrap();
+        let to = back.visit.unwrap().discharged_to.unwrap();
+        assert_eq!(to.code.as_deref(), Some("22"));
+        assert_eq!(to.system.as_deref(), Some("HL70113"));
+    }
+
+    #[test]
+    fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
+        let b = bundle(raw);
+        let sr = &of_type(&b, "ServiceRequest")[0]["resource"];
+        assert_eq!(sr["quantityQuantity"]["value"], 2.0);
+        assert_eq!(sr["quantityQuantity"]["unit"], "tablets");
+        let t = &sr["occurrenceTiming"];
+        assert_eq!(t["code"]["coding"][0]["code"], "Q4H");
+        assert_eq!(t["code"]["coding"][1]["code"], "Q4H");
+        assert_eq!(
+            t["code"]["coding"][1]["system"],
+            "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation"
+        );
+        assert_eq!(
+            t["repeat"]["timeOfDay"],
+            serde_json::json!(["08:00:00", "20:30:00"])
+        );
+        assert_eq!(
+            t["repeat"]["boundsPeriod"]["start"],
+            "2024-01-02T08:00:00+01:00"
+        );
+        assert_eq!(
+            t["repeat"]["boundsPeriod"]["end"],
+            "2024-01-09T08:00:00+01:00"
+        );
+        assert_eq!(t["repeat"]["duration"], 30.0);
+        assert_eq!(t["repeat"]["durationUnit"], "min");
+        assert_eq!(t["repeat"]["count"], 12);
+        // occurrence[x] is one choice.
+        assert!(sr.get("occurrenceDateTime").is_none());
+        assert_eq!(sr["note"][0]["text"], "Take with food");
+        // And back to the record and to a TQ1 again.
+        let back = to_clinical(&b).unwrap();
+        let timing = back.orders[0].timing.as_ref().unwrap();
+        assert_eq!(timing.repeat.as_deref(), Some("Q4H"));
+        assert_eq!(timing.times, ["08:00:00", "20:30:00"]);
+        assert_eq!(timing.occurrences, Some(12));
+        let v2 = crate::convert::to_v2::to_v2(&back, &Default::default());
+        let v2 = String::from_utf8(v2).unwrap();
+        let tq1 = v2.split('\r').find(|s| s.starts_with("TQ1")).unwrap();
+        assert_eq!(
+            tq1,
+            "TQ1|1|2^&tablets|Q4H|080000~203000|||20240102080000+0100|20240109080000+0100|||||30^min|12"
+        );
+    }
+
+    #[test]
     fn offsets() {
         assert!(valid_offset("Z") && valid_offset("+01:00") && valid_offset("-05:30"));
         assert!(!valid_offset("+1:00") && !valid_offset("0100") && !valid_offset("+15:00"));

@@ -131,10 +131,89 @@ pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
     for a in of("AllergyIntolerance") {
         c.allergies.push(r.allergy(a));
     }
+    // DG1-6 and DG1-15 live on the visit's `diagnosis` entry that points at the Condition.
+    let mut roles: HashMap<*const Value, (Option<String>, Option<String>)> = HashMap::new();
+    for e in of("Encounter").take(1) {
+        for d in array(e, "diagnosis") {
+            let Some(cond) = d.get("condition").and_then(|x| r.resolve(x)) else {
+                continue;
+            };
+            let codings: Vec<&Value> = d
+                .get("use")
+                .into_iter()
+                .flat_map(|u| array(u, "coding"))
+                .collect();
+            let code_in = |system: &str| {
+                codings
+                    .iter()
+                    .find(|c| str_at(c, "system") == Some(system))
+                    .and_then(|c| string(c, "code"))
+            };
+            let r#type = code_in("http://terminology.hl7.org/CodeSystem/v2-0052").or_else(|| {
+                code_in("http://terminology.hl7.org/CodeSystem/diagnosis-role")
+                    .filter(|c| c == "AD")
+                    .map(|_| "A".to_string())
+            });
+            let rank = d.get("rank").and_then(Value::as_u64).map(|n| n.to_string());
+            roles.insert(cond as *const Value, (r#type, rank));
+        }
+    }
     for d in of("Condition") {
-        c.diagnoses.push(r.diagnosis(d));
+        let mut dx = r.diagnosis(d);
+        if let Some((t, rank)) = roles.remove(&(d as *const Value)) {
+            dx.r#type = t;
+            dx.priority = rank;
+        }
+        c.diagnoses.push(dx);
     }
     Ok(c)
+}
+
+/// A ServiceRequest's quantity and `occurrenceTiming` as TQ1 reads them.
+fn timing(sr: &Value) -> Option<Timing> {
+    let q = sr.get("quantityQuantity");
+    let t = sr.get("occurrenceTiming");
+    let repeat = t.and_then(|t| t.get("repeat"));
+    let at = |path: &str| {
+        repeat
+            .and_then(|r| r.pointer(path))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let timing = Timing {
+        quantity: q.and_then(|q| number(q.get("value"))),
+        quantity_units: q.and_then(|q| {
+            let c = Code {
+                code: string(q, "code"),
+                display: string(q, "unit"),
+                system: str_at(q, "system").map(system_name),
+                ..Code::default()
+            };
+            (c != Code::default()).then_some(c)
+        }),
+        repeat: t.and_then(|t| t.get("code")).and_then(|c| {
+            array(c, "coding")
+                .find(|c| {
+                    str_at(c, "system") == Some("http://terminology.hl7.org/CodeSystem/v2-0335")
+                })
+                .or_else(|| array(c, "coding").next())
+                .and_then(|c| string(c, "code"))
+        }),
+        times: repeat
+            .into_iter()
+            .flat_map(|r| array(r, "timeOfDay"))
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        start: at("/boundsPeriod/start"),
+        end: at("/boundsPeriod/end"),
+        duration: repeat.and_then(|r| number(r.get("duration"))),
+        duration_unit: repeat.and_then(|r| string(r, "durationUnit")),
+        occurrences: repeat
+            .and_then(|r| r.get("count"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
+    };
+    (timing != Timing::default()).then_some(timing)
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -508,6 +587,17 @@ impl<'a> Reader<'a> {
             discharge_disposition: e
                 .get("hospitalization")
                 .and_then(|h| concept(h.get("dischargeDisposition"))),
+            discharged_to: e
+                .pointer("/hospitalization/destination")
+                .and_then(|d| self.resolve(d))
+                .and_then(|l| {
+                    concept(array(l, "type").next()).or_else(|| {
+                        string(l, "name").map(|n| Code {
+                            code: Some(n),
+                            ..Code::default()
+                        })
+                    })
+                }),
             admit_reason: array(e, "reasonCode").next().and_then(|r| concept(Some(r))),
             location: array(e, "location")
                 .next()
@@ -611,6 +701,7 @@ impl<'a> Reader<'a> {
                     .and_then(Value::as_str)
                     .map(str::to_string)
             }),
+            timing: timing(sr),
             ..Order::default()
         }
     }

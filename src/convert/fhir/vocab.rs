@@ -506,6 +506,39 @@ pub fn name_use(code: &str) -> Option<&'static str> {
     })
 }
 
+/// The v3 GTSAbbreviation code for a repeat pattern (TQ1-3, table 0335), where the guide's
+/// RepeatPattern ConceptMap gives one (the v2 code is kept beside it either way).
+pub fn gts_abbreviation(code: &str) -> Option<&'static str> {
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "Q1H" => "Q1H",
+        "Q2H" => "Q2H",
+        "Q3H" => "Q3H",
+        "Q4H" => "Q4H",
+        "Q6H" => "Q6H",
+        "Q8H" => "Q8H",
+        "Q1D" | "QD" => "QD",
+        "Q1W" => "WK",
+        "Q1L" => "MO",
+        "BID" => "BID",
+        "TID" => "TID",
+        "QID" => "QID",
+        "QOD" => "QOD",
+        "QAM" => "AM",
+        "QPM" => "PM",
+        "QHS" => "BED",
+        _ => return None,
+    })
+}
+
+/// Encounter.diagnosis.use (diagnosis-role) for a DG1-6 diagnosis type (table 0052), by the
+/// guide's DiagnosisType ConceptMap: only admitting has an equivalent.
+pub fn diagnosis_role(code: &str) -> Option<&'static str> {
+    match code.trim().to_ascii_uppercase().as_str() {
+        "A" => Some("AD"),
+        _ => None,
+    }
+}
+
 /// ServiceRequest.priority for a v2 priority (TQ1-9 / OBR-5 / ORC-7, table 0485).
 pub fn request_priority(code: &str) -> Option<&'static str> {
     Some(match code.trim().to_ascii_uppercase().as_str() {
