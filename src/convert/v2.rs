@@ -606,26 +606,42 @@ impl Converter {
     }
 
     fn spm(&mut self, r: &mut Reader<'_, '_>) {
-        let mut identifiers = Vec::new();
-        // SPM-2 is an EIP: placer id ^ filler id, each an EI in subcomponents.
-        for rep in r.reps(2) {
-            for k in 1..=2 {
-                if let Some(c) = rep.child(0).and_then(|x| x.child(k - 1)) {
-                    if let Some(mut id) = ei_of(&c, true) {
-                        id.r#type = Some(if k == 1 { "PLAC" } else { "FILL" }.into());
-                        identifiers.push(id);
-                    }
-                }
-            }
-        }
+        let mut identifiers = r.eips(2);
+        identifiers.extend(r.cxs(31));
+        identifiers.extend(r.ei(32).map(|mut i| {
+            i.r#type = Some("SHIP".into());
+            i
+        }));
+        let amount = r.first(12);
         self.out.specimens.push(Specimen {
             order: self.current_order,
             identifiers,
+            parents: r.eips(3),
+            accession: r.cx(30),
             r#type: r.cwe(4),
             collection_method: r.cwe(7),
             body_site: r.cwe(8),
             collected_at: r.dtm_at(17, 1),
+            collected_end: r.dtm_at(17, 2),
             received_at: r.dtm(18),
+            additive: r.cwe(6),
+            amount: amount
+                .as_ref()
+                .and_then(|a| comp_text(a, 1))
+                .and_then(|t| parse_number(&t)),
+            amount_units: amount.as_ref().and_then(|a| {
+                let c = Code {
+                    code: sub_text(a, 2, 1),
+                    display: sub_text(a, 2, 2),
+                    system: sub_text(a, 2, 3),
+                    ..Code::default()
+                };
+                (!c.is_empty()).then_some(c)
+            }),
+            description: r.text(14, 1),
+            available: r.yes_no(20),
+            conditions: r.cwes(24),
+            container_type: r.cwe(27),
         });
     }
 
@@ -1028,6 +1044,21 @@ impl<'m> Reader<'_, 'm> {
                 start,
                 end,
             });
+        }
+        out
+    }
+
+    /// EIPs (placer id ^ filler id, each an EI in subcomponents) as identifiers typed by the
+    /// guide's EIP maps: `PGN` for the placer's, `FGN` for the filler's.
+    fn eips(&self, field: usize) -> Vec<Identifier> {
+        let mut out = Vec::new();
+        for rep in self.reps(field) {
+            for (k, kind) in [(0, "PGN"), (1, "FGN")] {
+                if let Some(mut id) = rep.child(k).and_then(|c| ei_of(&c, true)) {
+                    id.r#type = Some(kind.into());
+                    out.push(id);
+                }
+            }
         }
         out
     }

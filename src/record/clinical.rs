@@ -849,9 +849,16 @@ pub struct Specimen {
     /// Index of the order it belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<usize>,
-    /// Specimen id (SPM-2, placer/filler assigned).
+    /// Specimen ids: SPM-2 placer/filler assigned (typed `PGN`/`FGN`), SPM-31 other ids,
+    /// SPM-32 shipment id (typed `SHIP`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifiers: Vec<Identifier>,
+    /// Parent specimen ids (SPM-3, placer/filler assigned).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<Identifier>,
+    /// Accession id (SPM-30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accession: Option<Identifier>,
     /// Type (SPM-4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<Code>,
@@ -867,6 +874,30 @@ pub struct Specimen {
     /// Received at (SPM-18).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_at: Option<String>,
+    /// End of the collection period (SPM-17-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collected_end: Option<String>,
+    /// Additive (SPM-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub additive: Option<Code>,
+    /// Collected amount (SPM-12-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<f64>,
+    /// Its units (SPM-12-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_units: Option<Code>,
+    /// Description (SPM-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Available for testing (SPM-20, Y/N).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<bool>,
+    /// Conditions (SPM-24, table 0493: CLOT, HEM, AUT, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Code>,
+    /// Container type (SPM-27).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_type: Option<Code>,
 }
 
 /// An allergy (AL1, or IAM with its IAR reactions).

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
 use crate::record::clinical::{
-    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Role, Telecom,
-    Timing, Value as ObxValue,
+    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Role, Specimen,
+    Telecom, Timing, Value as ObxValue,
 };
 use crate::record::Clinical;
 
@@ -1123,23 +1123,39 @@ impl<'a> Builder<'a> {
             .map(|(i, s)| (i, s.clone()))
             .collect();
         for (i, s) in specimens {
-            let ids: Vec<Value> = s.identifiers.iter().map(|i| self.identifier(i)).collect();
-            let (req, key) = self.keyed_request(&ids, false);
-            let id = self.uuid(&[
-                "Specimen",
-                &key.unwrap_or_else(|| format!("message|{}|{i}", self.message_key())),
-            ]);
+            let (id, ids, req) = self.specimen_id(i, &s);
+            let parent = self.parent_specimen(i, &s.parents);
+            let collected = match &s.collected_end {
+                Some(_) => {
+                    fj!({"collectedPeriod": {"start": self.dt(&s.collected_at), "end": self.dt(&s.collected_end)}})
+                }
+                None => fj!({"collectedDateTime": self.dt(&s.collected_at)}),
+            };
+            let mut collection = fj!({
+                "method": self.concept(&s.collection_method),
+                "bodySite": self.concept(&s.body_site),
+                "quantity": s.amount.map(|a| self.quantity(a, &s.amount_units)),
+            });
+            if let (Value::Object(c), Value::Object(at)) = (&mut collection, collected) {
+                c.extend(at);
+            }
             let resource = fj!({
                 "identifier": ids,
+                "accessionIdentifier": s.accession.as_ref().map(|a| self.identifier(a)),
+                // SPM-20 through the guide's Yes/NoIndicator[AvailabilityStatus] map.
+                "status": s.available.map(|a| if a { "available" } else { "unavailable" }),
                 "type": self.concept(&s.r#type),
                 "subject": opt_ref(self.patient),
                 "receivedTime": self.dt(&s.received_at),
+                "parent": parent.map(|p| vec![reference(p)]),
                 "request": [reference(request)],
-                "collection": {
-                    "collectedDateTime": self.dt(&s.collected_at),
-                    "method": self.concept(&s.collection_method),
-                    "bodySite": self.concept(&s.body_site),
-                },
+                "collection": collection,
+                "container": [{
+                    "type": self.concept(&s.container_type),
+                    "additiveCodeableConcept": self.concept(&s.additive),
+                }],
+                "condition": s.conditions.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+                "note": s.description.as_ref().map(|d| vec![fj!({"text": d})]),
             });
             self.push("Specimen", id, resource, req);
             out.push(id);
@@ -1178,6 +1194,50 @@ impl<'a> Builder<'a> {
         }
         self.order_specimens.insert(index, out.clone());
         out
+    }
+
+    /// The id of the record's specimen `i`, its identifiers and its request.
+    fn specimen_id(&self, i: usize, s: &Specimen) -> (Uuid, Vec<Value>, Request) {
+        let ids: Vec<Value> = s.identifiers.iter().map(|i| self.identifier(i)).collect();
+        let (req, key) = self.keyed_request(&ids, false);
+        let id = self.uuid(&[
+            "Specimen",
+            &key.unwrap_or_else(|| format!("message|{}|{i}", self.message_key())),
+        ]);
+        (id, ids, req)
+    }
+
+    /// The parent of specimen `child` (SPM-3): another SPM of the message that carries one of
+    /// those ids, else a Specimen known only by them (made once).
+    fn parent_specimen(&mut self, child: usize, parents: &[Identifier]) -> Option<Uuid> {
+        if parents.is_empty() {
+            return None;
+        }
+        let same = |a: &Identifier, b: &Identifier| {
+            a.value.is_some() && a.value == b.value && a.r#type == b.r#type
+        };
+        let in_message = self.c.specimens.iter().enumerate().find(|(j, s)| {
+            *j != child
+                && s.identifiers
+                    .iter()
+                    .any(|i| parents.iter().any(|p| same(i, p)))
+        });
+        if let Some((j, s)) = in_message {
+            return Some(self.specimen_id(j, s).0);
+        }
+        let ids: Vec<Value> = parents.iter().map(|i| self.identifier(i)).collect();
+        let (request, key) = self.keyed_request(&ids, false);
+        let key = key.unwrap_or_else(|| {
+            let values: Vec<&str> = parents.iter().filter_map(|i| i.value.as_deref()).collect();
+            format!("message|{}|parent|{}", self.message_key(), values.join("|"))
+        });
+        let subject = self.patient;
+        Some(self.shared_resource(
+            "Specimen",
+            format!("Specimen|{key}"),
+            request,
+            || fj!({"identifier": ids, "subject": opt_ref(subject)}),
+        ))
     }
 
     fn loose_observations(&mut self, reports: &[Option<Uuid>]) {

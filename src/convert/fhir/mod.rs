@@ -343,6 +343,39 @@ mod tests {
     }
 
     #[test]
+    fn spm_maps_by_the_guide_with_its_parent_and_container() {
+        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||OML^O21|M1|P|2.5.1\rPID|1||7^^^H^MR\rORC|NW|P1^EHR\rOBR|1|P1^EHR||57021-8^CBC^LN\rSPM|1|S1^F1||BLD\rSPM|2|S2^F2|S1^F1|SER|||BCAE|||||5^&mL||Hemolyzed a bit|||20240101080000+0100^20240101083000+0100|20240101090000+0100||N||||HEM^Hemolyzed^HL70493|||RTUBE^Red top^L|||ACC9^^^LAB|OTHER7^^^LAB^PI|SHIP1^LAB\r";
+        let b = bundle(raw);
+        let specimens = of_type(&b, "Specimen");
+        assert_eq!(
+            specimens.len(),
+            2,
+            "the parent is the first SPM, not a third resource"
+        );
+        let (first, second) = (&specimens[0], &specimens[1]["resource"]);
+        let types: Vec<&str> = second["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["type"]["coding"][0]["code"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(types, ["PGN", "FGN", "PI", "SHIP"]);
+        assert_eq!(second["identifier"][0]["value"], "S2");
+        assert_eq!(second["parent"][0]["reference"], first["fullUrl"]);
+        assert_eq!(second["accessionIdentifier"]["value"], "ACC9");
+        assert_eq!(second["status"], "unavailable");
+        assert_eq!(second["collection"]["quantity"]["value"], 5.0);
+        assert_eq!(second["collection"]["quantity"]["unit"], "mL");
+        assert_eq!(
+            second["collection"]["collectedPeriod"]["end"],
+            "2024-01-01T08:30:00+01:00"
+        );
+        assert_eq!(second["condition"][0]["coding"][0]["code"], "HEM");
+        assert_eq!(second["container"][0]["type"]["coding"][0]["code"], "RTUBE");
+        assert_eq!(second["note"][0]["text"], "Hemolyzed a bit");
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
