@@ -7,7 +7,8 @@
 #                                        then time the drain
 #   benches/e2e/file.sh e2e [ROUNDS]     256 connections ingesting while delivering
 #
-# Needs the sqlite3 command and a release build (AORTA=path overrides it). N=messages
+# Needs the sqlite3 command and a release build (AORTA=path overrides it; AORTA_CLIENT=path
+# the load generator). N=messages
 # (default 20000). Rates come from the journal: drain = deliveries / (last sent_at - first
 # sent_at); e2e = deliveries / (last sent_at - first received_at). The files go under a temp
 # dir (DIR=path overrides it): file creation speed depends on the filesystem, see the docs.
@@ -17,6 +18,8 @@ rounds=${2:-3}
 n=${N:-20000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 aorta=${AORTA:-$root/target/release/aorta}
+# The load generator; AORTA_CLIENT keeps it the same while AORTA compares engine builds.
+client=${AORTA_CLIENT:-$aorta}
 work=$(mktemp -d "${DIR:-${TMPDIR:-/tmp}}/aorta-file-bench.XXXXXX")
 pid=
 # Only the engine this script started: `kill 0` would signal the whole process group.
@@ -64,7 +67,7 @@ for round in $(seq 1 "$rounds"); do
             start; stop
             sqlite3 "$work/data/journal.db" "INSERT OR IGNORE INTO paused VALUES ('f')"
             start
-            "$aorta" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${files[@]}" >/dev/null
+            "$client" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${files[@]}" >/dev/null
             stop
             sqlite3 "$work/data/journal.db" "DELETE FROM paused"
             start; drained; stop
@@ -72,7 +75,7 @@ for round in $(seq 1 "$rounds"); do
             line="$line $variant $rate msgs/s;"
         else
             start
-            ingest=$("$aorta" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
+            ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
             drained; stop
             rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / ((SELECT max(sent_at) FROM deliveries) - (SELECT min(received_at) FROM messages)) AS INT) FROM deliveries WHERE state = 'sent'")
             p99=$(sqlite3 "$work/data/journal.db" "SELECT (d.sent_at - m.received_at) / 1000 FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY 1 LIMIT 1 OFFSET (SELECT count(*) * 99 / 100 FROM deliveries)")

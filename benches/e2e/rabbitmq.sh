@@ -7,7 +7,8 @@
 #
 # Each round first runs `aorta bench amqp --keep` (the broker's raw rate, and the bound queue
 # `aorta.bench.raw` Aorta publishes into), then the engine. Needs RabbitMQ on 127.0.0.1:5672
-# (guest/guest), the sqlite3 command, and a release build (AORTA=path overrides it).
+# (guest/guest), the sqlite3 command, and a release build (AORTA=path overrides it;
+# AORTA_CLIENT=path the load generator).
 # Rates come from the journal: drain = deliveries / (last sent_at - first sent_at);
 # e2e = deliveries / (last sent_at - first received_at).
 set -euo pipefail
@@ -16,6 +17,8 @@ rounds=${2:-3}
 n=${N:-20000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 aorta=${AORTA:-$root/target/release/aorta}
+# The load generator; AORTA_CLIENT keeps it the same while AORTA compares engine builds.
+client=${AORTA_CLIENT:-$aorta}
 work=$(mktemp -d)
 pid=
 # Only the engine this script started: `kill 0` would signal the whole process group.
@@ -57,7 +60,7 @@ for round in $(seq 1 "$rounds"); do
         start; stop
         sqlite3 "$work/data/journal.db" "INSERT OR IGNORE INTO paused VALUES ('q')"
         start
-        "$aorta" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${files[@]}" >/dev/null
+        "$client" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${files[@]}" >/dev/null
         stop
         sqlite3 "$work/data/journal.db" "DELETE FROM paused"
         start; drained; stop
@@ -65,7 +68,7 @@ for round in $(seq 1 "$rounds"); do
         echo "round $round: lapin alone $raw, Aorta drain $rate msgs/s"
     else
         start
-        ingest=$("$aorta" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
+        ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
         drained; stop
         rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / ((SELECT max(sent_at) FROM deliveries) - (SELECT min(received_at) FROM messages)) AS INT) FROM deliveries WHERE state = 'sent'")
         p99=$(sqlite3 "$work/data/journal.db" "SELECT (d.sent_at - m.received_at) / 1000 FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY 1 LIMIT 1 OFFSET (SELECT count(*) * 99 / 100 FROM deliveries)")

@@ -1120,10 +1120,9 @@ impl<'a> Builder<'a> {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.order == Some(order))
-            .map(|(i, s)| (i, s.clone()))
             .collect();
         for (i, s) in specimens {
-            let (id, ids, req) = self.specimen_id(i, &s);
+            let (id, ids, req) = self.specimen_id(i, s);
             let parent = self.parent_specimen(i, &s.parents);
             let collected = match &s.collected_end {
                 Some(_) => {
@@ -1246,9 +1245,8 @@ impl<'a> Builder<'a> {
         }
         let mut results: HashMap<Uuid, Vec<Value>> = HashMap::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let observations: Vec<(usize, Observation)> =
-            self.c.observations.iter().cloned().enumerate().collect();
-        for (n, o) in observations {
+        let c = self.c;
+        for (n, o) in c.observations.iter().enumerate() {
             let report = o.order.and_then(|i| reports.get(i).copied().flatten());
             let order = o.order.and_then(|i| self.c.orders.get(i));
             // Stable across corrections: the order's id, the test code and the sub-id.
@@ -1313,12 +1311,12 @@ impl<'a> Builder<'a> {
                 "interpretation": o.interpretation.iter().map(|c| self.interpretation(c)).collect::<Vec<_>>(),
                 "method": self.concept(&o.method),
                 "bodySite": self.concept(&o.body_site),
-                "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, &o)]),
+                "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, o)]),
                 "note": o.notes.iter().map(|t| fj!({"text": t})).collect::<Vec<_>>(),
                 "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
                 "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),
             });
-            merge_into(&mut resource, self.observation_value(&o));
+            merge_into(&mut resource, self.observation_value(o));
             self.push("Observation", id, resource, Request::Update);
             if let Some(r) = report {
                 results.entry(r).or_default().push(reference(id));
@@ -1585,7 +1583,7 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
-        for (n, a) in self.c.allergies.clone().iter().enumerate() {
+        for (n, a) in self.c.allergies.iter().enumerate() {
             // IAM-7 identifies the allergy record; AL1 has only its allergen.
             let key = match (&a.identifier, &a.allergen) {
                 (Some(i), _) if i.value.is_some() => format!(
@@ -1659,7 +1657,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let mut diagnoses = Vec::new();
-        for (n, d) in self.c.diagnoses.clone().iter().enumerate() {
+        for (n, d) in self.c.diagnoses.iter().enumerate() {
             let ids: Vec<Value> = d.identifier.iter().map(|i| self.identifier(i)).collect();
             let (request, key) = self.keyed_request(&ids, false);
             let key = key.unwrap_or_else(|| {
@@ -1722,7 +1720,7 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
-        for (n, p) in self.c.procedures.clone().iter().enumerate() {
+        for (n, p) in self.c.procedures.iter().enumerate() {
             let id = self.uuid(&[
                 "Procedure",
                 &patient.to_string(),
@@ -1750,7 +1748,7 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
-        for (n, im) in self.c.immunizations.clone().iter().enumerate() {
+        for (n, im) in self.c.immunizations.iter().enumerate() {
             let ids: Vec<Value> = im.identifiers.iter().map(|i| self.identifier(i)).collect();
             let (request, key) = self.keyed_request(&ids, false);
             let id = self.uuid(&[
@@ -1812,7 +1810,7 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
-        for (n, ins) in self.c.insurance.clone().iter().enumerate() {
+        for (n, ins) in self.c.insurance.iter().enumerate() {
             let company_ids: Vec<Value> =
                 ins.company_ids.iter().map(|i| self.identifier(i)).collect();
             let payor = self.organization(ins.company_name.as_deref(), company_ids);
@@ -1902,7 +1900,7 @@ impl<'a> Builder<'a> {
     }
 
     fn appointment(&mut self) {
-        let Some(a) = self.c.appointment.clone() else {
+        let Some(a) = self.c.appointment.as_ref() else {
             return;
         };
         let ids = self.placer_filler(&a.placer_id, &a.filler_id);
@@ -1970,7 +1968,7 @@ impl<'a> Builder<'a> {
     }
 
     fn document(&mut self) {
-        let Some(d) = self.c.document.clone() else {
+        let Some(d) = self.c.document.as_ref() else {
             return;
         };
         let master = self.typed_identifier(&d.identifier, "FILL");
@@ -2045,7 +2043,7 @@ impl<'a> Builder<'a> {
     /// when (EVN-2, else MSH-7), why (EVN-4), where (EVN-7); only with an operator, since an
     /// agent is required.
     fn provenance(&mut self) {
-        let m = self.c.message.clone();
+        let m = &self.c.message;
         if m.operators.is_empty() {
             return;
         }
@@ -2119,7 +2117,7 @@ impl<'a> Builder<'a> {
     }
 
     fn message_header(&mut self) {
-        let m = self.c.message.clone();
+        let m = &self.c.message;
         let focus: Vec<Value> = self
             .entries
             .iter()
