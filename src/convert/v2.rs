@@ -74,6 +74,7 @@ enum NoteTarget {
     Order(usize),
     Observation(usize),
     Appointment,
+    Referral(usize),
 }
 
 impl Converter {
@@ -134,6 +135,8 @@ impl Converter {
             "RXA" => self.rxa(&mut r),
             "RXR" => self.rxr(&mut r),
             "IN1" => self.in1(&mut r),
+            "IN2" => self.in2(&mut r),
+            "GT1" => self.gt1(&mut r),
             "SCH" => self.sch(&mut r),
             "AIS" => self.ais(&mut r),
             "AIG" => {
@@ -150,6 +153,8 @@ impl Converter {
             }
             "TXA" => self.txa(&mut r),
             "ROL" => self.rol(&mut r),
+            "RF1" => self.rf1(&mut r),
+            "PRD" => self.prd(&mut r),
             _ => {}
         }
         self.role_target = match seg.id() {
@@ -321,7 +326,17 @@ impl Converter {
         });
     }
 
+    /// After the visit, a note is about the referral when the message carries one (REF^I12's
+    /// closing NTE), else about nothing the visit came after.
+    fn visit_notes(&mut self) {
+        self.note_target = match self.out.referrals.len() {
+            0 => NoteTarget::None,
+            n => NoteTarget::Referral(n - 1),
+        };
+    }
+
     fn pv1(&mut self, r: &mut Reader<'_, '_>) {
+        self.visit_notes();
         if self.out.visit.is_some() {
             return;
         }
@@ -368,6 +383,7 @@ impl Converter {
     }
 
     fn pv2(&mut self, r: &mut Reader<'_, '_>) {
+        self.visit_notes();
         let v = self.out.visit.get_or_insert_with(Visit::default);
         v.admit_reason = r.cwe(3);
         v.expected_admit_at = r.dtm(8);
@@ -601,6 +617,7 @@ impl Converter {
             NoteTarget::Order(i) => self.out.orders[i].notes.push(text),
             NoteTarget::Observation(i) => self.out.observations[i].notes.push(text),
             NoteTarget::Appointment => self.appointment().notes.push(text),
+            NoteTarget::Referral(i) => self.out.referrals[i].notes.push(text),
             NoteTarget::None => {}
         }
     }
@@ -764,6 +781,42 @@ impl Converter {
         }
     }
 
+    fn gt1(&mut self, r: &mut Reader<'_, '_>) {
+        let mut telecoms = r.xtns(6, "PRN");
+        telecoms.extend(r.xtns(7, "WPN"));
+        let mut identifiers = r.cxs(2);
+        // GT1-19, the guarantor's employee number, as NK1-12 is the contact's.
+        identifiers.extend(r.cxs(19).into_iter().map(|mut i| {
+            i.r#type.get_or_insert_with(|| "EI".into());
+            i
+        }));
+        identifiers.extend(r.text(12, 1).map(|ssn| Identifier {
+            value: Some(ssn),
+            r#type: Some("SS".into()),
+            ..Identifier::default()
+        }));
+        let person = Contact {
+            names: r.xpns(3),
+            relationship: r.cwe(11),
+            addresses: r.xads(5),
+            telecoms,
+            start: r.dtm(13),
+            end: r.dtm(14),
+            sex: r.text(9, 1),
+            birth_date: r.dtm(8),
+            identifiers,
+            ..Contact::default()
+        };
+        self.out.guarantors.push(Guarantor {
+            person,
+            organization: r.xon(21),
+            r#type: r.cwe(10),
+            priority: r.integer(15),
+            billing_hold: r.yes_no(22),
+            language: r.cwe(36),
+        });
+    }
+
     fn in1(&mut self, r: &mut Reader<'_, '_>) {
         self.out.insurance.push(Insurance {
             plan: r.cwe(2),
@@ -783,7 +836,41 @@ impl Converter {
             insured_sex: r.text(43, 1),
             policy_holder: r.text(11, 1),
             policy_holder_ids: r.cxs(10),
+            ..Insurance::default()
         });
+    }
+
+    /// IN2 completes the IN1 before it; alone it has nothing to complete.
+    fn in2(&mut self, r: &mut Reader<'_, '_>) {
+        let typed = |value: Option<String>, kind: &str| {
+            value.map(|v| Identifier {
+                value: Some(v),
+                r#type: Some(kind.into()),
+                ..Identifier::default()
+            })
+        };
+        let patient_ids: Vec<Identifier> = [
+            typed(r.text(6, 1), "MC"),
+            typed(r.text(8, 1), "MA"),
+            typed(r.text(10, 1), "MI"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut insured = r.cxs(1);
+        for i in &mut insured {
+            i.r#type.get_or_insert_with(|| "EI".into());
+        }
+        insured.extend(typed(r.text(2, 1), "SS"));
+        let mut member = r.cx(61);
+        if let Some(m) = member.as_mut() {
+            m.r#type.get_or_insert_with(|| "MB".into());
+        }
+        if let Some(ins) = self.out.insurance.last_mut() {
+            ins.patient_ids = patient_ids;
+            ins.insured_more_ids = insured;
+            ins.member_number = member;
+        }
     }
 
     fn appointment(&mut self) -> &mut Appointment {
@@ -815,6 +902,64 @@ impl Converter {
         let a = self.appointment();
         a.services.extend(service);
         fill(&mut a.start, start);
+    }
+
+    fn rf1(&mut self, r: &mut Reader<'_, '_>) {
+        let referral = Referral {
+            status: r.cwe(1),
+            priority: r.cwe(2),
+            r#type: r.cwe(3),
+            disposition: r.cwes(4),
+            category: r.cwe(5),
+            originating_id: r.ei(6),
+            effective: r.dtm(7),
+            expires: r.dtm(8),
+            processed_at: r.dtm(9),
+            reasons: r.cwes(10),
+            external_ids: r.reps(11).iter().filter_map(|e| ei_of(e, false)).collect(),
+            reason_text: r.text(14, 1),
+            authorized_units: r.number(15),
+            authorized_provider: r.xon(19),
+            authorized_professional: r.xcns(20).into_iter().next(),
+            comment: r.text(24, 1),
+            ..Referral::default()
+        };
+        self.out.referrals.push(referral);
+        self.note_target = NoteTarget::Referral(self.out.referrals.len() - 1);
+    }
+
+    /// A provider of the referral before it; a PRD with no referral says nothing to keep.
+    fn prd(&mut self, r: &mut Reader<'_, '_>) {
+        if self.out.referrals.is_empty() {
+            return;
+        }
+        // PRD-7 is a PLN: number ^ type (table 0338) ^ state ^ expiration date.
+        let identifiers = r
+            .reps(7)
+            .iter()
+            .filter_map(|rep| {
+                Some(Identifier {
+                    value: Some(comp_text(rep, 1)?),
+                    r#type: comp_text(rep, 2),
+                    end: comp_text(rep, 4).and_then(|t| hl7_datetime(&t)),
+                    ..Identifier::default()
+                })
+            })
+            .collect();
+        let provider = ReferralProvider {
+            roles: r.cwes(1),
+            name: r.xpns(2).into_iter().next(),
+            addresses: r.xads(3),
+            location: r.pl(4),
+            telecoms: r.xtns(5, "WPN"),
+            identifiers,
+            start: r.dtm(8),
+            end: r.dtm(9),
+            organization: r.xon(10),
+        };
+        if let Some(referral) = self.out.referrals.last_mut() {
+            referral.providers.push(provider);
+        }
     }
 
     fn txa(&mut self, r: &mut Reader<'_, '_>) {

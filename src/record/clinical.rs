@@ -54,12 +54,19 @@ pub struct Clinical {
     /// Insurance (IN1).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub insurance: Vec<Insurance>,
+    /// Who pays what insurance does not (GT1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guarantors: Vec<Guarantor>,
     /// A scheduled appointment (SIU: SCH with AIS/AIG/AIL/AIP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub appointment: Option<Appointment>,
     /// A clinical document (MDM: TXA with its OBX content).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document: Option<Document>,
+    /// Referrals (RF1 with the PRD providers that follow it: REF^I12 and friends, and the
+    /// referral group of ADT's insurance).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrals: Vec<Referral>,
     /// What the conversion could not read (a field that was malformed, a segment it skipped).
     /// Never patient data: each warning names a place (`PID-7`) and a problem.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -1049,6 +1056,31 @@ pub struct Immunization {
     pub ordering_provider: Vec<Person>,
 }
 
+/// A guarantor of the patient's bill (GT1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Guarantor {
+    /// The person: numbers GT1-2, employee number GT1-19 and SSN GT1-12, names GT1-3, address GT1-5, home and business
+    /// phones GT1-6/7, birth date GT1-8, sex GT1-9, relationship to the patient GT1-11, and the
+    /// period GT1-13/14 in which they guarantee.
+    pub person: Contact,
+    /// An organization as guarantor (GT1-21).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+    /// Guarantor type (GT1-10, table 0068).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// Order among several guarantors (GT1-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// Billing on hold (GT1-22).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billing_hold: Option<bool>,
+    /// Primary language (GT1-36).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<Code>,
+}
+
 /// Insurance coverage (IN1).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -1104,6 +1136,16 @@ pub struct Insurance {
     /// IN1-10: that employer's identifiers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policy_holder_ids: Vec<Identifier>,
+    /// The patient's program numbers from IN2: Medicare (IN2-6, typed `MC`), Medicaid (IN2-8,
+    /// `MA`), military id (IN2-10, `MI`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patient_ids: Vec<Identifier>,
+    /// More ids of the insured from IN2: employee id (IN2-1), SSN (IN2-2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub insured_more_ids: Vec<Identifier>,
+    /// The payer's member number for the patient (IN2-61).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_number: Option<Identifier>,
 }
 
 /// An appointment (SIU^S12–S26).
@@ -1155,6 +1197,100 @@ pub struct Appointment {
     /// Comments (NTE).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A referral of the patient to another provider (RF1) and the providers named with it (PRD).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Referral {
+    /// Status (RF1-1, table 0283: Accepted, Pending, Rejected, Expired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Code>,
+    /// Priority (RF1-2, table 0280: STAT, ASAP, Routine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Code>,
+    /// Type (RF1-3, table 0281: Laboratory, Radiology, Medical, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// What the referred-to provider is asked to do (RF1-4, table 0282: send a written report,
+    /// return the patient, assume management, second opinion).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disposition: Vec<Code>,
+    /// Setting (RF1-5, table 0284: Inpatient, Outpatient, Ambulatory, Emergency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Code>,
+    /// The referring side's id for it (RF1-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub originating_id: Option<Identifier>,
+    /// Valid from (RF1-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective: Option<String>,
+    /// Valid until (RF1-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// When it was processed (RF1-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<String>,
+    /// Reasons (RF1-10, table 0336).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Code>,
+    /// Other systems' ids for it (RF1-11).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_ids: Vec<Identifier>,
+    /// The reason in words (RF1-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_text: Option<String>,
+    /// Number of treatments or units authorized (RF1-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_units: Option<f64>,
+    /// The organization authorized to provide the service (RF1-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_provider: Option<Organization>,
+    /// The professional authorized to provide the service (RF1-20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_professional: Option<Person>,
+    /// Comment (RF1-24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The providers named with it (PRD): referring, referred to, consulting, primary care.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ReferralProvider>,
+    /// Notes (NTE of the message's referral).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A provider named with a referral (PRD).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReferralProvider {
+    /// Roles (PRD-1, table 0286: RP referring, RT referred to, CP consulting, PP primary care).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Code>,
+    /// Name (PRD-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    /// Addresses (PRD-3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// Where the provider works (PRD-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Telephone and e-mail (PRD-5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telecoms: Vec<Telecom>,
+    /// Identifiers (PRD-7, PLN: number, type from table 0338 such as NPI or SL, expiry).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+    /// In this role from (PRD-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// In this role until (PRD-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// The organization the provider acts for (PRD-10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
 }
 
 /// A clinical document (MDM: TXA and OBX content).

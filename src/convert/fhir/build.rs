@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
 use crate::record::clinical::{
-    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person, Role, Specimen,
-    Telecom, Timing, Value as ObxValue,
+    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person,
+    ReferralProvider, Role, Specimen, Telecom, Timing, Value as ObxValue,
 };
 use crate::record::Clinical;
 
@@ -119,6 +119,8 @@ struct Builder<'a> {
     service_requests: Vec<Option<Uuid>>,
     /// The Specimens of each order (by index), for its Observations.
     order_specimens: HashMap<usize, Vec<Uuid>>,
+    /// The Coverages built, for the referrals they pay for.
+    coverages: Vec<Uuid>,
 }
 
 /// A reference to an entry of the Bundle.
@@ -150,6 +152,7 @@ impl<'a> Builder<'a> {
             authorities: RefCell::new(Vec::new()),
             service_requests: Vec::new(),
             order_specimens: HashMap::new(),
+            coverages: Vec::new(),
         }
     }
 
@@ -217,6 +220,7 @@ impl<'a> Builder<'a> {
         self.patient_resources();
         self.encounter_resource();
         self.related_people();
+        self.guarantors();
         let order_refs = self.orders();
         self.loose_observations(&order_refs);
         self.allergies();
@@ -224,6 +228,7 @@ impl<'a> Builder<'a> {
         self.procedures();
         self.immunizations();
         self.coverages();
+        self.referrals();
         self.appointment();
         self.document();
         self.message_header();
@@ -410,8 +415,10 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
-        if i.authority.is_none() && i.r#type.as_deref() == Some("SS") {
-            return Some("http://hl7.org/fhir/sid/us-ssn".into());
+        match (&i.authority, i.r#type.as_deref()) {
+            (None, Some("SS")) => return Some("http://hl7.org/fhir/sid/us-ssn".into()),
+            (None, Some("MC")) => return Some("http://hl7.org/fhir/sid/us-medicare".into()),
+            _ => {}
         }
         let ns = i.authority.as_deref()?.trim();
         if ns.is_empty() {
@@ -838,28 +845,164 @@ impl<'a> Builder<'a> {
             });
             self.push("RelatedPerson", id, resource, Request::Update);
         }
-        let contacts: Vec<&Contact> = self.c.next_of_kin.iter().collect();
-        for (n, k) in contacts.into_iter().enumerate() {
-            let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
+        let mut contacts = Vec::new();
+        for (n, k) in self.c.next_of_kin.iter().enumerate() {
+            contacts.extend(self.patient_contact(k));
+            // The guide's message maps: an employer, agency or insurer (NK1-3 EMR, E, F, I,
+            // S) is only a contact of the patient, not a RelatedPerson.
+            let organisational = k
+                .relationship
+                .as_ref()
+                .and_then(|r| r.code.as_deref())
+                .is_some_and(|c| {
+                    matches!(
+                        c.to_ascii_uppercase().as_str(),
+                        "EMR" | "E" | "F" | "I" | "S"
+                    )
+                });
+            if organisational {
+                continue;
+            }
             let id = self.uuid(&["RelatedPerson", &patient.to_string(), &n.to_string()]);
-            // NK1-3 through the guide's Relationship map (v3 RoleCode), then NK1-7.
-            let mut relationship: Vec<Value> = vec![self.mapped_concept(&k.relationship, |c| {
-                vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
-            })];
-            relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
-            let resource = fj!({
-                "identifier": ids,
-                "active": true,
-                "patient": reference(patient),
-                "relationship": relationship,
-                "name": k.names.iter().map(|n| self.name(n)).collect::<Vec<_>>(),
-                "telecom": k.telecoms.iter().map(|t| self.telecom(t)).collect::<Vec<_>>(),
-                "gender": k.sex.as_deref().and_then(vocab::gender),
-                "birthDate": k.birth_date.as_deref().map(|d| d.get(..10).unwrap_or(d)),
-                "address": k.addresses.iter().map(|a| self.address(a)).collect::<Vec<_>>(),
-                "period": {"start": self.dt(&k.start), "end": self.dt(&k.end)},
-            });
+            let resource = self.related_person(patient, k);
             self.push("RelatedPerson", id, resource, Request::Update);
+        }
+        if contacts.is_empty() {
+            return;
+        }
+        if let Some(Value::Object(o)) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.id == patient)
+            .map(|e| &mut e.resource)
+        {
+            o.insert("contact".into(), Value::Array(contacts));
+        }
+    }
+
+    /// An NK1 as Patient.contact (NK1[Patient]): name, relationship NK1-3 and role NK1-7,
+    /// address, telecom, gender, period, organization NK1-13. None when it names nobody and no
+    /// organization (pat-1).
+    fn patient_contact(&mut self, k: &Contact) -> Option<Value> {
+        let organization = k
+            .organization
+            .as_deref()
+            .and_then(|name| self.organization(Some(name), Vec::new()));
+        if k.names.is_empty()
+            && k.telecoms.is_empty()
+            && k.addresses.is_empty()
+            && organization.is_none()
+        {
+            return None;
+        }
+        let mut relationship: Vec<Value> = vec![self.mapped_concept(&k.relationship, |c| {
+            vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
+        })];
+        relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
+        Some(fj!({
+            "relationship": relationship,
+            "name": k.names.first().map(|n| self.name(n)),
+            "telecom": k.telecoms.iter().map(|t| self.telecom(t)).collect::<Vec<_>>(),
+            "address": k.addresses.first().map(|a| self.address(a)),
+            "gender": k.sex.as_deref().and_then(vocab::gender),
+            "organization": organization.map(reference),
+            "period": {"start": self.dt(&k.start), "end": self.dt(&k.end)},
+        }))
+    }
+
+    /// A contact of the patient (NK1, GT1) as a RelatedPerson.
+    fn related_person(&self, patient: Uuid, k: &Contact) -> Value {
+        let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
+        // The relationship through the guide's Relationship map (v3 RoleCode), then NK1-7.
+        let mut relationship: Vec<Value> = vec![self.mapped_concept(&k.relationship, |c| {
+            vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
+        })];
+        relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
+        fj!({
+            "identifier": ids,
+            "active": true,
+            "patient": reference(patient),
+            "relationship": relationship,
+            "name": k.names.iter().map(|n| self.name(n)).collect::<Vec<_>>(),
+            "telecom": k.telecoms.iter().map(|t| self.telecom(t)).collect::<Vec<_>>(),
+            "gender": k.sex.as_deref().and_then(vocab::gender),
+            "birthDate": k.birth_date.as_deref().map(|d| d.get(..10).unwrap_or(d)),
+            "address": k.addresses.iter().map(|a| self.address(a)).collect::<Vec<_>>(),
+            "period": {"start": self.dt(&k.start), "end": self.dt(&k.end)},
+        })
+    }
+
+    /// Guarantors (GT1) as `Account.guarantor`: the patient itself (GT1-11 `SEL`), a
+    /// RelatedPerson, or an Organization (GT1-21), with the period and billing hold. The
+    /// account is PID-18's; without one, the patient's guarantor Account. The guide has no GT1
+    /// map yet; fields follow their meaning in the v2 standard (chapter 6).
+    fn guarantors(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        let mut parties = Vec::new();
+        for (n, g) in self.c.guarantors.iter().enumerate() {
+            let is_self = g
+                .person
+                .relationship
+                .as_ref()
+                .and_then(|r| r.code.as_deref())
+                .is_some_and(|c| c.eq_ignore_ascii_case("SEL"));
+            let party = if is_self {
+                Some(patient)
+            } else if !g.person.names.is_empty() || !g.person.identifiers.is_empty() {
+                let id = self.uuid(&[
+                    "RelatedPerson",
+                    &patient.to_string(),
+                    "guarantor",
+                    &n.to_string(),
+                ]);
+                let mut resource = self.related_person(patient, &g.person);
+                if let Some(language) = &g.language {
+                    let language = self.language(language);
+                    merge_into(
+                        &mut resource,
+                        fj!({"communication": [{"language": language, "preferred": true}]}),
+                    );
+                }
+                self.push("RelatedPerson", id, resource, Request::Update);
+                Some(id)
+            } else {
+                g.organization.as_ref().and_then(|o| {
+                    let ids = o.identifier.iter().map(|i| self.identifier(i)).collect();
+                    self.organization(o.name.as_deref(), ids)
+                })
+            };
+            let Some(party) = party else {
+                continue;
+            };
+            parties.push((
+                g.priority.unwrap_or(i64::MAX),
+                fj!({
+                    "party": reference(party),
+                    "onHold": g.billing_hold,
+                    "period": {"start": self.dt(&g.person.start), "end": self.dt(&g.person.end)},
+                }),
+            ));
+        }
+        if parties.is_empty() {
+            return;
+        }
+        // GT1-15 orders them; Account.guarantor is read in order.
+        parties.sort_by_key(|(priority, _)| *priority);
+        let guarantor: Vec<Value> = parties.into_iter().map(|(_, g)| g).collect();
+        let account = self.account().unwrap_or_else(|| {
+            self.shared_resource(
+                "Account",
+                format!("Account|{patient}|guarantors"),
+                Request::Update,
+                || fj!({"status": "active", "subject": [reference(patient)]}),
+            )
+        });
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == account) {
+            if let Value::Object(o) = &mut e.resource {
+                o.insert("guarantor".into(), Value::Array(guarantor));
+            }
         }
     }
 
@@ -1814,11 +1957,19 @@ impl<'a> Builder<'a> {
             let company_ids: Vec<Value> =
                 ins.company_ids.iter().map(|i| self.identifier(i)).collect();
             let payor = self.organization(ins.company_name.as_deref(), company_ids);
-            let ids: Vec<Value> = ins
-                .policy_number
+            // IN1-2 (CWE[Identifier]), the policy number, IN2-61 the member number.
+            let mut ids: Vec<Value> = ins
+                .plan
                 .iter()
-                .map(|p| fj!({"value": p, "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]}}))
+                .filter_map(|p| {
+                    let value = p.code.as_ref()?;
+                    Some(fj!({"value": value, "system": p.system.as_deref().and_then(|s| self.code_system(s))}))
+                })
                 .collect();
+            ids.extend(ins.policy_number.iter().map(
+                |p| fj!({"value": p, "type": {"coding": [{"system": V2_0203, "code": "MB"}]}}),
+            ));
+            ids.extend(ins.member_number.iter().map(|m| self.identifier(m)));
             let id = self.uuid(&[
                 "Coverage",
                 &patient.to_string(),
@@ -1850,12 +2001,23 @@ impl<'a> Builder<'a> {
                 .as_ref()
                 .and_then(|r| r.code.as_deref())
                 .is_none_or(|c| c.eq_ignore_ascii_case("SEL") || c == "01");
+            // IN2's program numbers are the patient's; its other ids the insured's.
+            let mut patient_ids: Vec<Value> =
+                ins.patient_ids.iter().map(|i| self.identifier(i)).collect();
+            if own {
+                patient_ids.extend(ins.insured_more_ids.iter().map(|i| self.identifier(i)));
+            }
+            self.add_identifiers(patient, patient_ids);
             let subscriber = if own {
                 Some(patient)
             } else {
                 let rid = self.uuid(&["RelatedPerson", &id.to_string(), "insured"]);
-                let insured_ids: Vec<Value> =
-                    ins.insured_ids.iter().map(|i| self.identifier(i)).collect();
+                let insured_ids: Vec<Value> = ins
+                    .insured_ids
+                    .iter()
+                    .chain(&ins.insured_more_ids)
+                    .map(|i| self.identifier(i))
+                    .collect();
                 let resource = fj!({
                     "identifier": insured_ids,
                     "active": true,
@@ -1896,7 +2058,187 @@ impl<'a> Builder<'a> {
                 "class": classes,
             });
             self.push("Coverage", id, resource, Request::Update);
+            self.coverages.push(id);
         }
+    }
+
+    /// Adds identifiers to a resource already built, leaving out values it already has.
+    fn add_identifiers(&mut self, id: Uuid, more: Vec<Value>) {
+        let Some(Value::Object(o)) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.id == id)
+            .map(|e| &mut e.resource)
+        else {
+            return;
+        };
+        let Value::Array(ids) = o
+            .entry("identifier")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        else {
+            return;
+        };
+        for m in more {
+            if !ids.iter().any(|i| i["value"] == m["value"]) {
+                ids.push(m);
+            }
+        }
+    }
+
+    /// Referrals (RF1) as ServiceRequests in the category SNOMED CT 3457005 "Patient referral",
+    /// with their PRD providers as PractitionerRoles: the referring one (RP) requests, the
+    /// referred-to ones (RT) perform. The guide has no RF1 or PRD map yet; fields follow their
+    /// meaning in the v2 standard (chapter 11).
+    fn referrals(&mut self) {
+        if self.patient.is_none() {
+            return;
+        }
+        for (n, rf) in self.c.referrals.iter().enumerate() {
+            let mut ids = vec![self.typed_identifier(&rf.originating_id, "PLAC")];
+            ids.extend(rf.external_ids.iter().map(|i| self.identifier(i)));
+            ids.retain(|v| !v.is_null());
+            let (request, key) = self.keyed_request(&ids, false);
+            let id = self.uuid(&[
+                "ServiceRequest",
+                &key.unwrap_or_else(|| format!("message|{}|referral|{n}", self.message_key())),
+            ]);
+            let mut requester = None;
+            let mut performers = Vec::new();
+            for p in &rf.providers {
+                let Some(role) = self.referral_provider(p) else {
+                    continue;
+                };
+                let has = |code: &str| {
+                    p.roles.iter().any(|r| {
+                        r.code
+                            .as_deref()
+                            .is_some_and(|c| c.eq_ignore_ascii_case(code))
+                    })
+                };
+                if has("RP") && requester.is_none() {
+                    requester = Some(role);
+                } else if has("RT") {
+                    performers.push(role);
+                }
+            }
+            if let Some(o) = &rf.authorized_provider {
+                let ids = o.identifier.iter().map(|i| self.identifier(i)).collect();
+                performers.extend(self.organization(o.name.as_deref(), ids));
+            }
+            if let Some(p) = &rf.authorized_professional {
+                performers.extend(self.practitioner(p));
+            }
+            let mut reasons: Vec<Value> = rf.reasons.iter().map(|c| self.concept_of(c)).collect();
+            if let Some(text) = &rf.reason_text {
+                match reasons.first_mut().and_then(Value::as_object_mut) {
+                    Some(first) if !first.contains_key("text") => {
+                        first.insert("text".into(), Value::String(text.clone()));
+                    }
+                    _ => reasons.push(fj!({"text": text})),
+                }
+            }
+            let mut notes: Vec<Value> = rf.comment.iter().map(|t| fj!({"text": t})).collect();
+            notes.extend(rf.notes.iter().map(|t| fj!({"text": t})));
+            let referral = || {
+                fj!({"coding": [{
+                    "system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"
+                }]})
+            };
+            // What is requested: the referral type (RF1-3), else a referral as such — a code
+            // is needed anyway for orderDetail (prr-1).
+            let code = rf
+                .r#type
+                .as_ref()
+                .map_or_else(referral, |c| self.concept_of(c));
+            let resource = fj!({
+                "identifier": ids,
+                "status": vocab::referral_status(rf.status.as_ref().and_then(|s| s.code.as_deref())),
+                "intent": "order",
+                "category": [referral()],
+                "code": code,
+                "priority": rf.priority.as_ref().and_then(|p| p.code.as_deref()).and_then(vocab::request_priority),
+                "orderDetail": rf.disposition.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+                "quantityQuantity": rf.authorized_units.map(|v| fj!({"value": v})),
+                "subject": opt_ref(self.patient),
+                "encounter": opt_ref(self.encounter),
+                "occurrencePeriod": {"start": self.dt(&rf.effective), "end": self.dt(&rf.expires)},
+                "authoredOn": self.dt(&rf.processed_at),
+                "requester": requester.map(reference),
+                "performer": performers.into_iter().map(reference).collect::<Vec<_>>(),
+                "locationCode": rf.category.as_ref().map(|c| vec![self.concept_of(c)]),
+                "reasonCode": reasons,
+                "insurance": self.coverages.iter().copied().map(reference).collect::<Vec<_>>(),
+                "note": notes,
+            });
+            self.push("ServiceRequest", id, resource, request);
+        }
+    }
+
+    /// A PRD provider: its Practitioner (PRD-2 name, PRD-7 ids, PRD-3 address) in a
+    /// PractitionerRole with the PRD-1 roles for the PRD-10 organization at the PRD-4 location.
+    fn referral_provider(&mut self, p: &ReferralProvider) -> Option<Uuid> {
+        let person = Person {
+            id: p.identifiers.first().cloned(),
+            name: p.name.clone(),
+        };
+        let practitioner = self.practitioner(&person)?;
+        let more_ids: Vec<Value> = p
+            .identifiers
+            .iter()
+            .skip(1)
+            .map(|i| self.identifier(i))
+            .collect();
+        let addresses: Vec<Value> = p.addresses.iter().map(|a| self.address(a)).collect();
+        // Completes the Practitioner made (or met) above with what only PRD gives.
+        self.push(
+            "Practitioner",
+            practitioner,
+            fj!({"address": addresses}),
+            Request::Update,
+        );
+        self.add_identifiers(practitioner, more_ids);
+        let organization = p.organization.as_ref().and_then(|o| {
+            let ids = o.identifier.iter().map(|i| self.identifier(i)).collect();
+            self.organization(o.name.as_deref(), ids)
+        });
+        let location = p.location.as_ref().and_then(|l| self.location(l));
+        let codes: Vec<Value> = p
+            .roles
+            .iter()
+            .map(|c| {
+                let mut v = self.concept_of(c);
+                if let Some((system, code, display)) =
+                    c.code.as_deref().and_then(vocab::provider_role)
+                {
+                    if let Some(Value::Array(codings)) = v.get_mut("coding") {
+                        codings
+                            .insert(0, fj!({"system": system, "code": code, "display": display}));
+                    }
+                }
+                v
+            })
+            .collect();
+        let role_key: Vec<&str> = p.roles.iter().filter_map(|c| c.code.as_deref()).collect();
+        let key = format!(
+            "PractitionerRole|prd|{practitioner}|{}|{}|{}",
+            role_key.join(","),
+            organization.map(|o| o.to_string()).unwrap_or_default(),
+            location.map(|l| l.to_string()).unwrap_or_default(),
+        );
+        let telecom: Vec<Value> = p.telecoms.iter().map(|t| self.telecom(t)).collect();
+        let period = fj!({"start": self.dt(&p.start), "end": self.dt(&p.end)});
+        Some(
+            self.shared_resource("PractitionerRole", key, Request::Update, || {
+                fj!({
+                    "practitioner": reference(practitioner),
+                    "organization": organization.map(reference),
+                    "location": location.map(|l| vec![reference(l)]),
+                    "code": codes,
+                    "period": period,
+                    "telecom": telecom,
+                })
+            }),
+        )
     }
 
     fn appointment(&mut self) {

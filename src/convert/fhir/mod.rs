@@ -375,6 +375,188 @@ mod tests {
         assert_eq!(second["note"][0]["text"], "Hemolyzed a bit");
     }
 
+    /// The entry a `urn:uuid:` reference points at.
+    fn resolve<'a>(b: &'a Value, r: &Value) -> &'a Value {
+        let url = r["reference"].as_str().unwrap();
+        &b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["fullUrl"] == url)
+            .unwrap_or_else(|| panic!("{url} is not in the Bundle"))["resource"]
+    }
+
+    #[test]
+    fn a_referral_is_a_service_request_with_its_providers() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||REF^I12^REF_I12|M1|P|2.5\rRF1|P^Pending^HL70283|S^STAT^HL70280|Rad^Radiology^HL70281|WR^Send Written Report^HL70282|O^Outpatient^HL70284|R77^EHR|20240105|20240405|20240104|O^Provider Ordered^HL70336|X9^PAYER|||Knee pain after a fall|3||||Radiant Imaging|||||Please call first\rPRD|RP^Referring Provider^HL70286|POWELL^ROBERT^^^DR|1 MAIN ST^^ANN ARBOR^MI^48100||^WPN^PH^^^^^^^^^(555)555-1234||NPI1^NPI~LIC9^SL^MI^20300101|20200101||GOOD HEALTH HOSPITAL\rPRD|RT^Referred to Provider^HL70286|LEE^ANNA|||||NPI2^NPI\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|O\rNTE|||Bring the X-rays\r";
+        let b = bundle(raw);
+        let sr = &of_type(&b, "ServiceRequest")[0]["resource"];
+        assert_eq!(sr["status"], "on-hold");
+        assert_eq!(sr["priority"], "stat");
+        assert_eq!(sr["category"][0]["coding"][0]["code"], "3457005");
+        assert_eq!(sr["code"]["coding"][0]["code"], "Rad");
+        assert_eq!(
+            sr["code"]["coding"][0]["system"],
+            "http://terminology.hl7.org/CodeSystem/v2-0281"
+        );
+        assert_eq!(sr["orderDetail"][0]["coding"][0]["code"], "WR");
+        assert_eq!(sr["locationCode"][0]["coding"][0]["code"], "O");
+        assert_eq!(sr["identifier"][0]["value"], "R77");
+        assert_eq!(sr["identifier"][0]["type"]["coding"][0]["code"], "PLAC");
+        assert_eq!(sr["identifier"][1]["value"], "X9");
+        assert_eq!(sr["occurrencePeriod"]["start"], "2024-01-05");
+        assert_eq!(sr["occurrencePeriod"]["end"], "2024-04-05");
+        assert_eq!(sr["authoredOn"], "2024-01-04");
+        assert_eq!(sr["reasonCode"][0]["coding"][0]["code"], "O");
+        assert_eq!(sr["reasonCode"][0]["text"], "Knee pain after a fall");
+        assert_eq!(sr["quantityQuantity"]["value"], 3.0);
+        let notes: Vec<&str> = sr["note"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(notes, ["Please call first", "Bring the X-rays"]);
+        // The referring provider requests, in the referrer role, with all its PLN ids.
+        let requester = resolve(&b, &sr["requester"]);
+        assert_eq!(requester["resourceType"], "PractitionerRole");
+        assert_eq!(requester["code"][0]["coding"][0]["code"], "REF");
+        assert_eq!(requester["code"][0]["coding"][1]["code"], "RP");
+        assert_eq!(requester["telecom"][0]["value"], "(555)555-1234");
+        assert_eq!(
+            resolve(&b, &requester["organization"])["name"],
+            "GOOD HEALTH HOSPITAL"
+        );
+        let referrer = resolve(&b, &requester["practitioner"]);
+        assert_eq!(referrer["name"][0]["family"], "POWELL");
+        assert_eq!(referrer["identifier"][0]["value"], "NPI1");
+        assert_eq!(referrer["identifier"][1]["value"], "LIC9");
+        assert_eq!(referrer["identifier"][1]["type"]["coding"][0]["code"], "SL");
+        assert_eq!(referrer["address"][0]["city"], "ANN ARBOR");
+        // The referred-to provider and the authorized organization perform.
+        let performers: Vec<&Value> = sr["performer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| resolve(&b, r))
+            .collect();
+        assert_eq!(performers.len(), 2);
+        assert_eq!(
+            resolve(&b, &performers[0]["practitioner"])["name"][0]["family"],
+            "LEE"
+        );
+        assert_eq!(performers[1]["name"], "Radiant Imaging");
+    }
+
+    #[test]
+    fn guarantors_are_the_accounts_in_their_order() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE|||||||||||||AC1^^^H^AN\rGT1|1|G55^^^H^GN|DOE^JOHN||9 ELM ST^^TOWN^MI^48000|(555)111-2222||19700101|M||SPO^Spouse^HL70063|123-45-6789|20240101||2||||E1|||N\rGT1|2||DOE^JANE||||||||SEL^Self^HL70063||||1\r";
+        let b = bundle(raw);
+        let accounts = of_type(&b, "Account");
+        assert_eq!(accounts.len(), 1, "PID-18's account");
+        let account = &accounts[0]["resource"];
+        assert_eq!(account["identifier"][0]["value"], "AC1");
+        let g = account["guarantor"].as_array().unwrap();
+        assert_eq!(g.len(), 2);
+        // GT1-15 orders them: the patient (SEL) first.
+        assert_eq!(resolve(&b, &g[0]["party"])["resourceType"], "Patient");
+        let spouse = resolve(&b, &g[1]["party"]);
+        assert_eq!(spouse["resourceType"], "RelatedPerson");
+        assert_eq!(g[1]["onHold"], false);
+        assert_eq!(g[1]["period"]["start"], "2024-01-01");
+        assert_eq!(spouse["relationship"][0]["coding"][0]["code"], "SPS");
+        assert_eq!(spouse["identifier"][0]["value"], "G55");
+        assert_eq!(spouse["identifier"][1]["value"], "E1");
+        assert_eq!(spouse["identifier"][1]["type"]["coding"][0]["code"], "EI");
+        assert_eq!(spouse["identifier"][2]["value"], "123-45-6789");
+        assert_eq!(
+            spouse["identifier"][2]["system"],
+            "http://hl7.org/fhir/sid/us-ssn"
+        );
+        assert_eq!(spouse["birthDate"], "1970-01-01");
+        assert_eq!(spouse["gender"], "male");
+        assert_eq!(spouse["telecom"][0]["use"], "home");
+        // Without PID-18 the patient still gets an Account for its guarantors.
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rGT1|1||DOE^JOHN||||||||SPO\r";
+        let b = bundle(raw);
+        let account = &of_type(&b, "Account")[0]["resource"];
+        assert!(account.get("identifier").is_none());
+        assert_eq!(
+            resolve(&b, &account["guarantor"][0]["party"])["name"][0]["given"][0],
+            "JOHN"
+        );
+    }
+
+    #[test]
+    fn in2_numbers_go_to_the_patient_the_insured_and_the_coverage() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rIN1|1|BAV^Blue Advantage^L||Blue Cross||||||||||||DOE^JOHN|SPO^Spouse^HL70063|||||||||||||||||||POL1\rIN2|E77^^^ACME|123-45-6789||||1EG4TE5MK73||MCD-8||MIL-1|||||||||||||||||||||||||||||||||||||||||||||||||||M55^^^BCBS\r";
+        let b = bundle(raw);
+        let typed = |r: &Value| -> Vec<(String, String)> {
+            r["identifier"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    (
+                        i["type"]["coding"][0]["code"]
+                            .as_str()
+                            .unwrap_or("-")
+                            .to_string(),
+                        i["value"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let patient = &of_type(&b, "Patient")[0]["resource"];
+        let ids = typed(patient);
+        for (t, v) in [("MC", "1EG4TE5MK73"), ("MA", "MCD-8"), ("MI", "MIL-1")] {
+            assert!(ids.contains(&(t.into(), v.into())), "{t} in {ids:?}");
+        }
+        let medicare = patient["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["value"] == "1EG4TE5MK73")
+            .unwrap();
+        assert_eq!(medicare["system"], "http://hl7.org/fhir/sid/us-medicare");
+        // The insured is the spouse: the employee id and SSN are theirs, not the patient's.
+        assert!(!ids.iter().any(|(_, v)| v == "123-45-6789"));
+        let coverage = &of_type(&b, "Coverage")[0]["resource"];
+        let insured = resolve(&b, &coverage["subscriber"]);
+        let insured_ids = typed(insured);
+        assert!(insured_ids.contains(&("EI".into(), "E77".into())));
+        assert!(insured_ids.contains(&("SS".into(), "123-45-6789".into())));
+        // IN1-2 (CWE[Identifier]), the policy number and IN2-61.
+        assert_eq!(coverage["identifier"][0]["value"], "BAV");
+        assert_eq!(
+            typed(coverage)[1..],
+            [("MB".into(), "POL1".into()), ("MB".into(), "M55".into())]
+        );
+    }
+
+    #[test]
+    fn next_of_kin_are_contacts_of_the_patient_and_related_people() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rNK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222||C^Emergency Contact^HL70131|20240101|||||||M\rNK1|2||EMR^Employer^HL70063||||||||||ACME CORP\r";
+        let b = bundle(raw);
+        let patient = &of_type(&b, "Patient")[0]["resource"];
+        let contacts = patient["contact"].as_array().unwrap();
+        assert_eq!(contacts.len(), 2);
+        assert_eq!(contacts[0]["name"]["family"], "DOE");
+        assert_eq!(contacts[0]["relationship"][0]["coding"][0]["code"], "SPS");
+        assert_eq!(contacts[0]["relationship"][1]["coding"][0]["code"], "C");
+        assert_eq!(contacts[0]["telecom"][0]["value"], "(555)111-2222");
+        assert_eq!(contacts[0]["gender"], "male");
+        assert_eq!(contacts[0]["period"]["start"], "2024-01-01");
+        assert_eq!(
+            resolve(&b, &contacts[1]["organization"])["name"],
+            "ACME CORP"
+        );
+        // The employer is a contact only; the spouse is a RelatedPerson too.
+        let related = of_type(&b, "RelatedPerson");
+        assert_eq!(related.len(), 1);
+        assert_eq!(related[0]["resource"]["name"][0]["given"][0], "JOHN");
+    }
+
     #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";

@@ -539,6 +539,38 @@ pub fn diagnosis_role(code: &str) -> Option<&'static str> {
     }
 }
 
+/// ServiceRequest.status of a referral (RF1-1, table 0283). The guide has no map for it:
+/// pending is read as awaiting authorization (REF^I12 travels with AUT segments), so the request
+/// may not be acted on yet (`on-hold`); an expired referral's authorization has ended
+/// (`revoked`).
+pub fn referral_status(code: Option<&str>) -> &'static str {
+    match code.map(|c| c.trim().to_ascii_uppercase()).as_deref() {
+        Some("A") => "active",
+        Some("P") => "on-hold",
+        Some("R") | Some("E") => "revoked",
+        _ => "unknown",
+    }
+}
+
+/// The FHIR coding (system, code, display) of a provider role (tables 0286 and 0443), from the
+/// guide's ProviderRole ConceptMap; roles it leaves unmapped keep only their v2 code.
+pub fn provider_role(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "AD" => (PARTICIPATION, "ADM", "admitter"),
+        "AT" => (PARTICIPATION, "ATND", "attender"),
+        "CP" => (PARTICIPATION, "CON", "consultant"),
+        "RP" => (PARTICIPATION, "REF", "referrer"),
+        "PP" => (
+            "http://snomed.info/sct",
+            "446050000",
+            "PCP - Primary care physician",
+        ),
+        "PI" => ("http://snomed.info/sct", "40570005", "Interpreter"),
+        _ => return None,
+    })
+}
+
 /// ServiceRequest.priority for a v2 priority (TQ1-9 / OBR-5 / ORC-7, table 0485).
 pub fn request_priority(code: &str) -> Option<&'static str> {
     Some(match code.trim().to_ascii_uppercase().as_str() {
