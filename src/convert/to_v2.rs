@@ -149,7 +149,7 @@ pub fn to_v2(c: &Clinical, o: &V2Options) -> Vec<u8> {
             w.segment("ORC", orc(&result));
             w.segment("OBR", obr(order, obr_n));
             for note in &order.notes {
-                w.segment("NTE", vec!["1".into(), "L".into(), esc(note)]);
+                w.segment("NTE", vec!["1".into(), "L".into(), esc(&note.text)]);
             }
             if let Some(t) = &order.timing {
                 w.segment("TQ1", tq1(t));
@@ -260,7 +260,7 @@ impl Writer {
             ],
         );
         for note in &o.notes {
-            self.segment("NTE", vec!["1".into(), "L".into(), esc(note)]);
+            self.segment("NTE", vec!["1".into(), "L".into(), esc(&note.text)]);
         }
     }
 }

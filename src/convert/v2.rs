@@ -487,8 +487,12 @@ impl Converter {
             return;
         };
         fill(&mut o.priority, priority);
-        o.notes
-            .extend(r.reps(11).iter().filter_map(|e| clean(e.text())));
+        o.notes.extend(
+            r.reps(11)
+                .iter()
+                .filter_map(|e| clean(e.text()))
+                .map(Note::from),
+        );
         let quantity = r.first(2);
         let duration = r.first(13);
         let mut times = Vec::new();
@@ -602,7 +606,11 @@ impl Converter {
         if text.is_empty() {
             return;
         }
-        let text = text.join("\n");
+        let text = Note {
+            text: text.join("\n"),
+            author: r.xcns(5).into_iter().next(),
+            at: r.dtm(6),
+        };
         match self.note_target {
             NoteTarget::Patient => {
                 if let Some(p) = self.out.patient.as_mut() {
@@ -969,6 +977,9 @@ impl Converter {
             r#type: r.cwe(2),
             presentation: r.text(3, 1),
             activity_at: r.dtm(4),
+            originated_at: r.dtm(6),
+            authenticators: r.xcns(10),
+            title: r.text(25, 1),
             authors,
             identifier: r.ei(12),
             parent: r.ei(13),
@@ -1716,7 +1727,7 @@ mod tests {
             Some("HL70002")
         );
         assert_eq!(p.deceased, Some(true));
-        assert_eq!(p.notes, vec!["speaks slowly"]);
+        assert_eq!(p.notes, vec![Note::from("speaks slowly".to_string())]);
         let nk = &c.next_of_kin[0];
         assert_eq!(
             nk.relationship.as_ref().unwrap().code.as_deref(),
@@ -1797,7 +1808,7 @@ mod tests {
         assert_eq!(chol.value, Some(Value::Number(196.0)));
         assert_eq!(chol.units.as_ref().unwrap().system.as_deref(), Some("UCUM"));
         assert_eq!(chol.reference_range.as_deref(), Some("<200"));
-        assert_eq!(chol.notes, vec!["fasting"]);
+        assert_eq!(chol.notes, vec![Note::from("fasting".to_string())]);
         match &c.observations[1].value {
             Some(Value::Structured(sn)) => {
                 assert_eq!(sn.comparator.as_deref(), Some(">"));
@@ -1862,7 +1873,7 @@ mod tests {
             a.personnel[0].name.as_ref().unwrap().family.as_deref(),
             Some("LEE")
         );
-        assert_eq!(a.notes, vec!["bring records"]);
+        assert_eq!(a.notes, vec![Note::from("bring records".to_string())]);
 
         let mdm = convert(
             "MSH|^~\\&|DOC|H|||20240301||MDM^T02|M6|P|2.5\nPID|1||9^^^H^MR\nPV1|1|O\n\

@@ -462,7 +462,7 @@ pub struct Patient {
     pub primary_care: Vec<Person>,
     /// Comments (NTE after PID).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// PD1-3-1: the patient's primary facility.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_facility: Option<String>,
@@ -712,7 +712,7 @@ pub struct Order {
     pub interpreters: Vec<Person>,
     /// Comments (NTE after ORC/OBR; TQ1-11 text instructions).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// When and how often it is to be done (TQ1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
@@ -837,7 +837,7 @@ pub struct Observation {
     pub performing_organization: Option<String>,
     /// Comments (NTE after OBX).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// OBX-21: the observation's own identifier (the filler's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
@@ -1196,7 +1196,71 @@ pub struct Appointment {
     pub personnel: Vec<Person>,
     /// Comments (NTE).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
+}
+
+/// A comment (NTE): its text, and who entered it when (NTE-5, NTE-6).
+///
+/// In JSON a note with only text is that text, so plain notes read as strings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Note {
+    /// The comment (NTE-3, repetitions joined by line breaks).
+    pub text: String,
+    /// Who entered it (NTE-5).
+    pub author: Option<Person>,
+    /// When (NTE-6).
+    pub at: Option<String>,
+}
+
+impl From<String> for Note {
+    fn from(text: String) -> Note {
+        Note {
+            text,
+            ..Note::default()
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct NoteFields {
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    author: Option<Person>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+}
+
+impl Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.author.is_none() && self.at.is_none() {
+            return s.serialize_str(&self.text);
+        }
+        NoteFields {
+            text: self.text.clone(),
+            author: self.author.clone(),
+            at: self.at.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Note {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Note, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Text(String),
+            Fields(Box<NoteFields>),
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Text(text) => Note::from(text),
+            Repr::Fields(f) => Note {
+                text: f.text,
+                author: f.author,
+                at: f.at,
+            },
+        })
+    }
 }
 
 /// A referral of the patient to another provider (RF1) and the providers named with it (PRD).
@@ -1257,7 +1321,7 @@ pub struct Referral {
     pub providers: Vec<ReferralProvider>,
     /// Notes (NTE of the message's referral).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 /// A provider named with a referral (PRD).
@@ -1306,6 +1370,15 @@ pub struct Document {
     /// Activity time (TXA-4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity_at: Option<String>,
+    /// When the document was made (TXA-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub originated_at: Option<String>,
+    /// Who authenticated it (TXA-10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authenticators: Vec<Person>,
+    /// Title (TXA-25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// Authors (TXA-5 primary activity provider, TXA-9 originator).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub authors: Vec<Person>,
@@ -1373,6 +1446,25 @@ mod tests {
         assert_eq!(json, r#"{"message":{},"patient":{"sex":"F"}}"#);
         let back: Clinical = serde_json::from_str(&json).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn a_plain_note_is_a_string_and_an_entered_one_an_object() {
+        let notes = vec![
+            Note::from("fasting".to_string()),
+            Note {
+                text: "rechecked".into(),
+                at: Some("2024-01-01".into()),
+                ..Note::default()
+            },
+        ];
+        let json = serde_json::to_string(&notes).unwrap();
+        assert_eq!(
+            json,
+            r#"["fasting",{"text":"rechecked","at":"2024-01-01"}]"#
+        );
+        let back: Vec<Note> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, notes);
     }
 
     #[test]

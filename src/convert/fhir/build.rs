@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
 use crate::record::clinical::{
-    Address, Code, Contact, Identifier, Location, Name, Observation, Order, Person,
+    Address, Code, Contact, Identifier, Location, Name, Note, Observation, Order, Person,
     ReferralProvider, Role, Specimen, Telecom, Timing, Value as ObxValue,
 };
 use crate::record::Clinical;
@@ -1179,6 +1179,7 @@ impl<'a> Builder<'a> {
                 .filter_map(|p| self.practitioner_role(p, None, None))
                 .collect();
             let specimen_ids = self.specimens(n, sr);
+            let notes = self.annotations(&order.notes);
             let code = order.code.clone();
             let is_result = results_message
                 || order.result_status.is_some()
@@ -1206,7 +1207,7 @@ impl<'a> Builder<'a> {
                 "requester": requesters.first().copied().map(reference),
                 "reasonCode": order.reasons.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
                 "specimen": specimen_ids.iter().copied().map(reference).collect::<Vec<_>>(),
-                "note": order.notes.iter().map(|t| fj!({"text": t})).collect::<Vec<_>>(),
+                "note": notes,
             });
             if self.patient.is_none() {
                 // ServiceRequest.subject is required: an order without a patient stays out.
@@ -1435,6 +1436,7 @@ impl<'a> Builder<'a> {
                 }
             }
             let devices: Vec<Uuid> = o.equipment.iter().map(|e| self.device(e)).collect();
+            let notes = self.annotations(&o.notes);
             let effective = o
                 .observed_at
                 .as_ref()
@@ -1455,7 +1457,7 @@ impl<'a> Builder<'a> {
                 "method": self.concept(&o.method),
                 "bodySite": self.concept(&o.body_site),
                 "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, o)]),
-                "note": o.notes.iter().map(|t| fj!({"text": t})).collect::<Vec<_>>(),
+                "note": notes,
                 "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
                 "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),
             });
@@ -2062,6 +2064,17 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Notes as Annotations (NTE[…]: NTE-3 text, NTE-5 authorReference, NTE-6 time).
+    fn annotations(&mut self, notes: &[Note]) -> Vec<Value> {
+        notes
+            .iter()
+            .map(|n| {
+                let author = n.author.as_ref().and_then(|p| self.practitioner(p));
+                fj!({"text": &n.text, "authorReference": author.map(reference), "time": self.dt(&n.at)})
+            })
+            .collect()
+    }
+
     /// Adds identifiers to a resource already built, leaving out values it already has.
     fn add_identifiers(&mut self, id: Uuid, more: Vec<Value>) {
         let Some(Value::Object(o)) = self
@@ -2138,7 +2151,7 @@ impl<'a> Builder<'a> {
                 }
             }
             let mut notes: Vec<Value> = rf.comment.iter().map(|t| fj!({"text": t})).collect();
-            notes.extend(rf.notes.iter().map(|t| fj!({"text": t})));
+            notes.extend(self.annotations(&rf.notes));
             let referral = || {
                 fj!({"coding": [{
                     "system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"
@@ -2303,7 +2316,7 @@ impl<'a> Builder<'a> {
             "start": start,
             "end": end,
             "minutesDuration": minutes,
-            "comment": if a.notes.is_empty() { None } else { Some(a.notes.join("\n")) },
+            "comment": if a.notes.is_empty() { None } else { Some(a.notes.iter().map(|n| n.text.as_str()).collect::<Vec<_>>().join("\n")) },
             "participant": participants,
         });
         self.push("Appointment", id, resource, request);
@@ -2314,7 +2327,9 @@ impl<'a> Builder<'a> {
             return;
         };
         let master = self.typed_identifier(&d.identifier, "FILL");
-        let ids: Vec<Value> = d.placer_ids.iter().map(|i| self.identifier(i)).collect();
+        let mut ids: Vec<Value> = d.placer_ids.iter().map(|i| self.identifier(i)).collect();
+        // TXA-16 as ST[Identifier].
+        ids.extend(d.file_name.iter().map(|f| fj!({"value": f})));
         let mut keyed = vec![master.clone()];
         keyed.extend(ids.iter().cloned());
         let (request, key) = self.keyed_request(&keyed, false);
@@ -2323,6 +2338,15 @@ impl<'a> Builder<'a> {
             &key.unwrap_or_else(|| format!("message|{}", self.message_key())),
         ]);
         let authors = self.practitioners(&d.authors);
+        let authenticator = self.practitioners(&d.authenticators).into_iter().next();
+        // TXA's order (MDM's COMMON_ORDER) is the document's context.related.
+        let related: Vec<Value> = self
+            .service_requests
+            .iter()
+            .flatten()
+            .copied()
+            .map(reference)
+            .collect();
         let mut content = Vec::new();
         for att in &d.attachments {
             let content_type = match (att.r#type.as_deref(), att.subtype.as_deref()) {
@@ -2370,13 +2394,16 @@ impl<'a> Builder<'a> {
             "docStatus": doc_status,
             "type": self.concept(&d.r#type),
             "subject": opt_ref(self.patient),
-            "date": self.instant(&d.activity_at),
+            // TXA-6 as the guide says, else the activity time TXA-4.
+            "date": self.instant(if d.originated_at.is_some() { &d.originated_at } else { &d.activity_at }),
             "author": authors.into_iter().map(reference).collect::<Vec<_>>(),
+            "authenticator": authenticator.map(reference),
+            "description": &d.title,
             "securityLabel": d.confidentiality.as_ref().map(|c| vec![fj!({"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/v2-0272", "code": c
             }]})]),
             "content": content,
-            "context": {"encounter": self.encounter.map(|e| vec![reference(e)])},
+            "context": {"encounter": self.encounter.map(|e| vec![reference(e)]), "related": related},
         });
         self.push("DocumentReference", id, resource, request);
     }

@@ -558,6 +558,20 @@ mod tests {
     }
 
     #[test]
+    fn notes_carry_who_entered_them_and_when() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rNTE|1|L|fasting|RE|9941^SMITH^ADAM^^^^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI|20240101083000+0100\rNTE|2|L|rechecked\r";
+        let b = bundle(raw);
+        let obs = &of_type(&b, "Observation")[0]["resource"];
+        let note = &obs["note"][0];
+        assert_eq!(note["text"], "fasting");
+        assert_eq!(note["time"], "2024-01-01T08:30:00+01:00");
+        let author = resolve(&b, &note["authorReference"]);
+        assert_eq!(author["identifier"][0]["value"], "9941");
+        assert_eq!(author["identifier"][0]["type"]["coding"][0]["code"], "NPI");
+        assert_eq!(obs["note"][1], serde_json::json!({"text": "rechecked"}));
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);

@@ -220,6 +220,22 @@ fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
+/// An Annotation as a note: its text, time, and an author given as a string (a referenced
+/// author needs the Bundle; the text is what v2 carries anyway).
+fn note(n: &Value) -> Option<Note> {
+    Some(Note {
+        text: string(n, "text")?,
+        at: string(n, "time"),
+        author: string(n, "authorString").map(|text| Person {
+            id: None,
+            name: Some(Name {
+                text: Some(text),
+                ..Name::default()
+            }),
+        }),
+    })
+}
+
 fn string(v: &Value, key: &str) -> Option<String> {
     str_at(v, key).map(str::to_string)
 }
@@ -693,9 +709,7 @@ impl<'a> Reader<'a> {
             reasons: array(sr, "reasonCode")
                 .filter_map(|r| concept(Some(r)))
                 .collect(),
-            notes: array(sr, "note")
-                .filter_map(|n| string(n, "text"))
-                .collect(),
+            notes: array(sr, "note").filter_map(note).collect(),
             observed_at: string(sr, "occurrenceDateTime").or_else(|| {
                 sr.pointer("/occurrencePeriod/start")
                     .and_then(Value::as_str)
@@ -753,7 +767,7 @@ impl<'a> Reader<'a> {
         if order.ordering_provider.is_empty() {
             order.ordering_provider = array(dr, "performer").map(|p| self.person(p)).collect();
         }
-        order.notes.extend(string(dr, "conclusion"));
+        order.notes.extend(string(dr, "conclusion").map(Note::from));
     }
 
     fn observation(&self, o: &Value) -> Observation {
@@ -778,7 +792,7 @@ impl<'a> Reader<'a> {
                 }),
             method: concept(o.get("method")),
             body_site: concept(o.get("bodySite")),
-            notes: array(o, "note").filter_map(|n| string(n, "text")).collect(),
+            notes: array(o, "note").filter_map(note).collect(),
             reference_range: array(o, "referenceRange").next().and_then(|r| {
                 string(r, "text").or_else(|| {
                     let low = number(r.pointer("/low/value"));
