@@ -139,16 +139,21 @@ impl Converter {
             "GT1" => self.gt1(&mut r),
             "SCH" => self.sch(&mut r),
             "AIS" => self.ais(&mut r),
+            // Resource, type, then start/duration/units/status at their places in each.
             "AIG" => {
-                let res = r.cwe(3);
+                let res = r.cwe(3).map(|c| booked(&mut r, c, [4, 8, 11, 12, 14]));
                 self.appointment().resources.extend(res);
             }
             "AIL" => {
-                let loc = r.pl(3);
+                let loc = r.pl(3).map(|l| booked(&mut r, l, [4, 6, 9, 10, 12]));
                 self.appointment().locations.extend(loc);
             }
             "AIP" => {
-                let people = r.xcns(3);
+                let people: Vec<Booked<Person>> = r
+                    .xcns(3)
+                    .into_iter()
+                    .map(|p| booked(&mut r, p, [4, 6, 9, 10, 12]))
+                    .collect();
                 self.appointment().personnel.extend(people);
             }
             "TXA" => self.txa(&mut r),
@@ -899,6 +904,9 @@ impl Converter {
             start: r.dtm_at(11, 4),
             end: r.dtm_at(11, 5),
             status: r.cwe(25),
+            contacts: [12, 16, 20].into_iter().flat_map(|f| r.xcns(f)).collect(),
+            placer_order: r.ei(26),
+            filler_order: r.ei(27),
             ..Appointment::default()
         };
         self.out.appointment = Some(a);
@@ -993,6 +1001,23 @@ impl Converter {
         };
         self.out.document = Some(doc);
         self.in_document = true;
+    }
+}
+
+/// An AIG/AIL/AIP resource with its type, start, duration, units and status, read from the
+/// given fields.
+fn booked<T>(
+    r: &mut Reader<'_, '_>,
+    what: T,
+    [kind, start, duration, units, status]: [usize; 5],
+) -> Booked<T> {
+    Booked {
+        what,
+        r#type: r.cwe(kind),
+        start: r.dtm(start),
+        duration: r.number(duration),
+        duration_units: r.cwe(units),
+        status: r.cwe(status),
     }
 }
 
@@ -1870,7 +1895,7 @@ mod tests {
         assert_eq!(a.status.as_ref().unwrap().code.as_deref(), Some("Booked"));
         assert_eq!(a.services[0].code.as_deref(), Some("CONSULT"));
         assert_eq!(
-            a.personnel[0].name.as_ref().unwrap().family.as_deref(),
+            a.personnel[0].what.name.as_ref().unwrap().family.as_deref(),
             Some("LEE")
         );
         assert_eq!(a.notes, vec![Note::from("bring records".to_string())]);

@@ -1185,15 +1185,25 @@ pub struct Appointment {
     /// Services (AIS-3).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Code>,
-    /// Resources (AIG-3).
+    /// Resources such as equipment (AIG-3, with AIG-4 type, AIG-8 start, AIG-11/12 duration,
+    /// AIG-14 status).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<Code>,
-    /// Locations (AIL-3).
+    pub resources: Vec<Booked<Code>>,
+    /// Locations (AIL-3, with AIL-4 type, AIL-6 start, AIL-9/10 duration, AIL-12 status).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub locations: Vec<Location>,
-    /// Personnel (AIP-3).
+    pub locations: Vec<Booked<Location>>,
+    /// Personnel (AIP-3, with AIP-4 type, AIP-6 start, AIP-9/10 duration, AIP-12 status).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub personnel: Vec<Person>,
+    pub personnel: Vec<Booked<Person>>,
+    /// Placer contact (SCH-12), filler contact (SCH-16), entered by (SCH-20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<Person>,
+    /// The orders it is for (SCH-26 placer, SCH-27 filler order number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placer_order: Option<Identifier>,
+    /// See `placer_order`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filler_order: Option<Identifier>,
     /// Comments (NTE).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,
@@ -1355,6 +1365,29 @@ pub struct ReferralProvider {
     /// The organization the provider acts for (PRD-10).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
+}
+
+/// Something booked for an appointment (AIG, AIL, AIP): what, as what, when, how long.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Booked<T> {
+    /// The person, location or resource.
+    pub what: T,
+    /// Its role in the appointment (resource type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// Start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Duration, in `duration_units` (minutes when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// Units of `duration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_units: Option<Code>,
+    /// Filler status (table 0278).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Code>,
 }
 
 /// A clinical document (MDM: TXA and OBX content).

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
 use crate::record::clinical::{
-    Address, Code, Contact, Identifier, Location, Name, Note, Observation, Order, Person,
+    Address, Booked, Code, Contact, Identifier, Location, Name, Note, Observation, Order, Person,
     ReferralProvider, Role, Specimen, Telecom, Timing, Value as ObxValue,
 };
 use crate::record::Clinical;
@@ -2268,13 +2268,44 @@ impl<'a> Builder<'a> {
         if let Some(p) = self.patient {
             participants.push(fj!({"actor": reference(p), "status": "accepted"}));
         }
-        for p in self.practitioners(&a.personnel) {
-            participants.push(fj!({"actor": reference(p), "status": "accepted"}));
-        }
-        for l in &a.locations {
-            if let Some(loc) = self.location(l) {
-                participants.push(fj!({"actor": reference(loc), "status": "accepted"}));
+        // AIP, AIL, AIG: each with its type, period and status.
+        for b in &a.personnel {
+            if let Some(p) = self.practitioner(&b.what) {
+                participants.push(self.booked_participant(p, b));
             }
+        }
+        for b in &a.locations {
+            if let Some(loc) = self.location(&b.what) {
+                participants.push(self.booked_participant(loc, b));
+            }
+        }
+        // An AIG resource (equipment, mostly) as a Device known by AIG-3. The guide points
+        // AIG-3 at a Location's identifier; a Device is what a general resource is.
+        for b in &a.resources {
+            let Some(code) = b.what.code.as_deref() else {
+                continue;
+            };
+            let ident = Identifier {
+                value: Some(code.to_string()),
+                authority: b.what.system.clone(),
+                ..Identifier::default()
+            };
+            let device = self.device(&ident);
+            if let (Some(name), Some(Value::Object(o))) = (
+                b.what.display.as_ref(),
+                self.entries
+                    .iter_mut()
+                    .find(|e| e.id == device)
+                    .map(|e| &mut e.resource),
+            ) {
+                o.entry("deviceName")
+                    .or_insert_with(|| fj!([{"name": name, "type": "user-friendly-name"}]));
+            }
+            participants.push(self.booked_participant(device, b));
+        }
+        // SCH-12/16/20: the placer's and filler's contacts and who entered it.
+        for p in self.practitioners(&a.contacts) {
+            participants.push(fj!({"actor": reference(p), "status": "accepted"}));
         }
         if participants.is_empty() {
             // Appointment.participant is required; with nobody named, the need stays.
@@ -2306,9 +2337,13 @@ impl<'a> Builder<'a> {
             }
             _ => Value::Null,
         };
+        // SCH-26/27 → basedOn the ServiceRequest of those order numbers (SCH[ServiceRequest],
+        // AIS[ServiceRequest]).
+        let based_on = self.scheduled_order(a);
         let resource = fj!({
             "identifier": ids,
             "status": status,
+            "basedOn": based_on.map(|s| vec![reference(s)]),
             "cancelationReason": if status == "cancelled" { self.concept(&a.event_reason) } else { Value::Null },
             "serviceType": a.services.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
             "appointmentType": self.concept(&a.r#type),
@@ -2320,6 +2355,60 @@ impl<'a> Builder<'a> {
             "participant": participants,
         });
         self.push("Appointment", id, resource, request);
+    }
+
+    /// A participant booked by AIG/AIL/AIP: its type, period (start, start + duration) and
+    /// status (table 0278 → participationstatus).
+    fn booked_participant<T>(&self, actor: Uuid, b: &Booked<T>) -> Value {
+        let end = match (&b.start, b.duration) {
+            (Some(start), Some(d)) => {
+                let unit = b.duration_units.as_ref().and_then(|u| u.code.as_deref());
+                seconds_of(d, unit).and_then(|s| add_seconds(start, s))
+            }
+            _ => None,
+        };
+        let status = match b
+            .status
+            .as_ref()
+            .and_then(|s| s.code.as_deref())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("cancelled" | "deleted" | "noshow" | "blocked") => "declined",
+            Some("pending" | "waitlist" | "overbook") => "tentative",
+            _ => "accepted",
+        };
+        fj!({
+            "actor": reference(actor),
+            "type": b.r#type.as_ref().map(|t| vec![self.concept_of(t)]),
+            "period": {"start": self.dt(&b.start), "end": self.dt(&end)},
+            "status": status,
+        })
+    }
+
+    /// The order an appointment is for (SCH-26/27), with its service (AIS-3) and time.
+    fn scheduled_order(&mut self, a: &crate::record::clinical::Appointment) -> Option<Uuid> {
+        let patient = self.patient?;
+        let ids = self.placer_filler(&a.placer_order, &a.filler_order);
+        if ids.is_empty() {
+            return None;
+        }
+        let (request, key) = self.keyed_request(&ids, false);
+        let id = self.uuid(&[
+            "ServiceRequest",
+            &key.unwrap_or_else(|| format!("message|{}|scheduled", self.message_key())),
+        ]);
+        let resource = fj!({
+            "identifier": ids,
+            "status": "active",
+            "intent": "order",
+            "code": a.services.first().map(|c| self.concept_of(c)),
+            "subject": reference(patient),
+            "encounter": opt_ref(self.encounter),
+            "occurrencePeriod": {"start": self.dt(&a.start), "end": self.dt(&a.end)},
+        });
+        self.push("ServiceRequest", id, resource, request);
+        Some(id)
     }
 
     fn document(&mut self) {
@@ -2584,6 +2673,64 @@ fn merge_into(into: &mut Value, extra: Value) {
     }
 }
 
+/// A duration in seconds, from its value and ISO+/UCUM unit (minutes when none is given).
+fn seconds_of(value: f64, unit: Option<&str>) -> Option<i64> {
+    let per = match unit.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("min" | "m" | "mn") => 60.0,
+        Some("s" | "sec") => 1.0,
+        Some("h" | "hr" | "hour") => 3600.0,
+        Some("d" | "day") => 86_400.0,
+        Some("wk" | "w") => 604_800.0,
+        _ => return None,
+    };
+    let s = value * per;
+    (0.0..1e10).contains(&s).then_some(s.round() as i64)
+}
+
+/// An ISO date-time (`YYYY-MM-DDThh:mm[:ss[.f]][zone]`, as `hl7_datetime` writes them) moved
+/// forward by `seconds`, keeping its zone; None for a date without a time.
+fn add_seconds(iso: &str, seconds: i64) -> Option<String> {
+    let (date, rest) = iso.split_once('T')?;
+    let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(zone_at);
+    let num = |s: &str| s.parse::<i64>().ok();
+    let mut d = date.splitn(3, '-');
+    let (y, mo, da) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let mut t = time.splitn(3, ':');
+    let (h, mi) = (num(t.next()?)?, num(t.next()?)?);
+    let sec = t.next().map(|s| s.split('.').next().unwrap_or(s));
+    let sec = match sec {
+        Some(s) => num(s)?,
+        None => 0,
+    };
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil) and back.
+    let days_from_civil = |y: i64, m: i64, d: i64| {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    };
+    let total = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec + seconds;
+    let (days, secs) = (total.div_euclid(86_400), total.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{zone}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    ))
+}
+
 fn has_offset(s: &str) -> bool {
     let time = s.split_once('T').map_or("", |(_, t)| t);
     time.ends_with('Z') || time.contains('+') || time.contains('-')
@@ -2638,4 +2785,37 @@ fn is_primary_care(r: &Role) -> bool {
                 s == "HL70443" || s.ends_with("V2-0443")
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_move_times_across_days_months_and_years() {
+        let add = |s: &str, secs: i64| add_seconds(s, secs);
+        assert_eq!(
+            add("2024-02-28T23:30:00+01:00", 3600).as_deref(),
+            Some("2024-02-29T00:30:00+01:00"),
+            "2024 is a leap year"
+        );
+        assert_eq!(
+            add("2023-02-28T23:30:00Z", 3600).as_deref(),
+            Some("2023-03-01T00:30:00Z")
+        );
+        assert_eq!(
+            add("2024-12-31T23:59:30.25-05:00", 45).as_deref(),
+            Some("2025-01-01T00:00:15-05:00")
+        );
+        assert_eq!(
+            add("2024-06-01T10:00", 90).as_deref(),
+            Some("2024-06-01T10:01:30")
+        );
+        assert_eq!(add("2024-06-01", 60), None, "a date has no time to move");
+        assert_eq!(add("garbage", 60), None);
+        assert_eq!(seconds_of(2.0, Some("h")), Some(7200));
+        assert_eq!(seconds_of(30.0, None), Some(1800));
+        assert_eq!(seconds_of(1.0, Some("furlong")), None);
+        assert_eq!(seconds_of(f64::NAN, None), None);
+    }
 }

@@ -572,6 +572,47 @@ mod tests {
     }
 
     #[test]
+    fn an_appointment_books_people_places_and_equipment_for_an_order() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||SIU^S12|M1|P|2.5\rSCH|A1^EHR|F1^SCHED||||NEW||ROUTINE^Routine^HL70277|30|min|^^30^20241231233000+0100^20250101000000+0100|77^PLACER^PAT||||88^FILLER^FRED||||99^ENTER^ERIN|||||Booked|ORD1^EHR\rPID|1||7^^^H^MR||DOE^JANE\rRGS|1\rAIS|1||76164006^Biopsy of colon^SCT|20241231233000+0100\rAIG|1||5001^Video colonoscope^L|101^Equipment^L||||20241231233000+0100|||45|min||Booked\rAIL|1||055^Room01^^GH Clinic|||20241231233000+0100|||1|h||Cancelled\rAIP|1||1210^GE^ROBERT|010^Gastroenterologist^L||20241231233000+0100|||30\r";
+        let b = bundle(raw);
+        let a = &of_type(&b, "Appointment")[0]["resource"];
+        let by_type = |t: &str| -> Vec<&Value> {
+            a["participant"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| resolve(&b, &p["actor"])["resourceType"] == t)
+                .collect()
+        };
+        let device = by_type("Device");
+        assert_eq!(device.len(), 1);
+        assert_eq!(device[0]["type"][0]["coding"][0]["code"], "101");
+        // 45 minutes past 23:30 is the next year, in the same zone.
+        assert_eq!(device[0]["period"]["end"], "2025-01-01T00:15:00+01:00");
+        assert_eq!(device[0]["status"], "accepted");
+        let dev = resolve(&b, &device[0]["actor"]);
+        assert_eq!(dev["identifier"][0]["value"], "5001");
+        assert_eq!(dev["deviceName"][0]["name"], "Video colonoscope");
+        let room = by_type("Location");
+        assert_eq!(
+            room[room.len() - 1]["period"]["end"],
+            "2025-01-01T00:30:00+01:00"
+        );
+        assert_eq!(room[room.len() - 1]["status"], "declined");
+        // AIP plus the SCH-12/16/20 contacts.
+        let people = by_type("Practitioner");
+        assert_eq!(people.len(), 4);
+        assert_eq!(people[0]["type"][0]["coding"][0]["code"], "010");
+        assert_eq!(people[0]["period"]["start"], "2024-12-31T23:30:00+01:00");
+        assert_eq!(people[0]["period"]["end"], "2025-01-01T00:00:00+01:00");
+        // SCH-26: the order it is for.
+        let order = resolve(&b, &a["basedOn"][0]);
+        assert_eq!(order["resourceType"], "ServiceRequest");
+        assert_eq!(order["identifier"][0]["value"], "ORD1");
+        assert_eq!(order["code"]["coding"][0]["code"], "76164006");
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
