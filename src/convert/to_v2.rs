@@ -106,6 +106,11 @@ pub fn to_v2(c: &Clinical, o: &V2Options) -> Vec<u8> {
         );
     }
     w.segment("PID", pid(c));
+    if kind == "ADT" {
+        for (n, k) in c.next_of_kin.iter().enumerate() {
+            w.segment("NK1", nk1(k, n + 1));
+        }
+    }
     if let Some(v) = &c.visit {
         w.segment("PV1", pv1(v));
     } else if kind == "ADT" {
@@ -326,6 +331,33 @@ fn pid(c: &Clinical) -> Vec<String> {
         p.deceased_at.as_deref().map(dtm).unwrap_or_default(),
         p.deceased.map(yes_no).unwrap_or_default(),
     ]
+}
+
+/// NK1 from a contact: name, relationship, address, home and business phones, role, period,
+/// organization, sex, birth date.
+fn nk1(k: &crate::record::clinical::Contact, n: usize) -> Vec<String> {
+    let phones = |business: bool| {
+        repeat(
+            k.telecoms
+                .iter()
+                .filter(|t| (t.r#use.as_deref() == Some("WPN")) == business)
+                .map(xtn),
+        )
+    };
+    let mut f = vec![String::new(); 16];
+    f[0] = n.to_string();
+    f[1] = repeat(k.names.iter().map(xpn));
+    f[2] = k.relationship.as_ref().map(cwe).unwrap_or_default();
+    f[3] = repeat(k.addresses.iter().map(xad));
+    f[4] = phones(false);
+    f[5] = phones(true);
+    f[6] = k.role.as_ref().map(cwe).unwrap_or_default();
+    f[7] = ts(&k.start);
+    f[8] = ts(&k.end);
+    f[12] = opt(&k.organization);
+    f[14] = opt(&k.sex);
+    f[15] = ts(&k.birth_date);
+    f
 }
 
 fn pv1(v: &crate::record::clinical::Visit) -> Vec<String> {

@@ -853,8 +853,12 @@ impl Converter {
         });
     }
 
-    /// IN2 completes the IN1 before it; alone it has nothing to complete.
+    /// IN2 completes the IN1 before it; alone it is reported, not kept.
     fn in2(&mut self, r: &mut Reader<'_, '_>) {
+        if self.out.insurance.is_empty() {
+            r.warnings.push("IN2: no IN1 before it; skipped".into());
+            return;
+        }
         let typed = |value: Option<String>, kind: &str| {
             value.map(|v| Identifier {
                 value: Some(v),
@@ -944,9 +948,10 @@ impl Converter {
         self.note_target = NoteTarget::Referral(self.out.referrals.len() - 1);
     }
 
-    /// A provider of the referral before it; a PRD with no referral says nothing to keep.
+    /// A provider of the referral before it; a PRD with no referral is reported, not kept.
     fn prd(&mut self, r: &mut Reader<'_, '_>) {
         if self.out.referrals.is_empty() {
+            r.warnings.push("PRD: no RF1 before it; skipped".into());
             return;
         }
         // PRD-7 is a PLN: number ^ type (table 0338) ^ state ^ expiration date.

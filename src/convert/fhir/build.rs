@@ -415,10 +415,9 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
-        match (&i.authority, i.r#type.as_deref()) {
-            (None, Some("SS")) => return Some("http://hl7.org/fhir/sid/us-ssn".into()),
-            (None, Some("MC")) => return Some("http://hl7.org/fhir/sid/us-medicare".into()),
-            _ => {}
+        // (An `MC` Medicare number gets no system by its type alone: Australia's is `MC` too.)
+        if i.authority.is_none() && i.r#type.as_deref() == Some("SS") {
+            return Some("http://hl7.org/fhir/sid/us-ssn".into());
         }
         let ns = i.authority.as_deref()?.trim();
         if ns.is_empty() {

@@ -512,13 +512,6 @@ mod tests {
         for (t, v) in [("MC", "1EG4TE5MK73"), ("MA", "MCD-8"), ("MI", "MIL-1")] {
             assert!(ids.contains(&(t.into(), v.into())), "{t} in {ids:?}");
         }
-        let medicare = patient["identifier"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["value"] == "1EG4TE5MK73")
-            .unwrap();
-        assert_eq!(medicare["system"], "http://hl7.org/fhir/sid/us-medicare");
         // The insured is the spouse: the employee id and SSN are theirs, not the patient's.
         assert!(!ids.iter().any(|(_, v)| v == "123-45-6789"));
         let coverage = &of_type(&b, "Coverage")[0]["resource"];
@@ -555,6 +548,28 @@ mod tests {
         let related = of_type(&b, "RelatedPerson");
         assert_eq!(related.len(), 1);
         assert_eq!(related[0]["resource"]["name"][0]["given"][0], "JOHN");
+        // And back: the contacts are the record's next of kin, and NK1 segments again.
+        let back = to_clinical(&b).unwrap();
+        assert_eq!(back.next_of_kin.len(), 2);
+        let spouse = &back.next_of_kin[0];
+        assert_eq!(
+            spouse.relationship.as_ref().unwrap().code.as_deref(),
+            Some("SPO")
+        );
+        assert_eq!(spouse.role.as_ref().unwrap().code.as_deref(), Some("C"));
+        assert_eq!(
+            back.next_of_kin[1].organization.as_deref(),
+            Some("ACME CORP")
+        );
+        let v2 = crate::convert::to_v2::to_v2(&back, &Default::default());
+        let v2 = String::from_utf8(v2).unwrap();
+        let nk1: Vec<&str> = v2.split('\r').filter(|s| s.starts_with("NK1")).collect();
+        assert_eq!(nk1.len(), 2);
+        assert_eq!(
+            nk1[0],
+            "NK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222^PRN^PH||C^Emergency Contact^HL70131|20240101|||||||M"
+        );
+        assert!(nk1[1].ends_with("|ACME CORP"), "{}", nk1[1]);
     }
 
     #[test]

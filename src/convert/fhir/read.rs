@@ -18,8 +18,9 @@ use super::vocab;
 use crate::record::clinical::*;
 
 /// The resource types [`to_clinical`] reads; others in a Bundle are named in the warnings.
-pub const READS: [&str; 12] = [
+pub const READS: [&str; 13] = [
     "Patient",
+    "RelatedPerson",
     "Encounter",
     "ServiceRequest",
     "DiagnosticReport",
@@ -96,6 +97,14 @@ pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
         .or_else(|| of("Patient").next())
         .map(|p| r.patient(p));
     c.visit = of("Encounter").next().map(|e| r.visit(e));
+    // Next of kin: the patient's contacts (NK1[Patient]); else the RelatedPersons.
+    c.next_of_kin = of("Patient")
+        .find(|p| p.get("active") != Some(&Value::Bool(false)))
+        .map(|p| array(p, "contact").map(|k| r.contact(k)).collect())
+        .unwrap_or_default();
+    if c.next_of_kin.is_empty() {
+        c.next_of_kin = of("RelatedPerson").map(|k| r.contact(k)).collect();
+    }
     // Orders: each ServiceRequest, and each DiagnosticReport joined to the request it is based
     // on (or an order of its own); their results hang under them.
     let mut order_of: HashMap<*const Value, usize> = HashMap::new();
@@ -572,6 +581,54 @@ impl<'a> Reader<'a> {
             }
         }
         out
+    }
+
+    /// A Patient.contact or a RelatedPerson as NK1 reads it: the first relationship is NK1-3
+    /// (back to table 0063 where the guide's map has it), one in v2-0131 is the role NK1-7.
+    fn contact(&self, k: &Value) -> Contact {
+        const ROLE: &str = "http://terminology.hl7.org/CodeSystem/v2-0131";
+        let mut relationship = None;
+        let mut role = None;
+        for r in array(k, "relationship") {
+            let back = |code: &str| {
+                vocab::RELATIONSHIP_CODES
+                    .iter()
+                    .find(|v2| vocab::relationship(v2).map(|(_, c, _)| c) == Some(code))
+                    .map(|v2| v2.to_string())
+            };
+            let in_role = array(r, "coding").any(|c| str_at(c, "system") == Some(ROLE));
+            if relationship.is_none() && !(in_role && role.is_none()) {
+                relationship = table_code(Some(r), back, "0063");
+            } else if role.is_none() {
+                role = concept(Some(r));
+            }
+        }
+        // Patient.contact has one name and address; a RelatedPerson lists them.
+        let names = match k.get("name") {
+            Some(Value::Array(a)) => a.iter().map(name).collect(),
+            Some(n) => vec![name(n)],
+            None => Vec::new(),
+        };
+        let addresses = match k.get("address") {
+            Some(Value::Array(a)) => a.iter().map(address).collect(),
+            Some(a) => vec![address(a)],
+            None => Vec::new(),
+        };
+        Contact {
+            names,
+            relationship,
+            role,
+            addresses,
+            telecoms: array(k, "telecom").map(telecom).collect(),
+            start: period(k, "start"),
+            end: period(k, "end"),
+            organization: k.get("organization").and_then(|o| self.display_of(o)),
+            sex: str_at(k, "gender")
+                .and_then(|g| reverse(&["M", "F", "O", "U"], g, vocab::gender))
+                .map(str::to_string),
+            birth_date: string(k, "birthDate"),
+            identifiers: array(k, "identifier").map(identifier).collect(),
+        }
     }
 
     fn visit(&self, e: &Value) -> Visit {

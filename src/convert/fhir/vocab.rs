@@ -48,6 +48,13 @@ pub fn system_uri(name: &str) -> Option<String> {
     Some(uri.to_string())
 }
 
+/// The v2 relationship codes (table 0063) [`relationship`] maps, for reading FHIR back.
+pub const RELATIONSHIP_CODES: [&str; 32] = [
+    "SEL", "SPO", "DOM", "CHD", "GCH", "NCH", "SCH", "FCH", "DEP", "WRD", "PAR", "MTH", "FTH",
+    "CGV", "GRD", "GRP", "EXF", "SIB", "BRO", "SIS", "FND", "OAD", "EME", "EMR", "ASC", "EMC",
+    "OWN", "TRA", "MGR", "NON", "UNK", "OTH",
+];
+
 /// The FHIR coding (system, code, display) of a v2 relationship (table 0063), from the guide's
 /// Relationship ConceptMap: mostly v3 RoleCode, some v2-0131 contact roles.
 pub fn relationship(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
