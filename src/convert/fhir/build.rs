@@ -869,12 +869,7 @@ impl<'a> Builder<'a> {
         if contacts.is_empty() {
             return;
         }
-        if let Some(Value::Object(o)) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.id == patient)
-            .map(|e| &mut e.resource)
-        {
+        if let Some(o) = self.resource_mut(patient) {
             o.insert("contact".into(), Value::Array(contacts));
         }
     }
@@ -894,10 +889,7 @@ impl<'a> Builder<'a> {
         {
             return None;
         }
-        let mut relationship: Vec<Value> = vec![self.mapped_concept(&k.relationship, |c| {
-            vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
-        })];
-        relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
+        let relationship = self.contact_relationship(k);
         Some(fj!({
             "relationship": relationship,
             "name": k.names.first().map(|n| self.name(n)),
@@ -909,14 +901,20 @@ impl<'a> Builder<'a> {
         }))
     }
 
-    /// A contact of the patient (NK1, GT1) as a RelatedPerson.
-    fn related_person(&self, patient: Uuid, k: &Contact) -> Value {
-        let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
-        // The relationship through the guide's Relationship map (v3 RoleCode), then NK1-7.
-        let mut relationship: Vec<Value> = vec![self.mapped_concept(&k.relationship, |c| {
+    /// A contact's relationship through the guide's Relationship map (v3 RoleCode), then its
+    /// role (NK1-7).
+    fn contact_relationship(&self, k: &Contact) -> Vec<Value> {
+        let mut relationship = vec![self.mapped_concept(&k.relationship, |c| {
             vocab::relationship(c).map(|(s, c, _)| (s.to_string(), c.to_string()))
         })];
         relationship.extend(k.role.as_ref().map(|c| self.concept_of(c)));
+        relationship
+    }
+
+    /// A contact of the patient (NK1, GT1) as a RelatedPerson.
+    fn related_person(&self, patient: Uuid, k: &Contact) -> Value {
+        let ids: Vec<Value> = k.identifiers.iter().map(|i| self.identifier(i)).collect();
+        let relationship = self.contact_relationship(k);
         fj!({
             "identifier": ids,
             "active": true,
@@ -998,10 +996,8 @@ impl<'a> Builder<'a> {
                 || fj!({"status": "active", "subject": [reference(patient)]}),
             )
         });
-        if let Some(e) = self.entries.iter_mut().find(|e| e.id == account) {
-            if let Value::Object(o) = &mut e.resource {
-                o.insert("guarantor".into(), Value::Array(guarantor));
-            }
+        if let Some(o) = self.resource_mut(account) {
+            o.insert("guarantor".into(), Value::Array(guarantor));
         }
     }
 
@@ -1850,12 +1846,7 @@ impl<'a> Builder<'a> {
         if diagnoses.is_empty() {
             return;
         }
-        if let Some(Value::Object(o)) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.kind == "Encounter" && e.id == encounter)
-            .map(|e| &mut e.resource)
-        {
+        if let Some(o) = self.resource_mut(encounter) {
             o.insert("diagnosis".into(), Value::Array(diagnoses));
         }
     }
@@ -2074,14 +2065,20 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
+    /// The members of a resource already in the Bundle, to complete it.
+    fn resource_mut(&mut self, id: Uuid) -> Option<&mut Map<String, Value>> {
+        match self.entries.iter_mut().find(|e| e.id == id) {
+            Some(Entry {
+                resource: Value::Object(o),
+                ..
+            }) => Some(o),
+            _ => None,
+        }
+    }
+
     /// Adds identifiers to a resource already built, leaving out values it already has.
     fn add_identifiers(&mut self, id: Uuid, more: Vec<Value>) {
-        let Some(Value::Object(o)) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.id == id)
-            .map(|e| &mut e.resource)
-        else {
+        let Some(o) = self.resource_mut(id) else {
             return;
         };
         let Value::Array(ids) = o
@@ -2290,13 +2287,7 @@ impl<'a> Builder<'a> {
                 ..Identifier::default()
             };
             let device = self.device(&ident);
-            if let (Some(name), Some(Value::Object(o))) = (
-                b.what.display.as_ref(),
-                self.entries
-                    .iter_mut()
-                    .find(|e| e.id == device)
-                    .map(|e| &mut e.resource),
-            ) {
+            if let (Some(name), Some(o)) = (b.what.display.as_ref(), self.resource_mut(device)) {
                 o.entry("deviceName")
                     .or_insert_with(|| fj!([{"name": name, "type": "user-friendly-name"}]));
             }
