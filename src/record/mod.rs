@@ -169,11 +169,9 @@ impl Delivery {
     }
 }
 
-/// An HL7 timestamp (`YYYYMMDDHHMMSS+0000`, UTC) for microseconds since the Unix epoch.
-pub fn hl7_timestamp(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+/// The proleptic Gregorian date (year, month, day) of a day counted from 1970-01-01
+/// (H. Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -182,7 +180,25 @@ pub fn hl7_timestamp(micros: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// The day, counted from 1970-01-01, of a proleptic Gregorian date (the inverse of
+/// [`civil_from_days`]).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// An HL7 timestamp (`YYYYMMDDHHMMSS+0000`, UTC) for microseconds since the Unix epoch.
+pub fn hl7_timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}{month:02}{day:02}{:02}{:02}{:02}+0000",
         rem / 3600,

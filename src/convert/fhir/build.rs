@@ -2693,26 +2693,10 @@ fn add_seconds(iso: &str, seconds: i64) -> Option<String> {
         Some(s) => num(s)?,
         None => 0,
     };
-    // Days from 1970-01-01 (Howard Hinnant's days_from_civil) and back.
-    let days_from_civil = |y: i64, m: i64, d: i64| {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    };
+    use crate::record::{civil_from_days, days_from_civil};
     let total = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec + seconds;
     let (days, secs) = (total.div_euclid(86_400), total.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     Some(format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{zone}",
         secs / 3600,
