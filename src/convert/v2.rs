@@ -742,12 +742,19 @@ impl Converter {
     }
 
     fn pr1(&mut self, r: &mut Reader<'_, '_>) {
-        let mut performers = r.xcns(11);
-        performers.extend(r.xcns(12));
         self.out.procedures.push(Procedure {
             code: r.cwe(3),
+            description: r.text(4, 1),
             performed_at: r.dtm(5),
-            performers,
+            functional_type: r.cwe(6),
+            minutes: r.number(7),
+            anesthesiologists: r.xcns(8),
+            surgeons: r.xcns(11),
+            performers: r.xcns(12),
+            reason: r.cwe(15),
+            identifier: r.ei(19),
+            location: r.pl(23),
+            parent: r.ei(25),
         });
     }
 

@@ -994,12 +994,39 @@ pub struct Procedure {
     /// The procedure (PR1-3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<Code>,
+    /// Its description (PR1-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// When performed (PR1-5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub performed_at: Option<String>,
-    /// Surgeons and other performers (PR1-11, PR1-12).
+    /// Functional type (PR1-6, table 0230: anesthesia, procedure for treatment, diagnostic…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub functional_type: Option<Code>,
+    /// How long it took, in minutes (PR1-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<f64>,
+    /// Anesthesiologists (PR1-8).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anesthesiologists: Vec<Person>,
+    /// Surgeons (PR1-11).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub surgeons: Vec<Person>,
+    /// Other practitioners (PR1-12).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub performers: Vec<Person>,
+    /// The diagnosis it was for (PR1-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Code>,
+    /// Identifier (PR1-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    /// Where: the treating unit (PR1-23).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// The procedure this one is part of (PR1-25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Identifier>,
 }
 
 /// An administered (or refused) vaccine (RXA with RXR and its ORC).

@@ -1855,27 +1855,92 @@ impl<'a> Builder<'a> {
         let Some(patient) = self.patient else {
             return;
         };
-        for (n, p) in self.c.procedures.iter().enumerate() {
-            let id = self.uuid(&[
-                "Procedure",
-                &patient.to_string(),
-                p.code
+        // Ids first, so PR1-25 can point at a procedure later in the message.
+        let keyed: Vec<(Uuid, Vec<Value>, Request)> = self
+            .c
+            .procedures
+            .iter()
+            .enumerate()
+            .map(|(n, p)| {
+                let ids: Vec<Value> = p.identifier.iter().map(|i| self.identifier(i)).collect();
+                let (request, key) = self.keyed_request(&ids, false);
+                let key = key.unwrap_or_else(|| {
+                    format!(
+                        "{patient}|{}|{}|{n}",
+                        p.code
+                            .as_ref()
+                            .and_then(|c| c.code.as_deref())
+                            .unwrap_or_default(),
+                        p.performed_at.as_deref().unwrap_or_default(),
+                    )
+                });
+                (self.uuid(&["Procedure", &key]), ids, request)
+            })
+            .collect();
+        let proc_ids: Vec<Uuid> = keyed.iter().map(|k| k.0).collect();
+        for (p, (id, ids, request)) in self.c.procedures.iter().zip(keyed) {
+            // PR1[Procedure]: performers by function, the anesthesiologist first.
+            let mut performers = Vec::new();
+            for (people, function) in [
+                (&p.anesthesiologists, Some("anesthesiologist")),
+                (&p.surgeons, Some("surgeon")),
+                (&p.performers, None),
+            ] {
+                for r in self.practitioners(people) {
+                    performers.push(fj!({
+                        "actor": reference(r),
+                        "function": function.map(|f| fj!({"text": f})),
+                    }));
+                }
+            }
+            let mut code = self.concept(&p.code);
+            if let (Some(text), Value::Object(o)) = (&p.description, &mut code) {
+                o.entry("text")
+                    .or_insert_with(|| Value::String(text.clone()));
+            }
+            let code = if code.is_null() {
+                p.description
                     .as_ref()
-                    .and_then(|c| c.code.as_deref())
-                    .unwrap_or_default(),
-                p.performed_at.as_deref().unwrap_or_default(),
-                &n.to_string(),
-            ]);
-            let performers = self.practitioners(&p.performers);
-            let resource = fj!({
+                    .map_or(Value::Null, |t| fj!({"text": t}))
+            } else {
+                code
+            };
+            // PR1-7 minutes make the time a period.
+            let end = match (&p.performed_at, p.minutes) {
+                (Some(start), Some(m)) => seconds_of(m, None).and_then(|s| add_seconds(start, s)),
+                _ => None,
+            };
+            let performed = if end.is_some() {
+                fj!({"performedPeriod": {"start": self.dt(&p.performed_at), "end": self.dt(&end)}})
+            } else {
+                fj!({"performedDateTime": self.dt(&p.performed_at)})
+            };
+            let location = p.location.as_ref().and_then(|l| self.location(l));
+            let parent = p.parent.as_ref().and_then(|parent| {
+                self.c
+                    .procedures
+                    .iter()
+                    .position(|q| {
+                        q.identifier.as_ref().is_some_and(|i| {
+                            i.value == parent.value && i.authority == parent.authority
+                        })
+                    })
+                    .map(|k| proc_ids[k])
+            });
+            let mut resource = fj!({
+                "identifier": ids,
                 "status": "completed",
-                "code": self.concept(&p.code),
+                "category": self.concept(&p.functional_type),
+                "code": code,
                 "subject": reference(patient),
                 "encounter": opt_ref(self.encounter),
-                "performedDateTime": self.dt(&p.performed_at),
-                "performer": performers.into_iter().map(|r| fj!({"actor": reference(r)})).collect::<Vec<_>>(),
+                "performer": performers,
+                "location": location.map(reference),
+                "reasonCode": p.reason.as_ref().map(|c| vec![self.concept_of(c)]),
+                "partOf": parent.map(|r| vec![reference(r)]),
             });
-            self.push("Procedure", id, resource, Request::Update);
+            merge_into(&mut resource, performed);
+            self.push("Procedure", id, resource, request);
         }
     }
 

@@ -628,6 +628,41 @@ mod tests {
     }
 
     #[test]
+    fn procedures_map_by_the_guide_with_performers_period_and_parent() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A08|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPR1|1||76164006^Biopsy of colon^SCT|Colon biopsy during colonoscopy|20240101103000+0100|D^Diagnostic procedure^HL70230|45|11^ANES^ANNA|||22^CUTTER^CARL|33^HELPER^HAL|||K63.3^Ulcer of intestine^I10||||P1^OR||||ENDO^^^GHH||P0^OR\rPR1|2||73761001^Colonoscopy^SCT||20240101100000+0100||||||||||||||P0^OR\r";
+        let b = bundle(raw);
+        let procs = of_type(&b, "Procedure");
+        assert_eq!(procs.len(), 2);
+        let (biopsy, colonoscopy) = (&procs[0]["resource"], &procs[1]);
+        assert_eq!(biopsy["identifier"][0]["value"], "P1");
+        assert_eq!(biopsy["code"]["text"], "Colon biopsy during colonoscopy");
+        assert_eq!(biopsy["category"]["coding"][0]["code"], "D");
+        assert_eq!(
+            biopsy["performedPeriod"]["start"],
+            "2024-01-01T10:30:00+01:00"
+        );
+        assert_eq!(
+            biopsy["performedPeriod"]["end"],
+            "2024-01-01T11:15:00+01:00"
+        );
+        let functions: Vec<&str> = biopsy["performer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["function"]["text"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(functions, ["anesthesiologist", "surgeon", "-"]);
+        assert_eq!(biopsy["reasonCode"][0]["coding"][0]["code"], "K63.3");
+        assert_eq!(resolve(&b, &biopsy["location"])["name"], "ENDO");
+        // PR1-25: the later PR1 in the message with that identifier.
+        assert_eq!(biopsy["partOf"][0]["reference"], colonoscopy["fullUrl"]);
+        assert_eq!(
+            colonoscopy["resource"]["performedDateTime"],
+            "2024-01-01T10:00:00+01:00"
+        );
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
