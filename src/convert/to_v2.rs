@@ -142,6 +142,12 @@ pub fn to_v2(c: &Clinical, o: &V2Options) -> Vec<u8> {
             f[19] = d.identifier.as_ref().map(ei).unwrap_or_default();
             w.segment("DG1", f);
         }
+        for (n, p) in c.procedures.iter().enumerate() {
+            w.segment("PR1", pr1(p, n + 1));
+        }
+        for (n, ins) in c.insurance.iter().enumerate() {
+            w.segment("IN1", in1(ins, n + 1));
+        }
     }
     if results {
         let mut obr_n = 0;
@@ -331,6 +337,53 @@ fn pid(c: &Clinical) -> Vec<String> {
         p.deceased_at.as_deref().map(dtm).unwrap_or_default(),
         p.deceased.map(yes_no).unwrap_or_default(),
     ]
+}
+
+/// PR1 from a procedure: code, description, time, functional type, minutes, anesthesiologist,
+/// surgeon, other practitioners, associated diagnosis, identifier.
+fn pr1(p: &crate::record::clinical::Procedure, n: usize) -> Vec<String> {
+    let people = |p: &[Person]| repeat(p.iter().map(xcn));
+    let mut f = vec![String::new(); 19];
+    f[0] = n.to_string();
+    f[2] = p.code.as_ref().map(cwe).unwrap_or_default();
+    f[3] = opt(&p.description);
+    f[4] = ts(&p.performed_at);
+    f[5] = p.functional_type.as_ref().map(cwe).unwrap_or_default();
+    f[6] = p
+        .minutes
+        .map(crate::convert::fhir::read::fmt_number)
+        .unwrap_or_default();
+    f[7] = people(&p.anesthesiologists);
+    f[10] = people(&p.surgeons);
+    f[11] = people(&p.performers);
+    f[14] = p.reason.as_ref().map(cwe).unwrap_or_default();
+    f[18] = p.identifier.as_ref().map(ei).unwrap_or_default();
+    f
+}
+
+/// IN1 from an insurance: plan, company, group, policy holder, period, plan type, insured,
+/// relationship, policy number.
+fn in1(i: &crate::record::clinical::Insurance, n: usize) -> Vec<String> {
+    let mut f = vec![String::new(); 49];
+    f[0] = n.to_string();
+    f[1] = i.plan.as_ref().map(cwe).unwrap_or_default();
+    f[2] = repeat(i.company_ids.iter().map(cx));
+    f[3] = opt(&i.company_name);
+    f[7] = opt(&i.group_number);
+    f[8] = opt(&i.group_name);
+    f[9] = repeat(i.policy_holder_ids.iter().map(cx));
+    f[10] = opt(&i.policy_holder);
+    f[11] = ts(&i.start);
+    f[12] = ts(&i.end);
+    f[14] = opt(&i.plan_type);
+    f[15] = i.insured_name.as_ref().map(xpn).unwrap_or_default();
+    f[16] = i.relationship.as_ref().map(cwe).unwrap_or_default();
+    f[17] = ts(&i.insured_birth_date);
+    f[18] = i.insured_address.as_ref().map(xad).unwrap_or_default();
+    f[35] = opt(&i.policy_number);
+    f[42] = opt(&i.insured_sex);
+    f[48] = repeat(i.insured_ids.iter().map(cx));
+    f
 }
 
 /// NK1 from a contact: name, relationship, address, home and business phones, role, period,

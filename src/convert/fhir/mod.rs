@@ -525,6 +525,25 @@ mod tests {
             typed(coverage)[1..],
             [("MB".into(), "POL1".into()), ("MB".into(), "M55".into())]
         );
+        // And back to an IN1.
+        let back = to_clinical(&b).unwrap();
+        let ins = &back.insurance[0];
+        assert_eq!(ins.plan.as_ref().unwrap().code.as_deref(), Some("BAV"));
+        assert_eq!(ins.company_name.as_deref(), Some("Blue Cross"));
+        assert_eq!(ins.policy_number.as_deref(), Some("POL1"));
+        assert_eq!(
+            ins.relationship.as_ref().unwrap().code.as_deref(),
+            Some("SPO")
+        );
+        let v2 = crate::convert::to_v2::to_v2(&back, &Default::default());
+        let v2 = String::from_utf8(v2).unwrap();
+        let in1 = v2.split('\r').find(|s| s.starts_with("IN1")).unwrap();
+        let fields: Vec<&str> = in1.split('|').collect();
+        assert_eq!(fields[2], "BAV^Blue Advantage");
+        assert_eq!(fields[4], "Blue Cross");
+        assert_eq!(fields[16], "DOE^JOHN");
+        assert!(fields[17].starts_with("SPO"), "{in1}");
+        assert_eq!(fields[36], "POL1");
     }
 
     #[test]
@@ -660,6 +679,31 @@ mod tests {
             colonoscopy["resource"]["performedDateTime"],
             "2024-01-01T10:00:00+01:00"
         );
+        // And back to PR1 segments.
+        let back = to_clinical(&b).unwrap();
+        assert_eq!(back.procedures.len(), 2);
+        let p = &back.procedures[0];
+        assert_eq!(
+            p.surgeons[0].name.as_ref().unwrap().family.as_deref(),
+            Some("CUTTER")
+        );
+        assert_eq!(p.anesthesiologists.len(), 1);
+        assert_eq!(p.performers.len(), 1);
+        let v2 = crate::convert::to_v2::to_v2(&back, &Default::default());
+        let v2 = String::from_utf8(v2).unwrap();
+        let pr1: Vec<&str> = v2.split('\r').filter(|s| s.starts_with("PR1")).collect();
+        assert_eq!(pr1.len(), 2);
+        let fields: Vec<&str> = pr1[0].split('|').collect();
+        assert!(
+            fields[3].starts_with("76164006^Biopsy of colon^SCT"),
+            "{}",
+            pr1[0]
+        );
+        assert_eq!(fields[4], "Colon biopsy during colonoscopy");
+        assert_eq!(fields[5], "20240101103000+0100");
+        assert!(fields[11].starts_with("22^CUTTER^CARL"), "{}", pr1[0]);
+        assert!(fields[15].starts_with("K63.3"), "{}", pr1[0]);
+        assert!(fields[19].starts_with("P1"), "{}", pr1[0]);
     }
 
     #[test]

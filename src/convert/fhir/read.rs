@@ -18,9 +18,11 @@ use super::vocab;
 use crate::record::clinical::*;
 
 /// The resource types [`to_clinical`] reads; others in a Bundle are named in the warnings.
-pub const READS: [&str; 13] = [
+pub const READS: [&str; 15] = [
     "Patient",
     "RelatedPerson",
+    "Coverage",
+    "Procedure",
     "Encounter",
     "ServiceRequest",
     "DiagnosticReport",
@@ -166,6 +168,12 @@ pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
             let rank = d.get("rank").and_then(Value::as_u64).map(|n| n.to_string());
             roles.insert(cond as *const Value, (r#type, rank));
         }
+    }
+    for p in of("Procedure") {
+        c.procedures.push(r.procedure(p));
+    }
+    for cov in of("Coverage") {
+        c.insurance.push(r.coverage(cov));
     }
     for d in of("Condition") {
         let mut dx = r.diagnosis(d);
@@ -629,6 +637,125 @@ impl<'a> Reader<'a> {
             birth_date: string(k, "birthDate"),
             identifiers: array(k, "identifier").map(identifier).collect(),
         }
+    }
+
+    /// A Procedure as PR1 reads it (the inverse of PR1[Procedure]).
+    fn procedure(&self, p: &Value) -> Procedure {
+        let mut out = Procedure {
+            code: concept(p.get("code")),
+            description: p.get("code").and_then(|c| string(c, "text")),
+            performed_at: string(p, "performedDateTime")
+                .or_else(|| p.get("performedPeriod").and_then(|x| string(x, "start"))),
+            functional_type: concept(p.get("category")),
+            identifier: array(p, "identifier").next().map(identifier),
+            reason: array(p, "reasonCode").next().and_then(|c| concept(Some(c))),
+            location: p.get("location").map(|l| self.location(l)),
+            ..Procedure::default()
+        };
+        for performer in array(p, "performer") {
+            let Some(actor) = performer.get("actor") else {
+                continue;
+            };
+            let person = self.person(actor);
+            let function = performer
+                .get("function")
+                .and_then(|f| string(f, "text"))
+                .unwrap_or_default();
+            match function.as_str() {
+                "anesthesiologist" => out.anesthesiologists.push(person),
+                "surgeon" => out.surgeons.push(person),
+                _ => out.performers.push(person),
+            }
+        }
+        out
+    }
+
+    /// A Coverage as IN1 reads it: plan and group classes, payor, period, type, policy number,
+    /// relationship, and the insured when a RelatedPerson is the subscriber.
+    fn coverage(&self, c: &Value) -> Insurance {
+        let class = |kind: &str| {
+            array(c, "class").find(|k| {
+                k.get("type")
+                    .is_some_and(|t| array(t, "coding").any(|x| str_at(x, "code") == Some(kind)))
+            })
+        };
+        let payor = array(c, "payor").next();
+        let payor_org = payor.and_then(|p| self.resolve(p));
+        let holder = c.get("policyHolder").and_then(|h| self.resolve(h));
+        let subscriber = c
+            .get("subscriber")
+            .and_then(|s| self.resolve(s))
+            .filter(|s| str_at(s, "resourceType") == Some("RelatedPerson"));
+        let mut out = Insurance {
+            plan: class("plan").map(|k| Code {
+                code: string(k, "value"),
+                display: string(k, "name"),
+                ..Code::default()
+            }),
+            company_ids: payor_org
+                .map(|o| array(o, "identifier").map(identifier).collect())
+                .unwrap_or_default(),
+            company_name: payor.and_then(|p| self.display_of(p)),
+            group_number: class("group").and_then(|k| string(k, "value")),
+            group_name: class("group").and_then(|k| string(k, "name")),
+            start: period(c, "start"),
+            end: period(c, "end"),
+            plan_type: c
+                .get("type")
+                .and_then(|t| array(t, "coding").find_map(|x| string(x, "code"))),
+            policy_number: array(c, "identifier")
+                .find(|i| {
+                    i.get("type").is_some_and(|t| {
+                        array(t, "coding").any(|x| str_at(x, "code") == Some("MB"))
+                    })
+                })
+                .and_then(|i| string(i, "value")),
+            relationship: c.get("relationship").and_then(|r| {
+                table_code(
+                    Some(r),
+                    |code| {
+                        Some(
+                            match code {
+                                "self" => "SEL",
+                                "spouse" => "SPO",
+                                "child" => "CHD",
+                                "parent" => "PAR",
+                                _ => return None,
+                            }
+                            .to_string(),
+                        )
+                    },
+                    "0063",
+                )
+            }),
+            insured_ids: string(c, "subscriberId")
+                .map(|v| Identifier {
+                    value: Some(v),
+                    ..Identifier::default()
+                })
+                .into_iter()
+                .collect(),
+            policy_holder: holder
+                .filter(|h| str_at(h, "resourceType") == Some("Organization"))
+                .and_then(|h| string(h, "name")),
+            policy_holder_ids: holder
+                .filter(|h| str_at(h, "resourceType") == Some("Organization"))
+                .map(|h| array(h, "identifier").map(identifier).collect())
+                .unwrap_or_default(),
+            ..Insurance::default()
+        };
+        if let Some(s) = subscriber {
+            out.insured_name = array(s, "name").next().map(name);
+            out.insured_birth_date = string(s, "birthDate");
+            out.insured_sex = str_at(s, "gender")
+                .and_then(|g| reverse(&["M", "F", "O", "U"], g, vocab::gender))
+                .map(str::to_string);
+            out.insured_address = array(s, "address").next().map(address);
+            if out.insured_ids.is_empty() {
+                out.insured_ids = array(s, "identifier").map(identifier).collect();
+            }
+        }
+        out
     }
 
     fn visit(&self, e: &Value) -> Visit {
