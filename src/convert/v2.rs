@@ -763,8 +763,15 @@ impl Converter {
         let mut identifiers = Vec::new();
         let mut ordering_provider = Vec::new();
         if let Some(o) = orc {
-            identifiers.extend(o.placer_id);
-            identifiers.extend(o.filler_id);
+            // ORC[Immunization]: typed PLAC and FILL.
+            let typed = |id: Option<Identifier>, kind: &str| {
+                id.map(|mut i| {
+                    i.r#type = Some(kind.into());
+                    i
+                })
+            };
+            identifiers.extend(typed(o.placer_id, "PLAC"));
+            identifiers.extend(typed(o.filler_id, "FILL"));
             ordering_provider = o.ordering_provider;
         }
         let lot_numbers = r
@@ -1891,6 +1898,7 @@ mod tests {
         );
         let iz = &vxu.immunizations[0];
         assert_eq!(iz.identifiers[0].value.as_deref(), Some("IZ-1"));
+        assert_eq!(iz.identifiers[0].r#type.as_deref(), Some("FILL"));
         assert_eq!(iz.vaccine.as_ref().unwrap().system.as_deref(), Some("CVX"));
         assert_eq!(iz.amount, Some(0.5));
         assert_eq!(iz.lot_numbers, vec!["LOT1"]);

@@ -285,14 +285,17 @@ pub fn encounter_class(code: &str) -> (&'static str, String, Option<&'static str
 
 /// Encounter.status from the event and the visit's dates.
 pub fn encounter_status(event: Option<&str>, discharged: bool) -> &'static str {
+    // The guide's Event[EncounterStatus] map first (A01/A02/A13 in progress, A03 finished,
+    // A04/A05 planned, A08 unknown — it does not say —, A11 cancelled), then Aorta's reading of
+    // the events it leaves out; a discharge time (PV1-45) ends any visit not cancelled.
     match event.unwrap_or_default() {
+        "A11" | "A27" | "A38" => "cancelled",
+        _ if discharged => "finished",
         "A03" | "A07" => "finished",
-        "A05" | "A14" | "A38" => "planned",
-        "A11" | "A27" | "A38C" => "cancelled",
+        "A04" | "A05" | "A14" => "planned",
+        "A08" | "" => "unknown",
         "A10" => "arrived",
         "A09" => "onleave",
-        _ if discharged => "finished",
-        "" => "unknown",
         _ => "in-progress",
     }
 }
@@ -667,6 +670,11 @@ mod tests {
         assert_eq!(request_status(None, Some("NW")), "active");
         assert_eq!(request_status(Some("CM"), Some("NW")), "completed");
         assert_eq!(encounter_status(Some("A03"), false), "finished");
+        assert_eq!(encounter_status(Some("A04"), false), "planned");
+        assert_eq!(encounter_status(Some("A08"), false), "unknown");
+        assert_eq!(encounter_status(Some("A08"), true), "finished");
+        assert_eq!(encounter_status(Some("A13"), false), "in-progress");
+        assert_eq!(encounter_status(Some("A11"), true), "cancelled");
         assert_eq!(gender("m"), Some("male"));
     }
 }
