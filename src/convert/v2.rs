@@ -573,6 +573,8 @@ impl Converter {
             analysed_at: r.dtm(19),
             body_site: r.cwe(20),
             performing_organization: r.text(23, 1),
+            performing_organization_id: r.xon(23).and_then(|o| o.identifier),
+            performing_organization_address: r.xads(24).into_iter().next(),
             notes: Vec::new(),
             identifier: r.ei(21),
             equipment: r.reps(18).iter().filter_map(|e| ei_of(e, false)).collect(),

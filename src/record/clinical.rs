@@ -835,6 +835,13 @@ pub struct Observation {
     /// Performing organization name (OBX-23-1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub performing_organization: Option<String>,
+    /// Its identifier (OBX-23: XON-10 or XON-3, assigning authority XON-6, type XON-7, e.g. a
+    /// CLIA number typed `XX`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performing_organization_id: Option<Identifier>,
+    /// Its address (OBX-24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performing_organization_address: Option<Address>,
     /// Comments (NTE after OBX).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,

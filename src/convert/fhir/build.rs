@@ -1411,10 +1411,20 @@ impl<'a> Builder<'a> {
                 base
             };
             let id = self.uuid(&["Observation", &key]);
-            let org = o
-                .performing_organization
-                .clone()
-                .and_then(|name: String| self.organization(Some(name.as_str()), Vec::new()));
+            // OBX-23/24: the performing organization with its identifier and address.
+            let org_ids: Vec<Value> = o
+                .performing_organization_id
+                .iter()
+                .map(|i| self.identifier(i))
+                .collect();
+            let org = self.organization(o.performing_organization.as_deref(), org_ids);
+            if let (Some(org), Some(a)) = (org, &o.performing_organization_address) {
+                let address = self.address(a);
+                if let Some(m) = self.resource_mut(org) {
+                    m.entry("address")
+                        .or_insert_with(|| Value::Array(vec![address]));
+                }
+            }
             // OBX-16 responsible observers and OBX-25 directors (in their organization) as
             // PractitionerRoles, as the guide's OBX[Observation] says.
             let mut performers = Vec::new();

@@ -707,6 +707,28 @@ mod tests {
     }
 
     #[test]
+    fn the_performing_lab_has_its_clia_number_and_address() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F||||||||||||Acme Lab^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D0123456|1 Lab Way^^Madison^WI^53703\r";
+        let b = bundle(raw);
+        let obs = &of_type(&b, "Observation")[0]["resource"];
+        let lab = obs["performer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| resolve(&b, r))
+            .find(|r| r["resourceType"] == "Organization")
+            .unwrap();
+        assert_eq!(lab["name"], "Acme Lab");
+        assert_eq!(lab["identifier"][0]["value"], "05D0123456");
+        assert_eq!(lab["identifier"][0]["type"]["coding"][0]["code"], "XX");
+        assert_eq!(
+            lab["identifier"][0]["system"],
+            "urn:oid:2.16.840.1.113883.4.7"
+        );
+        assert_eq!(lab["address"][0]["city"], "Madison");
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
