@@ -1148,7 +1148,11 @@ impl<'m> Reader<'_, 'm> {
     }
 
     fn first(&self, field: usize) -> Option<Element<'m>> {
-        self.reps(field).into_iter().next()
+        // Most reads want one value: no list of every repetition for that.
+        self.seg
+            .field(field)?
+            .children()
+            .find(|r| !r.is_empty() && !r.is_null())
     }
 
     /// Component `comp` of the first repetition, as text.
