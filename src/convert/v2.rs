@@ -398,6 +398,8 @@ impl Converter {
         // PV2-13 referral source: a referrer too.
         v.referring.extend(r.xcns(13));
         v.priority = r.cwe(25);
+        v.prior_pending_location = r.pl(1);
+        v.arrival_mode = r.cwe(38);
     }
 
     fn flush_orc(&mut self) {

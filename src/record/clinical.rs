@@ -641,6 +641,12 @@ pub struct Visit {
     /// PV2-25: the visit priority (table 0217: 1 emergency, 2 urgent, 3 elective).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<Code>,
+    /// PV2-1: the prior pending location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_pending_location: Option<Location>,
+    /// PV2-38: how the patient arrived (table 0430: ambulance, car, on foot, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival_mode: Option<Code>,
     /// People in roles for this visit (ROL after PV1/PV2).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<Role>,

@@ -1069,6 +1069,8 @@ impl<'a> Builder<'a> {
             (&v.temporary_location, "active"),
             (&v.prior_location, "completed"),
             (&v.pending_location, "planned"),
+            // PV2-1, "planned" as PV2[Encounter] says.
+            (&v.prior_pending_location, "planned"),
         ] {
             if let Some(l) = l {
                 if let Some(loc) = self.location(l) {
@@ -1159,6 +1161,21 @@ impl<'a> Builder<'a> {
             "account": account.map(|a| vec![reference(a)]),
             "episodeOfCare": episode.map(|e| vec![reference(e)]),
             "text": v.description.as_ref().map(|d| fj!({"status": "generated", "div": xhtml(d)})),
+            // PV2-8/9 (R5's planned dates, as cross-version extensions) and PV2-38.
+            "extension": [
+                v.expected_admit_at.as_ref().map(|_| fj!({
+                    "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedStartDate",
+                    "valueDateTime": self.dt(&v.expected_admit_at),
+                })),
+                v.expected_discharge_at.as_ref().map(|_| fj!({
+                    "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate",
+                    "valueDateTime": self.dt(&v.expected_discharge_at),
+                })),
+                v.arrival_mode.as_ref().map(|c| fj!({
+                    "url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival",
+                    "valueCoding": self.coding(c),
+                })),
+            ].into_iter().flatten().collect::<Vec<_>>(),
         });
         self.push("Encounter", id, resource, request);
     }
@@ -2355,9 +2372,20 @@ impl<'a> Builder<'a> {
                 participants.push(self.booked_participant(p, b));
             }
         }
+        // AIL-4 says what kind of place it is (table 0305: clinic, department, home, …): the
+        // Location's type, not a role in the appointment.
         for b in &a.locations {
             if let Some(loc) = self.location(&b.what) {
-                participants.push(self.booked_participant(loc, b));
+                if let Some(kind) = b.r#type.as_ref().map(|t| self.concept_of(t)) {
+                    if let Some(o) = self.resource_mut(loc) {
+                        o.entry("type").or_insert_with(|| Value::Array(vec![kind]));
+                    }
+                }
+                let mut participant = self.booked_participant(loc, b);
+                if let Value::Object(o) = &mut participant {
+                    o.remove("type");
+                }
+                participants.push(participant);
             }
         }
         // An AIG resource (equipment, mostly) as a Device known by AIG-3. The guide points

@@ -607,7 +607,7 @@ mod tests {
 
     #[test]
     fn an_appointment_books_people_places_and_equipment_for_an_order() {
-        let raw = b"MSH|^~\\&|A|F|B|G|20240101||SIU^S12|M1|P|2.5\rSCH|A1^EHR|F1^SCHED||||NEW||ROUTINE^Routine^HL70277|30|min|^^30^20241231233000+0100^20250101000000+0100|77^PLACER^PAT||||88^FILLER^FRED||||99^ENTER^ERIN|||||Booked|ORD1^EHR\rPID|1||7^^^H^MR||DOE^JANE\rRGS|1\rAIS|1||76164006^Biopsy of colon^SCT|20241231233000+0100\rAIG|1||5001^Video colonoscope^L|101^Equipment^L||||20241231233000+0100|||45|min||Booked\rAIL|1||055^Room01^^GH Clinic|||20241231233000+0100|||1|h||Cancelled\rAIP|1||1210^GE^ROBERT|010^Gastroenterologist^L||20241231233000+0100|||30\r";
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||SIU^S12|M1|P|2.5\rSCH|A1^EHR|F1^SCHED||||NEW||ROUTINE^Routine^HL70277|30|min|^^30^20241231233000+0100^20250101000000+0100|77^PLACER^PAT||||88^FILLER^FRED||||99^ENTER^ERIN|||||Booked|ORD1^EHR\rPID|1||7^^^H^MR||DOE^JANE\rRGS|1\rAIS|1||76164006^Biopsy of colon^SCT|20241231233000+0100\rAIG|1||5001^Video colonoscope^L|101^Equipment^L||||20241231233000+0100|||45|min||Booked\rAIL|1||055^Room01^^GH Clinic|C^Clinic^HL70305||20241231233000+0100|||1|h||Cancelled\rAIP|1||1210^GE^ROBERT|010^Gastroenterologist^L||20241231233000+0100|||30\r";
         let b = bundle(raw);
         let a = &of_type(&b, "Appointment")[0]["resource"];
         let by_type = |t: &str| -> Vec<&Value> {
@@ -633,6 +633,10 @@ mod tests {
             "2025-01-01T00:30:00+01:00"
         );
         assert_eq!(room[room.len() - 1]["status"], "declined");
+        // AIL-4 types the place, not the participation.
+        assert!(room[room.len() - 1].get("type").is_none());
+        let place = resolve(&b, &room[room.len() - 1]["actor"]);
+        assert_eq!(place["type"][0]["coding"][0]["code"], "C");
         // AIP plus the SCH-12/16/20 contacts.
         let people = by_type("Practitioner");
         assert_eq!(people.len(), 4);
@@ -726,6 +730,42 @@ mod tests {
             "urn:oid:2.16.840.1.113883.4.7"
         );
         assert_eq!(lab["address"][0]["city"], "Madison");
+    }
+
+    #[test]
+    fn pv2_gives_planned_dates_arrival_and_the_prior_pending_location() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|I|W1^R1^B1\rPV2|W9^R9^B9|||||||20240102080000+0100|20240105120000+0100|||||||||||||||||||||||||||||A^Ambulance^HL70430\r";
+        let b = bundle(raw);
+        let enc = &of_type(&b, "Encounter")[0]["resource"];
+        let ext = |url: &str| {
+            enc["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["url"] == url)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {url}"))
+        };
+        assert_eq!(
+            ext("http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedStartDate")
+                ["valueDateTime"],
+            "2024-01-02T08:00:00+01:00"
+        );
+        assert_eq!(
+            ext("http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate")
+                ["valueDateTime"],
+            "2024-01-05T12:00:00+01:00"
+        );
+        let arrival = ext("http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival");
+        assert_eq!(arrival["valueCoding"]["code"], "A");
+        assert_eq!(
+            arrival["valueCoding"]["system"],
+            "http://terminology.hl7.org/CodeSystem/v2-0430"
+        );
+        let locations = enc["location"].as_array().unwrap();
+        assert_eq!(locations.len(), 2);
+        assert_eq!(locations[1]["status"], "planned");
+        assert_eq!(resolve(&b, &locations[1]["location"])["name"], "B9");
     }
 
     #[test]
