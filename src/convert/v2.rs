@@ -56,13 +56,17 @@ fn allergy_fields(r: &Reader<'_, '_>) -> Allergy {
     }
 }
 
-/// What a ROL segment describes, by the segment it follows (the guide's message maps).
+/// What a ROL or PRT segment describes, by the segment it follows (the guide's message maps).
 #[derive(Default, Clone, Copy, PartialEq)]
 enum RoleTarget {
     #[default]
     None,
     Patient,
     Visit,
+    /// An ORC not yet joined to its OBR/RXO/RXA.
+    PendingOrder,
+    Order(usize),
+    Observation(usize),
 }
 
 #[derive(Default, Clone, Copy)]
@@ -158,6 +162,7 @@ impl Converter {
             }
             "TXA" => self.txa(&mut r),
             "ROL" => self.rol(&mut r),
+            "PRT" => self.prt(&mut r),
             "RF1" => self.rf1(&mut r),
             "PRD" => self.prd(&mut r),
             _ => {}
@@ -165,8 +170,18 @@ impl Converter {
         self.role_target = match seg.id() {
             "PID" | "PD1" => RoleTarget::Patient,
             "PV1" | "PV2" => RoleTarget::Visit,
-            // ROL repeats, and ARV (access restrictions) may come between.
-            "ROL" | "ARV" => self.role_target,
+            "ORC" if self.pending_orc.is_some() => RoleTarget::PendingOrder,
+            "ORC" | "OBR" | "RXO" | "RXE" => self
+                .current_order
+                .map_or(RoleTarget::None, RoleTarget::Order),
+            "OBX" if !self.in_document => self
+                .out
+                .observations
+                .len()
+                .checked_sub(1)
+                .map_or(RoleTarget::None, RoleTarget::Observation),
+            // ROL and PRT repeat, and ARV (access restrictions) may come between.
+            "ROL" | "PRT" | "ARV" => self.role_target,
             _ => RoleTarget::None,
         };
         self.out.warnings.append(&mut r.warnings);
@@ -710,7 +725,68 @@ impl Converter {
                     v.roles.push(role);
                 }
             }
-            RoleTarget::None => {}
+            // ROL after an order, a procedure or an insurance maps to nothing (the guide).
+            _ => {}
+        }
+    }
+
+    /// PRT (v2.7+ participation), by the segment it follows, as the guide's message maps say:
+    /// after PID/PD1 a primary care provider (PRT-4 `PP`), after PV1/PV2 a visit participant,
+    /// after ORC/OBR the ordering provider (`OP`) or the report's technician/transcriptionist/
+    /// interpreter (`TN`, `TR`, `ARI`), after OBX the device (PRT-10).
+    fn prt(&mut self, r: &mut Reader<'_, '_>) {
+        let role = Role {
+            identifier: r.ei(1),
+            role: r.cwe(4),
+            person: r.xcns(5).into_iter().next(),
+            start: r.dtm(11),
+            end: r.dtm(12),
+            telecoms: r.xtns(15, "WPN"),
+            location: r.pl(9),
+            organization: r.xon(8),
+        };
+        let code = role
+            .role
+            .as_ref()
+            .and_then(|c| c.code.as_deref())
+            .map(str::to_ascii_uppercase)
+            .unwrap_or_default();
+        let order = match self.role_target {
+            RoleTarget::Patient => {
+                if let Some(p) = self.out.patient.as_mut() {
+                    p.roles.push(role);
+                }
+                return;
+            }
+            RoleTarget::Visit => {
+                if let Some(v) = self.out.visit.as_mut() {
+                    v.roles.push(role);
+                }
+                return;
+            }
+            RoleTarget::Observation(i) => {
+                if let (Some(device), Some(o)) = (r.ei(10), self.out.observations.get_mut(i)) {
+                    o.equipment.push(device);
+                }
+                return;
+            }
+            RoleTarget::PendingOrder => self.pending_orc.as_mut(),
+            RoleTarget::Order(i) => self.out.orders.get_mut(i),
+            RoleTarget::None => None,
+        };
+        let Some(order) = order else {
+            return;
+        };
+        match code.as_str() {
+            "OP" => {
+                if let Some(p) = role.person {
+                    if !order.ordering_provider.contains(&p) {
+                        order.ordering_provider.push(p);
+                    }
+                }
+            }
+            "TN" | "TR" | "ARI" => order.report_performers.push(role),
+            _ => {}
         }
     }
 

@@ -716,6 +716,10 @@ pub struct Order {
     /// Principal result interpreter (OBR-32-1).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interpreters: Vec<Person>,
+    /// Who else made the report: technicians, transcriptionists, interpreters (PRT-4 `TN`,
+    /// `TR`, `ARI` after OBR).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub report_performers: Vec<Role>,
     /// Comments (NTE after ORC/OBR; TQ1-11 text instructions).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,

@@ -1246,6 +1246,11 @@ impl<'a> Builder<'a> {
             }
             let dr = self.uuid(&["DiagnosticReport", &key]);
             let interpreters = self.practitioners(&order.interpreters);
+            let report_performers: Vec<Uuid> = order
+                .report_performers
+                .iter()
+                .filter_map(|r| self.role(r))
+                .collect();
             let effective = match (&order.observed_at, &order.observed_end) {
                 (Some(_), Some(_)) => fj!({"effectivePeriod": {
                     "start": self.dt(&order.observed_at), "end": self.dt(&order.observed_end)
@@ -1268,6 +1273,7 @@ impl<'a> Builder<'a> {
                 "encounter": opt_ref(self.encounter),
                 "issued": self.instant(&order.reported_at),
                 "resultsInterpreter": interpreters.into_iter().map(reference).collect::<Vec<_>>(),
+                "performer": report_performers.into_iter().map(reference).collect::<Vec<_>>(),
                 "specimen": specimen_ids.iter().copied().map(reference).collect::<Vec<_>>(),
             });
             merge_into(&mut resource, effective);

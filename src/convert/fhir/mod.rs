@@ -769,6 +769,40 @@ mod tests {
     }
 
     #[test]
+    fn prt_participants_land_where_they_follow() {
+        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01^ORU_R01|M1|P|2.8\rPID|1||7^^^H^MR||DOE^JANE\rPRT|R1|||PP^Primary Care Provider^HL70443|111^GP^GARY\rPV1|1|O\rPRT||||AT^Attending^HL70443|222^ATT^ANN||||||20240101080000+0100\rORC|RE|P1^EHR\rPRT||||OP^Ordering Provider^HL70443|333^ORD^OLGA\rOBR|1|P1^EHR||24331-1^Lipid panel^LN|||20240101080000+0100||||||||||||||||F\rPRT||||TN^Technician^HL70443|444^TECH^TOM\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rPRT||||EQUIP^Equipment^HL70443||||||ANALYZER-9^LAB\r";
+        let b = bundle(raw);
+        let family = |r: &Value| -> String {
+            let role = resolve(&b, r);
+            let p = if role["resourceType"] == "PractitionerRole" {
+                resolve(&b, &role["practitioner"])
+            } else {
+                role
+            };
+            p["name"][0]["family"].as_str().unwrap_or("-").to_string()
+        };
+        let patient = &of_type(&b, "Patient")[0]["resource"];
+        assert_eq!(family(&patient["generalPractitioner"][0]), "GP");
+        let enc = &of_type(&b, "Encounter")[0]["resource"];
+        let att = enc["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["type"][0]["coding"][0]["code"] == "AT")
+            .unwrap();
+        assert_eq!(family(&att["individual"]), "ATT");
+        let sr = &of_type(&b, "ServiceRequest")[0]["resource"];
+        assert_eq!(family(&sr["requester"]), "ORD");
+        let dr = &of_type(&b, "DiagnosticReport")[0]["resource"];
+        assert_eq!(family(&dr["performer"][0]), "TECH");
+        let obs = &of_type(&b, "Observation")[0]["resource"];
+        assert_eq!(
+            resolve(&b, &obs["device"])["identifier"][0]["value"],
+            "ANALYZER-9"
+        );
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
