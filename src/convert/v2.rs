@@ -441,6 +441,12 @@ impl Converter {
             ordered_at: r.dtm(9),
             entered_by: r.xcns(10),
             ordering_provider: r.xcns(12),
+            ordering_facility: r.xon(21),
+            ordering_facility_address: r.xads(22).into_iter().next(),
+            ordering_facility_phones: r.xtns(23, "WPN"),
+            ordering_provider_address: r.xads(24).into_iter().next(),
+            order_type: r.cwe(29),
+            alternate_ids: r.cxs(33),
             ..Order::default()
         });
         self.note_target = NoteTarget::PendingOrder;
@@ -478,7 +484,26 @@ impl Converter {
         o.result_status = r.text(25, 1);
         o.parent_id = r.ei(29).or_else(|| r.ei(26));
         o.reasons = r.cwes(31);
-        o.interpreters = r.xcns_at(32, 1);
+        o.interpreters = r.ndls(32);
+        // OBR-34/35 (NDL): technicians and transcriptionists, as table 0443 names them.
+        for (field, code, display) in [(34, "TN", "Technician"), (35, "TR", "Transcriptionist")] {
+            for person in r.ndls(field) {
+                o.report_performers.push(Role {
+                    role: Some(Code {
+                        display: Some(display.into()),
+                        ..Code::table("0443", code)
+                    }),
+                    person: Some(person),
+                    ..Role::default()
+                });
+            }
+        }
+        o.details = [46, 47].into_iter().flat_map(|f| r.cwes(f)).collect();
+        let alternate = r.cxs(53);
+        if !alternate.is_empty() {
+            o.alternate_ids = alternate;
+        }
+        o.specimen_action = r.text(11, 1);
         self.push_order(o);
         self.in_document = false;
     }
@@ -818,6 +843,7 @@ impl Converter {
             priority: r.text(15, 1),
             clinicians: r.xcns(16),
             identifier: r.ei(20),
+            attested_at: r.dtm(19),
         });
     }
 
@@ -1385,6 +1411,19 @@ impl<'m> Reader<'_, 'm> {
                 (id.is_some() || name.is_some()).then_some(Person { id, name })
             })
             .collect()
+    }
+
+    /// People in an NDL field (OBR-32 to 35): the CNN in component 1's subcomponents, or — as
+    /// senders also write it — an XCN laid out in components.
+    fn ndls(&self, field: usize) -> Vec<Person> {
+        let cnn = self.xcns_at(field, 1);
+        let xcn: Vec<Person> = self.reps(field).iter().filter_map(xcn_of).collect();
+        // The layout that yields names wins; with none, the CNN's ids.
+        if cnn.iter().any(|p| p.name.is_some()) || xcn.iter().all(|p| p.name.is_none()) {
+            cnn
+        } else {
+            xcn
+        }
     }
 
     fn xads(&self, field: usize) -> Vec<Address> {

@@ -716,10 +716,34 @@ pub struct Order {
     /// Principal result interpreter (OBR-32-1).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interpreters: Vec<Person>,
-    /// Who else made the report: technicians, transcriptionists, interpreters (PRT-4 `TN`,
-    /// `TR`, `ARI` after OBR).
+    /// Who else made the report: technicians (OBR-34), transcriptionists (OBR-35), and PRT
+    /// after OBR with role `TN`, `TR` or `ARI`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub report_performers: Vec<Role>,
+    /// Supplemental service information from placer and filler (OBR-46, OBR-47).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Code>,
+    /// Alternate placer order numbers (OBR-53, else ORC-33).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternate_ids: Vec<Identifier>,
+    /// The ordering facility (ORC-21) with its address (ORC-22) and phones (ORC-23).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_facility: Option<Organization>,
+    /// See `ordering_facility`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_facility_address: Option<Address>,
+    /// See `ordering_facility`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ordering_facility_phones: Vec<Telecom>,
+    /// The ordering provider's address (ORC-24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_provider_address: Option<Address>,
+    /// Order type (ORC-29, table 0482: I inpatient, O outpatient).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_type: Option<Code>,
+    /// Specimen action (OBR-11, table 0065: A add to a specimen, G generated/reflex, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specimen_action: Option<String>,
     /// Comments (NTE after ORC/OBR; TQ1-11 text instructions).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,
@@ -1002,6 +1026,9 @@ pub struct Diagnosis {
     /// Identifier (DG1-20).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
+    /// When it was attested (DG1-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attested_at: Option<String>,
 }
 
 /// A procedure (PR1).

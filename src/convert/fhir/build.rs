@@ -1190,16 +1190,55 @@ impl<'a> Builder<'a> {
         let mut reports = Vec::new();
         let orders: Vec<&Order> = self.c.orders.iter().collect();
         for (n, order) in orders.into_iter().enumerate() {
-            let ids = self.placer_filler(&order.placer_id, &order.filler_id);
+            let mut ids = self.placer_filler(&order.placer_id, &order.filler_id);
             let (request, key) = self.keyed_request(&ids, false);
             let key = key.unwrap_or_else(|| format!("message|{}|{n}", self.message_key()));
             let sr = self.uuid(&["ServiceRequest", &key]);
-            // ORC-12 as the guide says: requester(PractitionerRole.practitioner).
+            // OBR-53 / ORC-33 after the order numbers (not part of the key).
+            ids.extend(order.alternate_ids.iter().map(|i| self.identifier(i)));
+            // ORC-12 as the guide says: requester(PractitionerRole.practitioner), in the ORC-21
+            // ordering facility (with ORC-22/23), the practitioner with the ORC-24 address.
+            let facility = order.ordering_facility.as_ref().and_then(|o| {
+                let ids = o.identifier.iter().map(|i| self.identifier(i)).collect();
+                self.organization(o.name.as_deref(), ids)
+            });
+            if let Some(f) = facility {
+                let address = order
+                    .ordering_facility_address
+                    .as_ref()
+                    .map(|a| self.address(a));
+                let telecom: Vec<Value> = order
+                    .ordering_facility_phones
+                    .iter()
+                    .map(|t| self.telecom(t))
+                    .collect();
+                if let Some(o) = self.resource_mut(f) {
+                    if let Some(a) = address {
+                        o.entry("address").or_insert_with(|| Value::Array(vec![a]));
+                    }
+                    if !telecom.is_empty() {
+                        o.entry("telecom").or_insert_with(|| Value::Array(telecom));
+                    }
+                }
+            }
             let requesters: Vec<Uuid> = order
                 .ordering_provider
                 .iter()
-                .filter_map(|p| self.practitioner_role(p, None, None))
+                .filter_map(|p| self.practitioner_role(p, None, facility))
                 .collect();
+            if let (Some(a), Some(p)) = (
+                &order.ordering_provider_address,
+                order
+                    .ordering_provider
+                    .first()
+                    .and_then(|p| self.practitioner(p)),
+            ) {
+                let address = self.address(a);
+                if let Some(o) = self.resource_mut(p) {
+                    o.entry("address")
+                        .or_insert_with(|| Value::Array(vec![address]));
+                }
+            }
             let specimen_ids = self.specimens(n, sr);
             let notes = self.annotations(&order.notes);
             let code = order.code.clone();
@@ -1215,8 +1254,12 @@ impl<'a> Builder<'a> {
                 "identifier": ids,
                 "requisition": self.typed_identifier(&order.group_id, "PGN"),
                 "status": vocab::request_status(order.status.as_deref(), order.control.as_deref()),
-                "intent": "order",
+                // OBR-11 `G`: an order the filler generated (a reflex test).
+                "intent": if order.specimen_action.as_deref() == Some("G") { "reflex-order" } else { "order" },
                 "priority": order.priority.as_deref().and_then(vocab::request_priority),
+                // prr-1: orderDetail only with a code.
+                "orderDetail": if code.is_some() { order.details.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>() } else { Vec::new() },
+                "locationCode": order.order_type.as_ref().map(|c| vec![self.concept_of(c)]),
                 // ServiceRequest.code is optional, but an order without one says little.
                 "code": self.concept(&code),
                 "subject": opt_ref(self.patient),
@@ -1865,6 +1908,7 @@ impl<'a> Builder<'a> {
                 "subject": reference(patient),
                 "encounter": opt_ref(self.encounter),
                 "onsetDateTime": self.dt(&d.diagnosed_at),
+                "recordedDate": self.dt(&d.attested_at),
                 "asserter": opt_ref(asserter),
             });
             self.push("Condition", id, resource, request);

@@ -803,6 +803,34 @@ mod tests {
     }
 
     #[test]
+    fn the_order_carries_its_facility_details_and_technician() {
+        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE|P1^EHR||||||||||333^ORD^OLGA|||||||||Main Clinic^^^^^^XX^^^C55|5 Main St^^Town^WI^53000|(555)000-1111|9 Doc Rd^^Town^WI^53000|||||O^Outpatient^HL70482||||ALT-9^^^EHR^PLAC\rOBR|1|P1^EHR||24331-1^Lipid panel^LN|||20240101080000+0100||||G||||||||||||||F|||||||||44&TECH&TOM||||||||||||FAST^Fasting^L\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rDG1|1||E78.5^Hyperlipidemia^I10||||||||||||||||20240102090000+0100\r";
+        let b = bundle(raw);
+        let sr = &of_type(&b, "ServiceRequest")[0]["resource"];
+        assert_eq!(sr["intent"], "reflex-order");
+        assert_eq!(sr["identifier"][1]["value"], "ALT-9");
+        assert_eq!(sr["orderDetail"][0]["coding"][0]["code"], "FAST");
+        assert_eq!(sr["locationCode"][0]["coding"][0]["code"], "O");
+        let role = resolve(&b, &sr["requester"]);
+        let facility = resolve(&b, &role["organization"]);
+        assert_eq!(facility["name"], "Main Clinic");
+        assert_eq!(facility["identifier"][0]["value"], "C55");
+        assert_eq!(facility["address"][0]["line"][0], "5 Main St");
+        assert_eq!(facility["telecom"][0]["value"], "(555)000-1111");
+        let doctor = resolve(&b, &role["practitioner"]);
+        assert_eq!(doctor["address"][0]["line"][0], "9 Doc Rd");
+        let dr = &of_type(&b, "DiagnosticReport")[0]["resource"];
+        let tech = resolve(&b, &dr["performer"][0]);
+        assert_eq!(tech["code"][0]["coding"][0]["code"], "TN");
+        assert_eq!(
+            resolve(&b, &tech["practitioner"])["name"][0]["family"],
+            "TECH"
+        );
+        let condition = &of_type(&b, "Condition")[0]["resource"];
+        assert_eq!(condition["recordedDate"], "2024-01-02T09:00:00+01:00");
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
