@@ -212,6 +212,7 @@ impl Converter {
         m.version = r.text(12, 1);
         m.sending_organization = r.text(22, 1);
         m.receiving_organization = r.text(23, 1);
+        m.language = r.cwe(19);
         let sent = r.dtm(7);
         self.out.message.sent_at = sent;
     }
@@ -289,6 +290,10 @@ impl Converter {
             multiple_birth: r.yes_no(24),
             birth_order: r.integer(25),
             citizenship: r.cwes(26),
+            nationality: r.cwe(28),
+            species: r.cwe(35),
+            breed: r.cwe(36),
+            tribal_citizenship: r.cwes(39),
             deceased_at,
             deceased,
             updated_at: r.dtm(33),

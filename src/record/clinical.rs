@@ -137,6 +137,9 @@ pub struct MessageInfo {
     /// MSH-23-1: the organization responsible for receiving (v2.7+).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receiving_organization: Option<String>,
+    /// The message's principal language (MSH-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<Code>,
     /// For FHIR input: the resource types it held, in order of first appearance.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resource_types: Vec<String>,
@@ -448,6 +451,18 @@ pub struct Patient {
     /// Citizenship (PID-26).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub citizenship: Vec<Code>,
+    /// Nationality (PID-28).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nationality: Option<Code>,
+    /// Species of a non-human patient (PID-35).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub species: Option<Code>,
+    /// Breed (PID-36).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breed: Option<Code>,
+    /// Tribal citizenship (PID-39).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tribal_citizenship: Vec<Code>,
     /// Death date and time (PID-29).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deceased_at: Option<String>,

@@ -784,10 +784,26 @@ impl<'a> Builder<'a> {
                 "valueAddress": {"text": b},
             }));
         }
-        for c in &p.citizenship {
+        // PID-26 and PID-39 (tribal citizenship) are citizenships alike in PID[Patient].
+        for c in p.citizenship.iter().chain(&p.tribal_citizenship) {
             ext.push(fj!({
                 "url": "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
                 "extension": [{"url": "code", "valueCodeableConcept": self.concept_of(c)}],
+            }));
+        }
+        if let Some(n) = &p.nationality {
+            ext.push(fj!({
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-nationality",
+                "extension": [{"url": "code", "valueCodeableConcept": self.concept_of(n)}],
+            }));
+        }
+        if p.species.is_some() || p.breed.is_some() {
+            ext.push(fj!({
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-animal",
+                "extension": [
+                    p.species.as_ref().map(|c| fj!({"url": "species", "valueCodeableConcept": self.concept_of(c)})),
+                    p.breed.as_ref().map(|c| fj!({"url": "breed", "valueCodeableConcept": self.concept_of(c)})),
+                ].into_iter().flatten().collect::<Vec<_>>(),
             }));
         }
         for (url, codes) in [
@@ -2799,6 +2815,12 @@ impl<'a> Builder<'a> {
             },
             "reason": m.event_reason.as_ref().map(|c| self.concept_of(c)),
             "focus": focus,
+            // MSH-19 as the resource's language, where it has a BCP 47 tag.
+            "language": m.language.as_ref().and_then(|l| {
+                std::iter::once(l)
+                    .chain(l.alternates.iter())
+                    .find_map(|c| c.code.as_deref().and_then(language_tag))
+            }),
             "meta": {"tag": m.processing_id.as_ref().map(|p| vec![fj!({
                 "system": "http://terminology.hl7.org/CodeSystem/v2-0103", "code": p
             })])},
@@ -2824,6 +2846,22 @@ fn merge_into(into: &mut Value, extra: Value) {
             a.insert(k, v);
         }
     }
+}
+
+/// A language code as a BCP 47 tag: an ISO 639 code Aorta knows, or a code already shaped
+/// like a tag (`en`, `en-US`, `haw`).
+fn language_tag(code: &str) -> Option<String> {
+    if let Some(tag) = vocab::bcp47(code) {
+        return Some(tag.to_string());
+    }
+    let code = code.trim();
+    let mut parts = code.split('-');
+    let primary = parts.next()?;
+    let shaped = (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    shaped.then(|| code.to_string())
 }
 
 /// A duration in seconds, from its value and ISO+/UCUM unit (minutes when none is given).

@@ -831,6 +831,41 @@ mod tests {
     }
 
     #[test]
+    fn pid_nationality_animal_tribe_and_the_message_language() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.8|||||USA||en-US^English^IETF\rPID|1||7^^^H^MR||REX^DOG|||||||||||||||||||||||USA^United States^ISO3166|||||||448771007^Canis familiaris^SCT|132542003^Labrador^SCT|||170^Navajo Nation^HL70171\r";
+        let b = bundle(raw);
+        let patient = &of_type(&b, "Patient")[0]["resource"];
+        let ext = |url: &str| {
+            patient["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["url"] == url)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {url}"))
+        };
+        let base = "http://hl7.org/fhir/StructureDefinition/";
+        assert_eq!(
+            ext(&format!("{base}patient-nationality"))["extension"][0]["valueCodeableConcept"]
+                ["coding"][0]["code"],
+            "USA"
+        );
+        let animal = ext(&format!("{base}patient-animal"));
+        assert_eq!(animal["extension"][0]["url"], "species");
+        assert_eq!(
+            animal["extension"][1]["valueCodeableConcept"]["coding"][0]["code"],
+            "132542003"
+        );
+        assert_eq!(
+            ext(&format!("{base}patient-citizenship"))["extension"][0]["valueCodeableConcept"]
+                ["coding"][0]["code"],
+            "170"
+        );
+        let header = &of_type(&b, "MessageHeader")[0]["resource"];
+        assert_eq!(header["language"], "en-US");
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
