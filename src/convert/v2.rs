@@ -831,6 +831,8 @@ impl Converter {
             reported_at: r.dtm(13),
             allergen: base.allergen.clone().or_else(|| r.cwe(27)),
             identified_at: r.dtm(11),
+            reported_by: r.xpns(14).into_iter().next(),
+            reporter_relationship: r.cwe(15),
             ..base
         });
     }
@@ -907,6 +909,10 @@ impl Converter {
             route: None,
             site: None,
             ordering_provider,
+            indications: r.cwes(19),
+            entered_at: r.dtm(22),
+            location: r.pl(27),
+            location_address: r.xads(28).into_iter().next(),
         });
         self.note_target = NoteTarget::None;
     }

@@ -1002,6 +1002,12 @@ pub struct Allergy {
     /// When identified (AL1-6).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identified_at: Option<String>,
+    /// Who reported it (IAM-14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<Name>,
+    /// The reporter's relationship to the patient (IAM-15; `SEL` for the patient).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporter_relationship: Option<Code>,
 }
 
 /// One reaction to an allergen (IAR).
@@ -1140,6 +1146,18 @@ pub struct Immunization {
     /// Ordering provider (ORC-12).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ordering_provider: Vec<Person>,
+    /// Why it was given (RXA-19).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indications: Vec<Code>,
+    /// When it was entered (RXA-22).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entered_at: Option<String>,
+    /// Where it was given (RXA-27) and that place's address (RXA-28).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// See `location`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_address: Option<Address>,
 }
 
 /// A guarantor of the patient's bill (GT1).

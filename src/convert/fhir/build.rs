@@ -1869,6 +1869,7 @@ impl<'a> Builder<'a> {
                 }));
             }
             let onset = self.dt(&a.identified_at);
+            let recorder = self.allergy_reporter(a, patient);
             let resource = fj!({
                 "identifier": a.identifier.as_ref().map(|i| vec![self.identifier(i)]),
                 "clinicalStatus": clinical.map(|c| fj!({"coding": [{
@@ -1888,6 +1889,7 @@ impl<'a> Builder<'a> {
                 "onsetString": if onset.is_null() { a.onset_text.as_deref() } else { None },
                 "onsetDateTime": onset,
                 "recordedDate": self.dt(&a.reported_at),
+                "recorder": recorder.map(reference),
                 "reaction": reactions,
             });
             self.push("AllergyIntolerance", id, resource, Request::Update);
@@ -2084,6 +2086,14 @@ impl<'a> Builder<'a> {
             performers.extend(ordering.into_iter().map(|p| fj!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "OP"}]}, "actor": reference(p)})));
             let status =
                 vocab::immunization_status(im.completion_status.as_deref(), im.action.as_deref());
+            // RXA-27 with the RXA-28 address.
+            let location = im.location.as_ref().and_then(|l| self.location(l));
+            if let (Some(loc), Some(a)) = (location, &im.location_address) {
+                let address = self.address(a);
+                if let Some(o) = self.resource_mut(loc) {
+                    o.entry("address").or_insert(address);
+                }
+            }
             let resource = fj!({
                 "identifier": ids,
                 "status": status,
@@ -2103,9 +2113,48 @@ impl<'a> Builder<'a> {
                 "route": self.concept(&im.route),
                 "doseQuantity": im.amount.filter(|a| a.is_finite() && *a != 999.0).map(|a| self.quantity(a, &im.units)),
                 "performer": performers,
+                "reasonCode": im.indications.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+                // RXA-22 when the record is an addition (RXA-21 `A`), as RXA[Immunization] says.
+                "recorded": if im.action.as_deref().is_none_or(|a| a.eq_ignore_ascii_case("A")) { self.dt(&im.entered_at) } else { Value::Null },
+                "location": location.map(reference),
                 "note": im.notes.iter().filter_map(|c| c.display.clone().or_else(|| c.text.clone()).or_else(|| c.code.clone())).map(|t| fj!({"text": t})).collect::<Vec<_>>(),
             });
             self.push("Immunization", id, resource, request);
+        }
+    }
+
+    /// IAM-14/15, as IAM[AllergyIntolerance] says: the patient (IAM-15 `SEL`), a
+    /// RelatedPerson (another relationship), or a Practitioner known by name (none).
+    fn allergy_reporter(
+        &mut self,
+        a: &crate::record::clinical::Allergy,
+        patient: Uuid,
+    ) -> Option<Uuid> {
+        let name = a.reported_by.as_ref()?;
+        let relationship = a
+            .reporter_relationship
+            .as_ref()
+            .and_then(|r| r.code.as_deref());
+        match relationship {
+            Some(r) if r.eq_ignore_ascii_case("SEL") => Some(patient),
+            Some(_) => {
+                let contact = Contact {
+                    names: vec![name.clone()],
+                    relationship: a.reporter_relationship.clone(),
+                    ..Contact::default()
+                };
+                let key = format!(
+                    "{patient}|reporter|{}|{}",
+                    name.family.as_deref().unwrap_or_default(),
+                    name.given.join(" ")
+                );
+                let resource = self.related_person(patient, &contact);
+                Some(self.shared_resource("RelatedPerson", key, Request::Update, || resource))
+            }
+            None => self.practitioner(&Person {
+                id: None,
+                name: Some(name.clone()),
+            }),
         }
     }
 

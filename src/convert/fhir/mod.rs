@@ -866,6 +866,26 @@ mod tests {
     }
 
     #[test]
+    fn immunization_reason_place_and_allergy_reporters() {
+        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||VXU^V04|M1|P|2.5.1\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE||IZ-1^IIS\rRXA|0|1|20240215||08^HepB^CVX|0.5|mL^mL^UCUM||||||||||||V03^Routine^NIP||A|20240215101500+0100|||||PEDS^^^CLINIC1|1 Clinic Rd^^Town^WI^53000\r");
+        let iz = &of_type(&b, "Immunization")[0]["resource"];
+        assert_eq!(iz["identifier"][0]["type"]["coding"][0]["code"], "FILL");
+        assert_eq!(iz["reasonCode"][0]["coding"][0]["code"], "V03");
+        assert_eq!(iz["recorded"], "2024-02-15T10:15:00+01:00");
+        let place = resolve(&b, &iz["location"]);
+        assert_eq!(place["name"], "PEDS");
+        assert_eq!(place["address"]["line"][0], "1 Clinic Rd");
+        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||ADT^A60|M2|P|2.6\rPID|1||7^^^H^MR||DOE^JANE\rIAM|1||PEANUT^Peanut^L|||A|AL1^EHR|||||||DOE^JOHN|SPO^Spouse^HL70063\rIAM|2||LATEX^Latex^L|||A|AL2^EHR|||||||DOE^JANE|SEL\r");
+        let allergies = of_type(&b, "AllergyIntolerance");
+        let spouse = resolve(&b, &allergies[0]["resource"]["recorder"]);
+        assert_eq!(spouse["resourceType"], "RelatedPerson");
+        assert_eq!(spouse["relationship"][0]["coding"][0]["code"], "SPS");
+        assert_eq!(spouse["name"][0]["given"][0], "JOHN");
+        let herself = resolve(&b, &allergies[1]["resource"]["recorder"]);
+        assert_eq!(herself["resourceType"], "Patient");
+    }
+
+    #[test]
     fn tq1_becomes_the_orders_quantity_and_timing_and_comes_back() {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ORM^O01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|NW|P1^EHR\rOBR|1|P1^EHR||24331-1^Lipid panel^LN\rTQ1|1|2^&tablets|Q4H|0800~2030|||20240102080000+0100|20240109080000+0100|R||Take with food||30^min|12\r";
         let b = bundle(raw);
