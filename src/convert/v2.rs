@@ -851,6 +851,7 @@ impl Converter {
             clinicians: r.xcns(16),
             identifier: r.ei(20),
             attested_at: r.dtm(19),
+            action: r.text(21, 1),
         });
     }
 

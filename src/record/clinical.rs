@@ -1050,6 +1050,9 @@ pub struct Diagnosis {
     /// When it was attested (DG1-19).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attested_at: Option<String>,
+    /// Action (DG1-21, table 0206: A add, D delete, U update, X no change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// A procedure (PR1).

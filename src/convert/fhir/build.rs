@@ -1927,6 +1927,11 @@ impl<'a> Builder<'a> {
                 "encounter": opt_ref(self.encounter),
                 "onsetDateTime": self.dt(&d.diagnosed_at),
                 "recordedDate": self.dt(&d.attested_at),
+                // DG1-21 `D`: the diagnosis was recorded in error (no clinicalStatus then, con-5).
+                "verificationStatus": d.action.as_deref().filter(|a| a.eq_ignore_ascii_case("D")).map(|_| fj!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                    "code": "entered-in-error",
+                }]})),
                 "asserter": opt_ref(asserter),
             });
             self.push("Condition", id, resource, request);

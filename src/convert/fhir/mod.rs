@@ -804,7 +804,7 @@ mod tests {
 
     #[test]
     fn the_order_carries_its_facility_details_and_technician() {
-        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE|P1^EHR||||||||||333^ORD^OLGA|||||||||Main Clinic^^^^^^XX^^^C55|5 Main St^^Town^WI^53000|(555)000-1111|9 Doc Rd^^Town^WI^53000|||||O^Outpatient^HL70482||||ALT-9^^^EHR^PLAC\rOBR|1|P1^EHR||24331-1^Lipid panel^LN|||20240101080000+0100||||G||||||||||||||F|||||||||44&TECH&TOM||||||||||||FAST^Fasting^L\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rDG1|1||E78.5^Hyperlipidemia^I10||||||||||||||||20240102090000+0100\r";
+        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE|P1^EHR||||||||||333^ORD^OLGA|||||||||Main Clinic^^^^^^XX^^^C55|5 Main St^^Town^WI^53000|(555)000-1111|9 Doc Rd^^Town^WI^53000|||||O^Outpatient^HL70482||||ALT-9^^^EHR^PLAC\rOBR|1|P1^EHR||24331-1^Lipid panel^LN|||20240101080000+0100||||G||||||||||||||F|||||||||44&TECH&TOM||||||||||||FAST^Fasting^L\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rDG1|1||E78.5^Hyperlipidemia^I10||||||||||||||||20240102090000+0100\rDG1|2||I10^Hypertension^I10||||||||||||||||||D\r";
         let b = bundle(raw);
         let sr = &of_type(&b, "ServiceRequest")[0]["resource"];
         assert_eq!(sr["intent"], "reflex-order");
@@ -828,6 +828,12 @@ mod tests {
         );
         let condition = &of_type(&b, "Condition")[0]["resource"];
         assert_eq!(condition["recordedDate"], "2024-01-02T09:00:00+01:00");
+        let deleted = &of_type(&b, "Condition")[1]["resource"];
+        assert_eq!(
+            deleted["verificationStatus"]["coding"][0]["code"],
+            "entered-in-error"
+        );
+        assert!(deleted.get("clinicalStatus").is_none());
     }
 
     #[test]
