@@ -375,6 +375,16 @@ mod tests {
         assert_eq!(second["note"][0]["text"], "Hemolyzed a bit");
     }
 
+    /// A resource's extension with that URL.
+    fn extension<'a>(resource: &'a Value, url: &str) -> &'a Value {
+        resource["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == url)
+            .unwrap_or_else(|| panic!("no {url}"))
+    }
+
     /// The entry a `urn:uuid:` reference points at.
     fn resolve<'a>(b: &'a Value, r: &Value) -> &'a Value {
         let url = r["reference"].as_str().unwrap();
@@ -737,15 +747,7 @@ mod tests {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|I|W1^R1^B1\rPV2|W9^R9^B9|||||||20240102080000+0100|20240105120000+0100|||||||||||||||||||||||||||||A^Ambulance^HL70430\r";
         let b = bundle(raw);
         let enc = &of_type(&b, "Encounter")[0]["resource"];
-        let ext = |url: &str| {
-            enc["extension"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["url"] == url)
-                .cloned()
-                .unwrap_or_else(|| panic!("no {url}"))
-        };
+        let ext = |url: &str| extension(enc, url);
         assert_eq!(
             ext("http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedStartDate")
                 ["valueDateTime"],
@@ -841,15 +843,7 @@ mod tests {
         let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.8|||||USA||en-US^English^IETF\rPID|1||7^^^H^MR||REX^DOG|||||||||||||||||||||||USA^United States^ISO3166|||||||448771007^Canis familiaris^SCT|132542003^Labrador^SCT|||170^Navajo Nation^HL70171\r";
         let b = bundle(raw);
         let patient = &of_type(&b, "Patient")[0]["resource"];
-        let ext = |url: &str| {
-            patient["extension"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["url"] == url)
-                .cloned()
-                .unwrap_or_else(|| panic!("no {url}"))
-        };
+        let ext = |url: &str| extension(patient, url);
         let base = "http://hl7.org/fhir/StructureDefinition/";
         assert_eq!(
             ext(&format!("{base}patient-nationality"))["extension"][0]["valueCodeableConcept"]
