@@ -452,6 +452,9 @@ impl Converter {
             ordering_provider_address: r.xads(24).into_iter().next(),
             order_type: r.cwe(29),
             alternate_ids: r.cxs(33),
+            callback_phones: r.xtns(14, "WPN"),
+            control_reason: r.cwe(16),
+            confidentiality: r.cwe(28),
             ..Order::default()
         });
         self.note_target = NoteTarget::PendingOrder;
@@ -509,6 +512,10 @@ impl Converter {
             o.alternate_ids = alternate;
         }
         o.specimen_action = r.text(11, 1);
+        let callback = r.xtns(17, "WPN");
+        if !callback.is_empty() {
+            o.callback_phones = callback;
+        }
         self.push_order(o);
         self.in_document = false;
     }

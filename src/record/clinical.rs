@@ -759,6 +759,15 @@ pub struct Order {
     /// Specimen action (OBR-11, table 0065: A add to a specimen, G generated/reflex, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub specimen_action: Option<String>,
+    /// Phones to call back about the order (OBR-17, else ORC-14).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub callback_phones: Vec<Telecom>,
+    /// Why the order control happened (ORC-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_reason: Option<Code>,
+    /// Confidentiality (ORC-28, table 0177).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidentiality: Option<Code>,
     /// Comments (NTE after ORC/OBR; TQ1-11 text instructions).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,

@@ -1276,6 +1276,21 @@ impl<'a> Builder<'a> {
                 // prr-1: orderDetail only with a code.
                 "orderDetail": if code.is_some() { order.details.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>() } else { Vec::new() },
                 "locationCode": order.order_type.as_ref().map(|c| vec![self.concept_of(c)]),
+                // OBR-17/ORC-14 and, without an order status, ORC-16 (ORC[ServiceRequest]).
+                "extension": order.callback_phones.iter().map(|t| fj!({
+                    "url": "http://hl7.org/fhir/StructureDefinition/servicerequest-order-callback-phone-number",
+                    "valueContactPoint": self.telecom(t),
+                })).chain(order.control_reason.as_ref().filter(|_| order.status.is_none()).map(|c| fj!({
+                    "url": "http://hl7.org/fhir/StructureDefinition/request-statusReason",
+                    "valueCodeableConcept": self.concept_of(c),
+                }))).collect::<Vec<_>>(),
+                "meta": {"security": order.confidentiality.as_ref().map(|c| {
+                    let coding = c.code.as_deref().and_then(vocab::confidentiality).map_or_else(
+                        || self.coding(c),
+                        |(system, code, display)| fj!({"system": system, "code": code, "display": display}),
+                    );
+                    vec![coding]
+                })},
                 // ServiceRequest.code is optional, but an order without one says little.
                 "code": self.concept(&code),
                 "subject": opt_ref(self.patient),

@@ -806,12 +806,27 @@ mod tests {
 
     #[test]
     fn the_order_carries_its_facility_details_and_technician() {
-        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE|P1^EHR||||||||||333^ORD^OLGA|||||||||Main Clinic^^^^^^XX^^^C55|5 Main St^^Town^WI^53000|(555)000-1111|9 Doc Rd^^Town^WI^53000|||||O^Outpatient^HL70482||||ALT-9^^^EHR^PLAC\rOBR|1|P1^EHR||24331-1^Lipid panel^LN|||20240101080000+0100||||G||||||||||||||F|||||||||44&TECH&TOM||||||||||||FAST^Fasting^L\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rDG1|1||E78.5^Hyperlipidemia^I10||||||||||||||||20240102090000+0100\rDG1|2||I10^Hypertension^I10||||||||||||||||||D\r";
+        let raw = b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE|P1^EHR||||||||||333^ORD^OLGA||(555)222-3333||RR^Reflex rule^L|||||Main Clinic^^^^^^XX^^^C55|5 Main St^^Town^WI^53000|(555)000-1111|9 Doc Rd^^Town^WI^53000||||R^Restricted^HL70177|O^Outpatient^HL70482||||ALT-9^^^EHR^PLAC\rOBR|1|P1^EHR||24331-1^Lipid panel^LN|||20240101080000+0100||||G||||||||||||||F|||||||||44&TECH&TOM||||||||||||FAST^Fasting^L\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL|||||F\rDG1|1||E78.5^Hyperlipidemia^I10||||||||||||||||20240102090000+0100\rDG1|2||I10^Hypertension^I10||||||||||||||||||D\r";
         let b = bundle(raw);
         let sr = &of_type(&b, "ServiceRequest")[0]["resource"];
         assert_eq!(sr["intent"], "reflex-order");
         assert_eq!(sr["identifier"][1]["value"], "ALT-9");
         assert_eq!(sr["orderDetail"][0]["coding"][0]["code"], "FAST");
+        let callback = extension(
+            sr,
+            "http://hl7.org/fhir/StructureDefinition/servicerequest-order-callback-phone-number",
+        );
+        assert_eq!(callback["valueContactPoint"]["value"], "(555)222-3333");
+        let reason = extension(
+            sr,
+            "http://hl7.org/fhir/StructureDefinition/request-statusReason",
+        );
+        assert_eq!(reason["valueCodeableConcept"]["coding"][0]["code"], "RR");
+        assert_eq!(sr["meta"]["security"][0]["code"], "R");
+        assert_eq!(
+            sr["meta"]["security"][0]["system"],
+            "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+        );
         assert_eq!(sr["locationCode"][0]["coding"][0]["code"], "O");
         let role = resolve(&b, &sr["requester"]);
         let facility = resolve(&b, &role["organization"]);

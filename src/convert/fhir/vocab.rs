@@ -549,6 +549,26 @@ pub fn diagnosis_role(code: &str) -> Option<&'static str> {
     }
 }
 
+/// A security label (meta.security) for a confidentiality code (ORC-28, table 0177), from the
+/// guide's ConfidentialityCode map: (system, code, display).
+pub fn confidentiality(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    const CONF: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+    const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+    const V2: &str = "http://terminology.hl7.org/CodeSystem/v2-0177";
+    Some(match code.trim().to_ascii_uppercase().as_str() {
+        "V" => (CONF, "V", "very restricted"),
+        "R" => (CONF, "R", "restricted"),
+        "U" => (V2, "U", "Usual control"),
+        "EMP" => (ACT, "EMP", "employee information sensitivity"),
+        "UWM" => (V2, "UWM", "Unwed mother"),
+        "VIP" => (V2, "VIP", "Very important person or celebrity"),
+        "PSY" => (CONF, "PSY", "psychiatry relate"),
+        "AID" | "HIV" => (CONF, "HIV", "HIV related"),
+        "ETH" => (ACT, "ETHUD", "alcohol use disorder information sensitivity"),
+        _ => return None,
+    })
+}
+
 /// ServiceRequest.status of a referral (RF1-1, table 0283). The guide has no map for it:
 /// pending is read as awaiting authorization (REF^I12 travels with AUT segments), so the request
 /// may not be acted on yet (`on-hold`); an expired referral's authorization has ended
