@@ -280,14 +280,7 @@ fn pid(c: &Clinical) -> Vec<String> {
     let Some(p) = &c.patient else {
         return vec!["1".into()];
     };
-    let phones = |business: bool| {
-        repeat(
-            p.telecoms
-                .iter()
-                .filter(|t| (t.r#use.as_deref() == Some("WPN")) == business)
-                .map(xtn),
-        )
-    };
+    let phones = |business: bool| phones(&p.telecoms, business);
     vec![
         "1".into(),
         String::new(),
@@ -386,17 +379,20 @@ fn in1(i: &crate::record::clinical::Insurance, n: usize) -> Vec<String> {
     f
 }
 
+/// The home (`business` false) or business (`WPN`) numbers of a list, as one repeating XTN field.
+fn phones(telecoms: &[Telecom], business: bool) -> String {
+    repeat(
+        telecoms
+            .iter()
+            .filter(|t| (t.r#use.as_deref() == Some("WPN")) == business)
+            .map(xtn),
+    )
+}
+
 /// NK1 from a contact: name, relationship, address, home and business phones, role, period,
 /// organization, sex, birth date.
 fn nk1(k: &crate::record::clinical::Contact, n: usize) -> Vec<String> {
-    let phones = |business: bool| {
-        repeat(
-            k.telecoms
-                .iter()
-                .filter(|t| (t.r#use.as_deref() == Some("WPN")) == business)
-                .map(xtn),
-        )
-    };
+    let phones = |business: bool| phones(&k.telecoms, business);
     let mut f = vec![String::new(); 16];
     f[0] = n.to_string();
     f[1] = repeat(k.names.iter().map(xpn));
