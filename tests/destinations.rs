@@ -268,6 +268,63 @@ async fn files_arrive_whole_and_paused_destinations_wait() {
     e.stop().await.unwrap();
 }
 
+/// Under `block`, a file group that fails part-way holds back everything behind the failed
+/// file — the rest of its group and the batch the worker leased ahead while writing it — and
+/// once the obstacle is gone every file arrives once, with no temporary file left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_file_group_holds_back_the_batch_leased_ahead() {
+    let out = std::env::temp_dir().join(format!("aorta-test-{}-held-out", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let dest = format!(
+        "[destinations.archive]\nkind = \"file\"\ndirectory = \"{}\"\nfilename = \"${{MSH-10}}.hl7\"\nretry = {{ initial_ms = 20, max_ms = 100 }}\n",
+        out.display()
+    );
+    let route = "from = \"test\"\n[[to]]\ndestination = \"archive\"\n";
+    let (e, _dir) = engine_with("file-held", "", &[("a.toml", route)], &[&dest]).await;
+    e.store.set_paused("archive", true).await.unwrap();
+    // More than one leased batch (500), so that the worker leases the next while writing.
+    let n = 700;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..n {
+        exchange(&mut c, &adt(&format!("H-{i:04}"))).await;
+    }
+    settle(&e.store).await;
+    // A directory where the third file must go: its link/rename fails until it is removed.
+    let obstacle = out.join("H-0002.hl7");
+    std::fs::create_dir_all(obstacle.join("x")).unwrap();
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    e.store.set_paused("archive", false).await.unwrap();
+    wait_for("the first two files", || names().len() >= 3).await;
+    // Several retries of the third; nothing behind it may pass.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(names(), vec!["H-0000.hl7", "H-0001.hl7", "H-0002.hl7"]);
+    assert!(obstacle.is_dir());
+    std::fs::remove_dir_all(&obstacle).unwrap();
+    wait_for("every file", || names().len() == n).await;
+    let all = names();
+    assert!(all
+        .iter()
+        .all(|f| f.starts_with("H-") && f.ends_with(".hl7")));
+    assert_eq!(
+        std::fs::read(out.join("H-0699.hl7")).unwrap(),
+        adt("H-0699")
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while e.store.queue_stats("archive").await.unwrap().depth > 0 {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_end_to_end_into_a_second_engine() {
     let (peer, _pdir) = common::engine("mllp-peer", "").await;

@@ -6,7 +6,7 @@
 //! order; or up to 500 at once — RabbitMQ publishes them back to back and collects their
 //! confirms while the next batch is leased and published, a batching file destination writes
 //! them into one file, a file destination without a rate limit writes one file each with one
-//! sync for the batch) so that
+//! sync for the batch, while the next batch is leased) so that
 //! the queue costs two writes per batch, not per delivery. A worker owns the
 //! retry decision: a destination only says `Retry(reason)`, and the
 //! worker turns that into the next attempt's time (exponential backoff with jitter, at least the
@@ -99,17 +99,21 @@ impl<S: Store> Worker<S> {
         // A pipelining destination's batch whose outcomes are pending while the next one is
         // leased and published: the broker confirms one batch while the next goes out.
         let mut pending: Option<Pending> = None;
+        // A grouping destination's next batch, leased while the one before was written.
+        let mut ahead: Option<Vec<Leased>> = None;
         loop {
             if *shutdown.borrow() {
                 if let Some(p) = pending.take() {
                     self.settle(p, &counters).await;
                 }
+                self.release(ahead.take()).await;
                 return;
             }
             if self.store.is_paused(name).await.unwrap_or(false) {
                 if let Some(p) = pending.take() {
                     self.settle(p, &counters).await;
                 }
+                self.release(ahead.take()).await;
                 self.sleep(Duration::from_millis(250), &mut shutdown).await;
                 continue;
             }
@@ -117,18 +121,22 @@ impl<S: Store> Worker<S> {
                 .as_ref()
                 .and_then(|p| p.batch.last())
                 .map_or(0, |d| d.seq);
-            let lease = match self
-                .store
-                .lease_after(
-                    name,
-                    self.partition,
-                    policy,
-                    lease_micros,
-                    batch_size,
-                    after,
-                )
-                .await
-            {
+            let lease = match ahead.take() {
+                Some(batch) => Ok(Lease::Leased(batch)),
+                None => {
+                    self.store
+                        .lease_after(
+                            name,
+                            self.partition,
+                            policy,
+                            lease_micros,
+                            batch_size,
+                            after,
+                        )
+                        .await
+                }
+            };
+            let lease = match lease {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(destination = %name, error = %e, "cannot lease from the queue; retrying");
@@ -200,18 +208,45 @@ impl<S: Store> Worker<S> {
                 let n = outs.len();
                 counters.in_flight.add(n as i64);
                 let started = Instant::now();
-                let grouped = self.destination.send_group(&outs).await;
+                // The next batch is leased while this one is written (the lease waits its
+                // turn in the journal's writer, behind the messages coming in); it goes out
+                // only if this one went whole, so order holds.
+                let last = batch.last().map_or(0, |d| d.seq);
+                let (grouped, next) = tokio::join!(
+                    self.destination.send_group(&outs),
+                    self.store.lease_after(
+                        name,
+                        self.partition,
+                        policy,
+                        lease_micros,
+                        batch_size,
+                        last
+                    )
+                );
                 counters.in_flight.sub(n as i64);
+                let next = match next {
+                    Ok(Lease::Leased(next)) => Some(next),
+                    _ => None,
+                };
                 if let Some(outcomes) = grouped {
                     let each = started.elapsed().as_secs_f64() / n.max(1) as f64;
                     for _ in 0..n {
                         counters.latency.observe(each);
                     }
                     drop(outs);
+                    let whole = outcomes
+                        .iter()
+                        .all(|o| matches!(o, Some(Outcome::Delivered | Outcome::Reject(_))));
                     self.record(&batch, outcomes, &counters, &mut shutdown)
                         .await;
+                    if whole && !*shutdown.borrow() {
+                        ahead = next;
+                    } else {
+                        self.release(next).await;
+                    }
                     continue;
                 }
+                self.release(next).await;
             }
             // One outcome per delivery; `None`: not tried (held back, or shutting down).
             let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
@@ -240,6 +275,19 @@ impl<S: Store> Worker<S> {
             drop(outs);
             self.record(&batch, outcomes, &counters, &mut shutdown)
                 .await;
+        }
+    }
+
+    /// Gives leased deliveries back to the queue untried.
+    async fn release(&self, batch: Option<Vec<Leased>>) {
+        let Some(batch) = batch else { return };
+        let marks: Vec<_> = batch
+            .iter()
+            .map(|d| (d.seq, d.attempts, Mark::Release))
+            .collect();
+        if let Err(marks) = self.store.mark_detached(marks) {
+            // Were this to fail too, the leases lapse and the deliveries go out later.
+            let _ = self.store.mark(marks).await;
         }
     }
 

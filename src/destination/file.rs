@@ -17,8 +17,9 @@
 //! The file is written under a temporary name in the same directory, synced, then renamed, and
 //! the directory synced: a reader never sees half a file, and a file that exists is complete
 //! and on disk. One file per delivery is written a leased batch at a time (up to 500): all
-//! temporary files, one `syncfs`, the renames in queue order, one directory sync — two flushes
-//! per batch instead of two per file (a `rate_limit` makes the worker write one at a time). Sending the same delivery again (after a crash between writing and marking it
+//! files without a name (`O_TMPFILE` on Linux; temporary names elsewhere), one `syncfs`, the
+//! names given in queue order (`linkat`, or renames), one directory sync — two flushes per
+//! batch instead of two per file (a `rate_limit` makes the worker write one at a time). Sending the same delivery again (after a crash between writing and marking it
 //! sent) writes the same name, so the copy replaces itself. Characters that are not safe in
 //! file names (`/`, `\`, control characters, a leading dot) become `_`.
 
@@ -247,8 +248,24 @@ fn write_atomically(dir: &std::path::Path, name: &str, payload: &[u8]) -> std::i
 /// whole filesystem the directory is on, which on a filesystem shared with heavy writers can
 /// take longer than a file's own `fsync`, but never loses anything.
 ///
+/// On Linux the files are written without a name first (`O_TMPFILE`) and given their name
+/// with one `linkat` after the sync ([`unnamed::write_group`]); elsewhere, or where the
+/// filesystem cannot, each goes under a temporary name and is renamed.
+///
 /// One result per file, in order: `None` for files not tried because one before them failed.
 fn write_group(
+    dir: &std::path::Path,
+    files: Vec<(String, Vec<u8>)>,
+) -> Vec<Option<std::io::Result<()>>> {
+    #[cfg(target_os = "linux")]
+    if let Some(results) = unnamed::write_group(dir, &files) {
+        return results;
+    }
+    write_group_renamed(dir, files)
+}
+
+/// [`write_group`] with a temporary name per file, renamed after the sync.
+fn write_group_renamed(
     dir: &std::path::Path,
     files: Vec<(String, Vec<u8>)>,
 ) -> Vec<Option<std::io::Result<()>>> {
@@ -304,6 +321,116 @@ fn write_group(
         });
     }
     results
+}
+
+/// Files written without a name and linked into the directory once their data is on disk.
+///
+/// A temporary name costs a directory insert, and the rename a lookup of both names, an insert
+/// and a removal — in a directory holding tens of thousands of files, each is a scan of a
+/// directory block. An `O_TMPFILE` file has no entry until `linkat` gives it its final one, so
+/// a reader still never sees it before it is complete and synced. Paths are resolved against
+/// one directory descriptor instead of from the root for every file.
+#[cfg(target_os = "linux")]
+mod unnamed {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    use rustix::io::Errno;
+
+    /// `None` when this filesystem (or a system without `/proc`) cannot do it before anything
+    /// was written; the caller then writes the group with temporary names.
+    pub(super) fn write_group(
+        dir: &Path,
+        files: &[(String, Vec<u8>)],
+    ) -> Option<Vec<Option<std::io::Result<()>>>> {
+        // `linkat` of an unnamed file goes through /proc/self/fd (AT_EMPTY_PATH would need
+        // CAP_DAC_READ_SEARCH).
+        if !Path::new("/proc/self/fd").is_dir() {
+            return None;
+        }
+        let mut results: Vec<Option<std::io::Result<()>>> = Vec::with_capacity(files.len());
+        results.resize_with(files.len(), || None);
+        let d = match rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(first) = results.first_mut() {
+                    *first = Some(Err(e.into()));
+                }
+                return Some(results);
+            }
+        };
+        let mut open = Vec::with_capacity(files.len());
+        for (i, (_, payload)) in files.iter().enumerate() {
+            let made = rustix::fs::openat(
+                &d,
+                ".",
+                OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o666),
+            );
+            let f = match made {
+                Ok(fd) => std::fs::File::from(fd),
+                // Not supported here (EOPNOTSUPP, or EISDIR/EINVAL from older kernels).
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) if i == 0 => return None,
+                Err(e) => {
+                    results[i] = Some(Err(e.into()));
+                    break;
+                }
+            };
+            let mut w = &f;
+            if let Err(e) = w.write_all(payload) {
+                results[i] = Some(Err(e));
+                break;
+            }
+            open.push((i, f));
+        }
+        if let Err(e) = rustix::fs::syncfs(&d) {
+            for (i, _) in &open {
+                results[*i] = Some(Err(std::io::Error::from(e)));
+            }
+            return Some(results);
+        }
+        let mut linked = Vec::with_capacity(open.len());
+        for (i, f) in open {
+            match link(&d, &f, &files[i].0) {
+                Ok(()) => linked.push(i),
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        // The new entries are durable only once the directory is synced.
+        let dir_synced = rustix::fs::fsync(&d);
+        for i in linked {
+            results[i] = Some(dir_synced.map_err(std::io::Error::from));
+        }
+        Some(results)
+    }
+
+    /// Gives the unnamed file `f` the name `name` in `d`, replacing a file already there (the
+    /// same delivery written before a crash) through a temporary name and a rename.
+    fn link(d: &rustix::fd::OwnedFd, f: &std::fs::File, name: &str) -> std::io::Result<()> {
+        let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+        match rustix::fs::linkat(rustix::fs::CWD, &proc, d, name, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                let tmp = format!(".{name}.tmp");
+                let _ = rustix::fs::unlinkat(d, &tmp, AtFlags::empty());
+                rustix::fs::linkat(rustix::fs::CWD, &proc, d, &tmp, AtFlags::SYMLINK_FOLLOW)?;
+                rustix::fs::renameat(d, &tmp, d, name).map_err(|e| {
+                    let _ = rustix::fs::unlinkat(d, &tmp, AtFlags::empty());
+                    e.into()
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// Puts the written files' data on disk: one `syncfs` on Linux, an `fsync` per file elsewhere.
@@ -456,6 +583,33 @@ mod tests {
         // No temporary file is left behind.
         assert_eq!(names, vec!["C0.hl7", "C1.hl7", "C2.hl7"]);
         assert!(dir2.join("C2.hl7").is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The path for systems or filesystems without `O_TMPFILE`: temporary names, renamed.
+    #[test]
+    fn a_group_with_temporary_names_replaces_files_and_stops_at_a_failure() {
+        let dir = std::env::temp_dir().join(format!("aorta-file-renamed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("c.hl7").join("x")).unwrap();
+        std::fs::write(dir.join("a.hl7"), b"old").unwrap();
+        let files: Vec<(String, Vec<u8>)> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| (format!("{n}.hl7"), n.as_bytes().to_vec()))
+            .collect();
+        let results = write_group_renamed(&dir, files);
+        assert!(matches!(results[0], Some(Ok(()))));
+        assert!(matches!(results[1], Some(Ok(()))));
+        assert!(matches!(results[2], Some(Err(_))));
+        assert!(results[3].is_none());
+        assert_eq!(std::fs::read(dir.join("a.hl7")).unwrap(), b"a");
+        assert_eq!(std::fs::read(dir.join("b.hl7")).unwrap(), b"b");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["a.hl7", "b.hl7", "c.hl7"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
