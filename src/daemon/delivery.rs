@@ -67,7 +67,7 @@ const BATCH: usize = 64;
 
 /// The batch for destinations that pipeline (RabbitMQ: more confirms in flight at once) or
 /// write a group with one sync (files: fewer syncs).
-const PIPELINED_BATCH: usize = 500;
+pub(crate) const PIPELINED_BATCH: usize = 500;
 
 impl<S: Store> Worker<S> {
     /// Sends until `shutdown` turns true (finishing the delivery in hand).

@@ -16,6 +16,7 @@
 //! - [`delivery`]: destination workers (lease, send, mark; retry policy).
 
 pub mod delivery;
+pub mod limits;
 pub mod reload;
 pub mod routing;
 
@@ -66,6 +67,7 @@ pub struct Running {
 
 /// Opens the journal and binds everything; returns once the engine accepts messages.
 pub async fn start(config: &Config) -> Result<Running> {
+    limits::prepare(config);
     let metrics = Metrics::new();
     let watched = reload::snapshot(config);
     let route_set = config.load_routes().map_err(|errors| {

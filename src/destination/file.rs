@@ -280,6 +280,14 @@ fn write_group_renamed(
         });
         match made {
             Ok(f) => open.push((i, tmp, f)),
+            // As in the unnamed path: out of descriptors cuts the group short, untried.
+            Err(e) if !open.is_empty() && out_of_descriptors(&e) => {
+                tracing::debug!(
+                    written = open.len(),
+                    "file group cut short: open files limit"
+                );
+                break;
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 results[i] = Some(Err(e));
@@ -321,6 +329,14 @@ fn write_group_renamed(
         });
     }
     results
+}
+
+/// Whether opening failed for want of a descriptor (the process's or the system's limit).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| {
+        code == rustix::io::Errno::MFILE.raw_os_error()
+            || code == rustix::io::Errno::NFILE.raw_os_error()
+    })
 }
 
 /// Files written without a name and linked into the directory once their data is on disk.
@@ -377,6 +393,15 @@ mod unnamed {
                 Ok(fd) => std::fs::File::from(fd),
                 // Not supported here (EOPNOTSUPP, or EISDIR/EINVAL from older kernels).
                 Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) if i == 0 => return None,
+                // Out of descriptors with some files in hand: the group ends here and the
+                // rest go untried (`None`), to be leased again at once, not as a failure.
+                Err(Errno::MFILE | Errno::NFILE) if !open.is_empty() => {
+                    tracing::debug!(
+                        written = open.len(),
+                        "file group cut short: open files limit"
+                    );
+                    break;
+                }
                 Err(e) => {
                     results[i] = Some(Err(e.into()));
                     break;
@@ -436,11 +461,15 @@ mod unnamed {
 /// Puts the written files' data on disk: one `syncfs` on Linux, an `fsync` per file elsewhere.
 fn sync_files<'a>(
     dir: &std::path::Path,
-    files: impl Iterator<Item = &'a std::fs::File>,
+    mut files: impl Iterator<Item = &'a std::fs::File>,
 ) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        let _ = files;
+        // Any descriptor on the filesystem names it; one already open needs no new one (a
+        // group cut short by the open files limit has none to spare).
+        if let Some(f) = files.next() {
+            return rustix::fs::syncfs(f).map_err(std::io::Error::from);
+        }
         let d = std::fs::File::open(dir)?;
         rustix::fs::syncfs(&d).map_err(std::io::Error::from)
     }
@@ -516,6 +545,69 @@ mod tests {
         assert_eq!(plain.send(&json).await, Outcome::Delivered);
         assert!(dir.join(format!("{}.json", uuid::Uuid::nil())).is_file());
         assert_eq!(safe(".hidden"), "_hidden");
+    }
+
+    #[test]
+    fn out_of_descriptors_cuts_a_group_short_without_a_failure() {
+        if !crate::daemon::limits::tests::in_child(
+            "destination::file::tests::out_of_descriptors_cuts_a_group_short_without_a_failure",
+        ) {
+            return;
+        }
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let dir = std::env::temp_dir().join(format!("aorta-file-emfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| (format!("F{i:02}.hl7"), format!("MSH|{i}\r").into_bytes()))
+            .collect();
+        let start = getrlimit(Resource::Nofile);
+        for (variant, sub) in [("unnamed", "a"), ("renamed", "b")] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            // Room for a few files of the group only.
+            let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(open_now + 6),
+                    maximum: start.maximum,
+                },
+            )
+            .unwrap();
+            let results = if variant == "unnamed" {
+                write_group(&d, files.clone())
+            } else {
+                write_group_renamed(&d, files.clone())
+            };
+            setrlimit(Resource::Nofile, start).unwrap();
+            let written = results
+                .iter()
+                .take_while(|r| matches!(r, Some(Ok(()))))
+                .count();
+            assert!(
+                written > 0 && written < files.len(),
+                "{variant}: {written} written"
+            );
+            assert!(
+                results[written..].iter().all(Option::is_none),
+                "{variant}: the rest are untried, not failed: {results:?}"
+            );
+            let mut names: Vec<String> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            let expected: Vec<String> = files[..written].iter().map(|(n, _)| n.clone()).collect();
+            assert_eq!(
+                names, expected,
+                "{variant}: only the written files, no temporaries"
+            );
+            // The rest go out when the group is written again.
+            let rest = write_group(&d, files[written..].to_vec());
+            assert!(rest.iter().all(|r| matches!(r, Some(Ok(())))));
+            assert_eq!(std::fs::read_dir(&d).unwrap().count(), files.len());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
