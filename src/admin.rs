@@ -83,25 +83,120 @@ async fn ready(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// Serves `router` on `socket` (over TLS when `tls` is given) until `stopped`, then finishes the
-/// requests in flight.
+/// Connections the admin endpoint holds open at once (scrapers, dashboards, operators).
+pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+
+/// Serves `router` on `socket` (over TLS when `tls` is given) with at most `max_connections`
+/// open until `stopped`, then finishes the requests in flight.
 pub async fn serve(
     socket: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
     router: Router,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match tls {
         Some(tls) => {
-            axum::serve(TlsListener::new(socket, tls), router)
+            let listener = Limited::new(TlsListener::new(socket, tls), max_connections);
+            axum::serve(listener, router)
                 .with_graceful_shutdown(stopped)
                 .await
         }
         None => {
-            axum::serve(socket, router)
+            axum::serve(Limited::new(socket, max_connections), router)
                 .with_graceful_shutdown(stopped)
                 .await
         }
+    }
+}
+
+/// A listener that holds at most so many connections open: at the limit it stops accepting
+/// (new clients wait in the kernel's backlog, costing the engine no descriptor) until one
+/// closes. Without it every client that connects holds a descriptor, and enough of them
+/// exhaust the process's open files for the MLLP listeners and the journal too.
+pub struct Limited<L> {
+    inner: L,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl<L> Limited<L> {
+    /// Wraps `inner`, allowing `max` connections (at least one).
+    pub fn new(inner: L, max: usize) -> Limited<L> {
+        Limited {
+            inner,
+            slots: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+        }
+    }
+}
+
+impl<L: axum::serve::Listener> axum::serve::Listener for Limited<L> {
+    type Io = Counted<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = match self.slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            // The semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        };
+        let (io, addr) = self.inner.accept().await;
+        (Counted { io, _slot: permit }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection of a [`Limited`] listener; closing it frees its slot.
+pub struct Counted<T> {
+    io: T,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 

@@ -374,6 +374,80 @@ async fn resources_are_checked_journaled_and_routed_as_hl7_v2() {
     eng.e.stop().await.unwrap();
 }
 
+/// Reads one whole HTTP/1.1 response (headers and a `Content-Length` body) from `stream`;
+/// its status line.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("a Content-Length");
+            while data.len() < end + 4 + length {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the connection closed mid-response");
+                data.extend_from_slice(&buf[..n]);
+            }
+            return head.lines().next().unwrap_or_default().to_string();
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection closed before a response");
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Sends one keep-alive `GET /fhir/metadata` on `stream`.
+async fn ask_metadata(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(
+            b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        )
+        .await
+        .unwrap();
+}
+
+/// Asks for the metadata on `stream`; the response's status line, or `None` after `wait`.
+async fn metadata(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    ask_metadata(stream).await;
+    tokio::time::timeout(wait, read_response(stream)).await.ok()
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let e = engine("fhir-intake-limit", "max_connections = 2", None).await;
+    let addr = e.e.listener_addr("fhir").unwrap();
+    let ok = Some("HTTP/1.1 200 OK".to_string());
+    let long = Duration::from_secs(10);
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(metadata(&mut first, long).await, ok);
+    assert_eq!(metadata(&mut second, long).await, ok);
+    // Both slots are held (keep-alive): a third client connects (the kernel's backlog) but is
+    // not served...
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(metadata(&mut third, Duration::from_millis(500)).await, None);
+    // ...until one of the two closes; then its request, already sent, is answered.
+    drop(first);
+    let answered = tokio::time::timeout(long, read_response(&mut third)).await;
+    assert_eq!(
+        answered.ok(),
+        ok,
+        "the waiting client is served once a slot is free"
+    );
+    assert_eq!(metadata(&mut second, long).await, ok);
+    e.e.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&e.dir);
+}
+
 async fn client_raw(base: &str, body: &str) -> (u16, Value) {
     let r = client()
         .post(format!("{base}/Patient"))

@@ -238,6 +238,7 @@ async fn http_destination_over_mutual_tls() {
     tokio::spawn(aorta::admin::serve(
         socket,
         Some(server),
+        16,
         app,
         std::future::pending(),
     ));

@@ -12,11 +12,8 @@ use crate::config::{Config, ListenerConfig};
 use crate::destination::Settings;
 
 /// Descriptors the engine holds besides connections and destination files: the journal's
-/// segments and SQLite files, the admin listener, runtime internals, a few outgoing sockets.
+/// segments and SQLite files, runtime internals, a few outgoing sockets.
 const BASE: u64 = 64;
-
-/// The FHIR intake has no connection limit of its own; what a busy one holds is a guess.
-const FHIR_LISTENER: u64 = 256;
 
 /// Open files the configuration can need at once, at its limits.
 pub fn files_needed(config: &Config) -> u64 {
@@ -25,7 +22,7 @@ pub fn files_needed(config: &Config) -> u64 {
         .values()
         .map(|l| match l {
             ListenerConfig::Mllp(m) => m.max_connections as u64,
-            ListenerConfig::Fhir(_) => FHIR_LISTENER,
+            ListenerConfig::Fhir(f) => f.max_connections as u64,
         })
         .sum();
     let destinations: u64 = config
@@ -44,7 +41,12 @@ pub fn files_needed(config: &Config) -> u64 {
             workers * per_worker
         })
         .sum();
-    BASE + listeners + destinations
+    let admin = if config.admin.bind.is_empty() {
+        0
+    } else {
+        crate::admin::ADMIN_MAX_CONNECTIONS as u64
+    };
+    BASE + admin + listeners + destinations
 }
 
 /// The soft limit before and after, `None` meaning unlimited.
@@ -195,7 +197,8 @@ url = "http://127.0.0.1:1/"
         .unwrap();
         let config = Config::load(&file, false).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        // 64 + 300 MLLP + 256 FHIR + 2 × 500 grouped files + 2 (rate-limited files) + 2 (HTTP).
-        assert_eq!(files_needed(&config), 64 + 300 + 256 + 1000 + 2 + 2);
+        // 64 + admin + 300 MLLP + 1,024 FHIR (its default) + 2 × 500 grouped files + 2
+        // (rate-limited files) + 2 (HTTP).
+        assert_eq!(files_needed(&config), 64 + 256 + 300 + 1024 + 1000 + 2 + 2);
     }
 }

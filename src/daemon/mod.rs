@@ -189,12 +189,15 @@ pub async fn start(config: &Config) -> Result<Running> {
                 listeners.push((name.clone(), addr));
                 let mut stop = shutdown_rx.clone();
                 let name = name.clone();
+                let max_connections = cfg.max_connections;
                 listener_tasks.spawn(async move {
                     // Graceful: stop accepting, answer the requests in flight, then return.
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    if let Err(e) = admin::serve(socket, tls, intake.router(), stopped).await {
+                    if let Err(e) =
+                        admin::serve(socket, tls, max_connections, intake.router(), stopped).await
+                    {
                         tracing::error!(listener = %name, error = %e, "FHIR listener failed");
                     }
                 });
@@ -234,7 +237,15 @@ pub async fn start(config: &Config) -> Result<Running> {
             let _ = admin_stop_rx.changed().await;
         };
         let task = tokio::spawn(async move {
-            if let Err(e) = admin::serve(socket, tls, admin::router(state), stopped).await {
+            if let Err(e) = admin::serve(
+                socket,
+                tls,
+                admin::ADMIN_MAX_CONNECTIONS,
+                admin::router(state),
+                stopped,
+            )
+            .await
+            {
                 tracing::error!(error = %e, "admin endpoint failed");
             }
         });

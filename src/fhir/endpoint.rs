@@ -6,6 +6,7 @@
 //! bind = "0.0.0.0:8443"
 //! tokens = ["env:FHIR_INTAKE_TOKEN"]       # bearer tokens accepted (none: no authentication)
 //! max_body_bytes = 16777216
+//! max_connections = 1024                 # at the limit, new clients wait until one closes
 //! tls = { cert = "server.pem", key = "server.key", client_ca = "clients-ca.pem" }   # optional; client_ca = mutual TLS
 //! ```
 //!
@@ -70,10 +71,17 @@ pub struct FhirListenerConfig {
     /// Largest request body accepted.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Most connections open at once; at the limit new ones wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_max_body() -> usize {
     16 * 1024 * 1024
+}
+
+fn default_max_connections() -> usize {
+    1024
 }
 
 impl FhirListenerConfig {
@@ -88,6 +96,9 @@ impl FhirListenerConfig {
         }
         if self.max_body_bytes < 1024 {
             e.push(("max_body_bytes".into(), "must be at least 1024".into()));
+        }
+        if self.max_connections == 0 {
+            e.push(("max_connections".into(), "must be at least 1".into()));
         }
         for (i, t) in self.tokens.iter().enumerate() {
             if let Err(err) = t.resolve() {
