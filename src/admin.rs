@@ -97,8 +97,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match tls {
         Some(tls) => {
-            let listener = Limited::new(TlsListener::new(socket, tls), max_connections);
-            axum::serve(listener, router)
+            axum::serve(TlsListener::new(socket, tls, max_connections), router)
                 .with_graceful_shutdown(stopped)
                 .await
         }
@@ -200,29 +199,38 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
     }
 }
 
+/// A TLS connection with its slot of the listener's connection limit.
+type TlsConnection = Counted<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+
 /// A TCP listener with TLS on top, for axum (the admin endpoint and the FHIR intake).
 ///
 /// Handshakes run concurrently (at most 256 at once, 10 s each) in a task of their own, so a
-/// slow or silent client holds up nobody else; finished ones queue for `accept`. Dropping the
-/// listener stops that task and closes the socket.
+/// slow or silent client holds up nobody else; finished ones queue for `accept`. A connection
+/// takes its slot of the limit before it is accepted (so handshakes count too) and gives it
+/// back when it closes. Dropping the listener stops that task and closes the socket.
 pub struct TlsListener {
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
+    ready: tokio::sync::mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local: std::io::Result<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    /// Wraps a bound listener.
-    pub fn new(tcp: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
+    /// Wraps a bound listener, allowing `max_connections` open at once (at least one).
+    pub fn new(
+        tcp: tokio::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        max_connections: usize,
+    ) -> TlsListener {
         let local = tcp.local_addr();
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let (tx, ready) = tokio::sync::mpsc::channel(64);
         let limit = Arc::new(tokio::sync::Semaphore::new(256));
+        let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
         let task = tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, addr) = match tcp.accept().await {
                     Ok(x) => x,
                     Err(e) => {
@@ -241,7 +249,15 @@ impl TlsListener {
                         .await
                     {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, addr)).await;
+                            let _ = tx
+                                .send((
+                                    Counted {
+                                        io: tls,
+                                        _slot: slot,
+                                    },
+                                    addr,
+                                ))
+                                .await;
                         }
                         Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
@@ -260,7 +276,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -329,3 +329,53 @@ async fn http_destination_over_mutual_tls() {
     );
     e.stop().await.unwrap();
 }
+
+/// Over TLS the connection limit counts handshakes too: with one slot held, a second client's
+/// handshake does not even start until the first connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_listener_keeps_its_connection_limit() {
+    use std::time::Duration;
+    let dir = temp_dir("tls-limit-pki");
+    let pki = make_pki(&dir);
+    let server = aorta::tls::TlsConfig {
+        cert: pki.server_cert.clone().into(),
+        key: pki.server_key.clone().into(),
+        client_ca: None,
+    }
+    .server_config()
+    .unwrap();
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(aorta::admin::serve(
+        socket,
+        Some(server),
+        1,
+        app,
+        std::future::pending(),
+    ));
+    let client = aorta::tls::client_config(Path::new(&pki.ca), None).unwrap();
+    let first = tls_connect(addr, client.clone()).await.unwrap();
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(500),
+        tls_connect(addr, client.clone()),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "a second TLS connection was served beyond the limit"
+    );
+    drop(first);
+    let mut second = tokio::time::timeout(Duration::from_secs(10), tls_connect(addr, client))
+        .await
+        .expect("served once the first connection closed")
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    second
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = second.read_to_end(&mut out).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+}
