@@ -124,6 +124,10 @@ pub enum BenchCommand {
         /// an end-to-end run through Aorta.
         #[arg(long)]
         keep: bool,
+        /// Queue the writes of up to 500 publishes before awaiting them (as the RabbitMQ
+        /// destination does) instead of awaiting each publish's write.
+        #[arg(long)]
+        queue_writes: bool,
     },
     /// Send messages over MLLP, stop-and-wait on each connection, and report msgs/s and ACK latency.
     Mllp {
@@ -267,6 +271,7 @@ pub fn run(cli: Cli) -> Result<()> {
             outstanding,
             size,
             keep,
+            queue_writes,
         }) => {
             let rate = runtime()?.block_on(crate::loadgen::amqp_publish_rate(
                 &url,
@@ -274,8 +279,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 outstanding,
                 size,
                 keep,
+                queue_writes,
             ))?;
-            println!("amqp: {messages} persistent {size}-byte messages, {outstanding} unconfirmed at most: {rate:.0} msgs/s");
+            let how = if queue_writes { ", writes queued" } else { "" };
+            println!("amqp: {messages} persistent {size}-byte messages, {outstanding} unconfirmed at most{how}: {rate:.0} msgs/s");
             Ok(())
         }
         Command::Bench(BenchCommand::Mllp {
