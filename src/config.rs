@@ -817,7 +817,7 @@ framing = { start = 28 }
             "{text}"
         );
         assert!(
-            text.contains("listeners.b.framing: start, end and trailer bytes must differ"),
+            text.contains("listeners.b.framing: start, end and trailer bytes must differ, and start and end must not be 0"),
             "{text}"
         );
     }

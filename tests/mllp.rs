@@ -69,6 +69,39 @@ async fn split_coalesced_and_junk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_without_the_cr_trailer() {
+    // Some senders end a frame with 0x1C alone. With the default framing the frame is not over
+    // yet; with `trailer = 0` it is, and the ACK goes back framed the same way.
+    let (e, _dir) = engine("no-cr", "framing = { trailer = 0 }").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for id in ["NC-1", "NC-2"] {
+        let mut bytes = vec![0x0b];
+        bytes.extend(adt(id));
+        bytes.push(0x1c);
+        c.write_all(&bytes).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while got.last() != Some(&0x1c) {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+                .await
+                .expect("an ACK for a frame ended by 0x1C alone")
+                .unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got[0], 0x0b);
+        let ack = &got[1..got.len() - 1];
+        assert_eq!(field(ack, "MSA-1"), "AA");
+        assert_eq!(field(ack, "MSA-2"), id);
+        assert_eq!(
+            e.store.find_by_control_id(id).await.unwrap()[0].raw,
+            adt(id)
+        );
+    }
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_get_a_nak_and_are_kept() {
     let (e, _dir) = engine("malformed", "").await;
     let mut c = connect(e.listener_addr("test").unwrap()).await;

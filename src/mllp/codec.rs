@@ -5,7 +5,8 @@
 //! ```
 //!
 //! The decoder is a small state machine over the read buffer: bytes before a start byte are junk
-//! (discarded and counted), a frame ends at EB CR, and a frame that grows past the maximum size
+//! (discarded and counted), a frame ends at EB CR (or at EB alone when the framing has no
+//! trailer, for senders that leave the CR out), and a frame that grows past the maximum size
 //! is an error carrying its first bytes, so the listener can NAK and journal it before closing —
 //! memory stays bounded whatever a peer sends. Incomplete input is "need more bytes", not an error.
 
@@ -19,8 +20,8 @@ pub struct Framing {
     pub start: u8,
     /// End block, 0x1C.
     pub end: u8,
-    /// Carriage return after the end block, 0x0D.
-    pub trailer: u8,
+    /// Carriage return after the end block, 0x0D; `None`: the frame ends at the end block.
+    pub trailer: Option<u8>,
 }
 
 impl Default for Framing {
@@ -28,7 +29,7 @@ impl Default for Framing {
         Framing {
             start: 0x0B,
             end: 0x1C,
-            trailer: 0x0D,
+            trailer: Some(0x0D),
         }
     }
 }
@@ -121,30 +122,41 @@ impl Decoder for MllpCodec {
             }
             let from = self.scanned;
             let found = memchr::memchr(self.framing.end, &buf[from..]).map(|i| from + i);
-            match found {
-                Some(i) if i + 1 < buf.len() => {
-                    if buf[i + 1] == self.framing.trailer {
-                        let frame = buf.split_to(i).freeze();
-                        buf.advance(2);
-                        self.in_frame = false;
-                        self.scanned = 0;
-                        if frame.len() > self.max_frame {
-                            return Err(CodecError::TooLarge {
-                                partial: frame.slice(..self.max_frame),
-                                max: self.max_frame,
-                            });
-                        }
-                        return Ok(Some(frame));
+            let ends = match (found, self.framing.trailer) {
+                // Without a trailer the end byte closes the frame.
+                (Some(i), None) => Some((i, 1)),
+                (Some(i), Some(trailer)) if i + 1 < buf.len() => {
+                    if buf[i + 1] == trailer {
+                        Some((i, 2))
+                    } else {
+                        // An end byte not followed by CR is data (or a broken sender): keep
+                        // looking.
+                        self.scanned = i + 1;
+                        continue;
                     }
-                    // An end byte not followed by CR is data (or a broken sender): keep looking.
-                    self.scanned = i + 1;
-                    continue;
                 }
-                Some(i) => {
+                (Some(i), Some(_)) => {
                     // End byte is the last byte read: wait for the CR.
                     self.scanned = i;
+                    None
                 }
-                None => self.scanned = buf.len(),
+                (None, _) => {
+                    self.scanned = buf.len();
+                    None
+                }
+            };
+            if let Some((i, framing_bytes)) = ends {
+                let frame = buf.split_to(i).freeze();
+                buf.advance(framing_bytes);
+                self.in_frame = false;
+                self.scanned = 0;
+                if frame.len() > self.max_frame {
+                    return Err(CodecError::TooLarge {
+                        partial: frame.slice(..self.max_frame),
+                        max: self.max_frame,
+                    });
+                }
+                return Ok(Some(frame));
             }
             if buf.len() > self.max_frame + 1 {
                 let partial = buf.split_to(self.max_frame).freeze();
@@ -168,7 +180,8 @@ impl Encoder<&[u8]> for MllpCodec {
         dst.reserve(payload.len() + 3);
         dst.extend_from_slice(&[self.framing.start]);
         dst.extend_from_slice(payload);
-        dst.extend_from_slice(&[self.framing.end, self.framing.trailer]);
+        dst.extend_from_slice(&[self.framing.end]);
+        dst.extend(self.framing.trailer);
         Ok(())
     }
 }
@@ -180,7 +193,7 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     v.push(f.start);
     v.extend_from_slice(payload);
     v.push(f.end);
-    v.push(f.trailer);
+    v.extend(f.trailer);
     v
 }
 
@@ -263,7 +276,7 @@ mod tests {
         let f = Framing {
             start: b'<',
             end: b'>',
-            trailer: b'\n',
+            trailer: Some(b'\n'),
         };
         let mut c = MllpCodec::new(f, 100);
         let mut dst = BytesMut::new();
@@ -272,5 +285,37 @@ mod tests {
         let out = decode_all(&mut c, &[&dst]);
         assert_eq!(out, vec![Ok(Bytes::from("MSH|x"))]);
         assert_eq!(frame(b"A"), b"\x0bA\x1c\x0d");
+    }
+
+    #[test]
+    fn without_a_trailer_the_end_byte_ends_the_frame() {
+        let f = Framing {
+            trailer: None,
+            ..Framing::default()
+        };
+        let mut c = MllpCodec::new(f, 100);
+        // Split, coalesced, junk between, and a CR some senders still send (junk here).
+        let out = decode_all(
+            &mut c,
+            &[b"\x0bMSH|a", b"bc\x1c", b"\x0bMSH|2\x1c\x0d\x0bMSH|3\x1c"],
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok(Bytes::from("MSH|abc")),
+                Ok(Bytes::from("MSH|2")),
+                Ok(Bytes::from("MSH|3"))
+            ]
+        );
+        assert_eq!(c.take_junk(), 1);
+        let mut dst = BytesMut::new();
+        c.encode(&b"MSA|AA"[..], &mut dst).unwrap();
+        assert_eq!(&dst[..], b"\x0bMSA|AA\x1c");
+        // A frame still arriving is not cut at the maximum before its end byte shows.
+        let mut c = MllpCodec::new(f, 4);
+        assert_eq!(
+            decode_all(&mut c, &[b"\x0bABCD", b"\x1c"]),
+            vec![Ok(Bytes::from("ABCD"))]
+        );
     }
 }

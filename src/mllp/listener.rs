@@ -150,7 +150,8 @@ pub struct FramingConfig {
     /// End block (default 28 = 0x1C).
     #[serde(default = "eb")]
     pub end: u8,
-    /// Byte after the end block (default 13 = CR).
+    /// Byte after the end block (default 13 = CR; 0 = none: the frame ends at the end block,
+    /// for senders that leave the CR out).
     #[serde(default = "cr")]
     pub trailer: u8,
 }
@@ -247,10 +248,15 @@ impl MllpListenerConfig {
             errs.push(("max_connections".into(), "must be at least 1".into()));
         }
         let f = self.framing;
-        if f.start == f.end || f.start == f.trailer || f.end == f.trailer {
+        if f.start == f.end
+            || f.start == f.trailer
+            || f.end == f.trailer
+            || f.start == 0
+            || f.end == 0
+        {
             errs.push((
                 "framing".into(),
-                "start, end and trailer bytes must differ".into(),
+                "start, end and trailer bytes must differ, and start and end must not be 0".into(),
             ));
         }
         if let Some(tls) = &self.tls {
@@ -425,7 +431,7 @@ impl<S: Store + Clone> MllpListener<S> {
             Framing {
                 start: f.start,
                 end: f.end,
-                trailer: f.trailer,
+                trailer: (f.trailer != 0).then_some(f.trailer),
             },
             self.config.max_frame_bytes,
         );

@@ -190,7 +190,7 @@ async fn exchange(
     out.push(framing.start);
     out.extend_from_slice(message);
     out.push(framing.end);
-    out.push(framing.trailer);
+    out.extend(framing.trailer);
     stream
         .write_all(&out)
         .await
