@@ -146,7 +146,15 @@ impl fmt::Display for Error {
         match self {
             Error::Empty => write!(f, "empty input: no HL7 segments found"),
             Error::MissingHeader { found } => {
-                write!(f, "message does not start with MSH (found {found:?})")
+                write!(f, "message does not start with MSH (found {found:?})")?;
+                if found.starts_with("FHS") || found.starts_with("BHS") {
+                    // The usual cause: a sender framing a whole batch file as one message.
+                    write!(
+                        f,
+                        ": an FHS/BHS batch, not a message; send each of its messages in its own frame"
+                    )?;
+                }
+                Ok(())
             }
             Error::BadDelimiters { reason, at } => {
                 write!(f, "bad delimiters in MSH-1/MSH-2 at byte {}: {reason}", at.offset)

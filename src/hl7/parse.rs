@@ -634,6 +634,17 @@ ZPI|custom|fields|||\r";
             Message::parse(b"PID|1").unwrap_err(),
             Error::MissingHeader { .. }
         ));
+        assert!(!Message::parse(b"PID|1")
+            .unwrap_err()
+            .to_string()
+            .contains("batch"));
+        let batch = Message::parse(b"BHS|^~\\&|A\rMSH|^~\\&|A\rBTS|1\r").unwrap_err();
+        assert!(
+            batch
+                .to_string()
+                .contains("an FHS/BHS batch, not a message"),
+            "{batch}"
+        );
         match Message::parse(b"MSH|^~\\&|A\rPID|1\rbad segment\r").unwrap_err() {
             Error::BadSegmentId { at, found } => {
                 assert_eq!(at.offset, 17);
