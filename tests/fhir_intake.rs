@@ -531,3 +531,93 @@ async fn the_intake_over_mutual_tls() {
     );
     eng.e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_and_methods_are_negotiated_with_operation_outcomes() {
+    let eng = engine("fhir-negotiate", "", None).await;
+    let base = &eng.base;
+    let get = |url: String, accept: Option<&'static str>| async move {
+        let mut r = client().get(url);
+        if let Some(a) = accept {
+            r = r.header("accept", a);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        (status, body)
+    };
+    // Accept and _format that admit JSON are served; _format overrides Accept.
+    for (query, accept) in [
+        ("", None),
+        ("", Some("application/fhir+json")),
+        (
+            "",
+            Some("application/fhir+xml, application/fhir+json;q=0.5"),
+        ),
+        ("", Some("*/*")),
+        (
+            "",
+            Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        ),
+        ("?_format=json", Some("application/fhir+xml")),
+        ("?_format=application/fhir+json", None),
+        ("?_format=application%2Ffhir%2Bjson", None),
+    ] {
+        let (status, body) = get(format!("{base}/metadata{query}"), accept).await;
+        assert_eq!(
+            (status, body["resourceType"].as_str()),
+            (200, Some("CapabilityStatement")),
+            "{query} {accept:?}"
+        );
+    }
+    // Only formats Aorta does not write: 406 with an OperationOutcome.
+    for (query, accept) in [
+        ("", Some("application/fhir+xml")),
+        ("", Some("application/xml, text/xml")),
+        ("", Some("application/fhir+json;q=0, application/fhir+xml")),
+        ("?_format=xml", None),
+        (
+            "?_format=application/fhir+xml",
+            Some("application/fhir+json"),
+        ),
+    ] {
+        let (status, body) = get(format!("{base}/metadata{query}"), accept).await;
+        assert_eq!(
+            (
+                status,
+                body["resourceType"].as_str(),
+                body["issue"][0]["code"].as_str()
+            ),
+            (406, Some("OperationOutcome"), Some("not-supported")),
+            "{query} {accept:?}"
+        );
+    }
+    // DSTU2's media type for FHIR JSON is still accepted on requests.
+    let r = client()
+        .post(format!("{base}/Patient"))
+        .header("authorization", "Bearer s3cret")
+        .header("content-type", "application/json+fhir")
+        .body(patient("NEG-1").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    // A method a path does not take: 405, the one it does in Allow, an OperationOutcome.
+    for (method, path, allowed) in [
+        ("GET", "/Patient/NEG-1", "PUT"),
+        ("DELETE", "/Patient/NEG-1", "PUT"),
+        ("GET", "/Patient", "POST"),
+        ("GET", "", "POST"),
+        ("POST", "/metadata", "GET"),
+    ] {
+        let (status, headers, body) =
+            call(method, &format!("{base}{path}"), &patient("NEG-2"), &[]).await;
+        assert_eq!(
+            (status, body["resourceType"].as_str()),
+            (405, Some("OperationOutcome")),
+            "{method} {path}"
+        );
+        assert_eq!(headers["allow"], allowed, "{method} {path}");
+    }
+    eng.e.stop().await.unwrap();
+}

@@ -23,13 +23,17 @@
 //!   with an OperationOutcome; answered with a `batch-response`.
 //!
 //! Everything is checked before it is accepted: the bearer token (401 with an OperationOutcome),
-//! the media type (`application/fhir+json` or `application/json`, else 415), the size (413),
+//! the media type (`application/fhir+json`, `application/json` or DSTU2's `application/json+fhir`,
+//! else 415), the size (413),
 //! JSON syntax, the resource type against the URL, and the structure against HL7's R4 schema
 //! ([`super::validate`]; 400 with one issue per problem, each with its FHIRPath location). What
 //! is refused for its content is still journaled as `rejected` with the reasons, for an operator
 //! to see. Nothing is answered 2xx before it is durably journaled (the same group commit as MLLP).
 //! `Prefer: return=minimal` gives an empty body, `return=representation` the resource as
-//! accepted (with its id), the default an OperationOutcome naming the message id.
+//! accepted (with its id), the default an OperationOutcome naming the message id. Answers are
+//! JSON: a request whose `_format` (or, without it, `Accept`) admits no JSON gets 406; a method a
+//! path does not take (a read: Aorta does not serve resources) 405 with `Allow`; both with an
+//! OperationOutcome.
 //!
 //! Journaled FHIR is routed like HL7 v2: FHIR → record → HL7 v2 (a create becomes ADT^A04, an
 //! update ADT^A08, results ORU^R01), so the same routes, conditions and HL7 paths apply; record
@@ -151,12 +155,22 @@ impl Intake {
     /// The routes under `/fhir`.
     pub fn router(self) -> Router {
         Router::new()
-            .route("/fhir/metadata", get(metadata))
-            .route("/fhir", post(bundle))
-            .route("/fhir/", post(bundle))
-            .route("/fhir/{kind}", post(create))
-            .route("/fhir/{kind}/{id}", put(update))
+            .route(
+                "/fhir/metadata",
+                get(metadata).fallback(|| refused_method("GET")),
+            )
+            .route("/fhir", post(bundle).fallback(|| refused_method("POST")))
+            .route("/fhir/", post(bundle).fallback(|| refused_method("POST")))
+            .route(
+                "/fhir/{kind}",
+                post(create).fallback(|| refused_method("POST")),
+            )
+            .route(
+                "/fhir/{kind}/{id}",
+                put(update).fallback(|| refused_method("PUT")),
+            )
             .fallback(not_found)
+            .layer(axum::middleware::from_fn(negotiate))
             .with_state(self)
     }
 
@@ -214,7 +228,11 @@ impl Intake {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        if media != "application/fhir+json" && media != "application/json" {
+        // `application/json+fhir` is DSTU2's name for it; R4 encourages servers to accept it.
+        if !matches!(
+            media.as_str(),
+            "application/fhir+json" | "application/json" | "application/json+fhir"
+        ) {
             self.count(interaction, StatusCode::UNSUPPORTED_MEDIA_TYPE);
             return Err(fail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -821,6 +839,90 @@ async fn metadata(State(intake): State<Intake>) -> Response {
         }),
         &[],
     )
+}
+
+/// An interaction this path does not offer: 405 with the method it does (`Allow`).
+async fn refused_method(allowed: &'static str) -> Response {
+    let mut r = fail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "not-supported",
+        &format!("this path takes {allowed} only: Aorta's FHIR intake accepts resources, it does not serve them"),
+        None,
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    r
+}
+
+/// Answers 406 when the client asks (`_format`, else `Accept`) only for formats Aorta does
+/// not write: every answer is JSON.
+async fn negotiate(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let format = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|q| q.0.into_iter().find(|(k, _)| k == "_format"))
+        .map(|(_, v)| v);
+    let wanted = match &format {
+        // `_format` overrides `Accept` (R4 http.html).
+        Some(f) => json_format(f).then_some(()).ok_or(f.clone()),
+        None => match request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(accept) if !accept.trim().is_empty() && !accepts_json(accept) => {
+                Err(accept.to_string())
+            }
+            _ => Ok(()),
+        },
+    };
+    match wanted {
+        Ok(()) => next.run(request).await,
+        Err(asked) => fail(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            &format!("Aorta answers in JSON only (application/fhir+json), not {asked:?}"),
+            None,
+        ),
+    }
+}
+
+/// A `_format` value meaning JSON.
+fn json_format(f: &str) -> bool {
+    // An unescaped `+` arrives as a space after query decoding.
+    let f = f
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .replace(' ', "+")
+        .to_ascii_lowercase();
+    matches!(
+        f.as_str(),
+        "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
+    )
+}
+
+/// True when an `Accept` header admits JSON (a JSON type or a wildcard, at a quality above 0).
+fn accepts_json(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused
+            && matches!(
+                media.as_str(),
+                "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/fhir+json"
+                    | "application/json+fhir"
+            )
+    })
 }
 
 async fn not_found() -> Response {
