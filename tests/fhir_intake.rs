@@ -619,5 +619,20 @@ async fn formats_and_methods_are_negotiated_with_operation_outcomes() {
         );
         assert_eq!(headers["allow"], allowed, "{method} {path}");
     }
+    // A conditional update on its own is named, with what to send instead.
+    let (status, _, body) = call(
+        "PUT",
+        &format!("{base}/Patient?identifier=urn:x|NEG-3"),
+        &patient("NEG-3"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("conditional update") && d.contains("transaction Bundle")),
+        "{body}"
+    );
     eng.e.stop().await.unwrap();
 }

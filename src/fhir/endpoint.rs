@@ -161,10 +161,7 @@ impl Intake {
             )
             .route("/fhir", post(bundle).fallback(|| refused_method("POST")))
             .route("/fhir/", post(bundle).fallback(|| refused_method("POST")))
-            .route(
-                "/fhir/{kind}",
-                post(create).fallback(|| refused_method("POST")),
-            )
+            .route("/fhir/{kind}", post(create).fallback(type_level))
             .route(
                 "/fhir/{kind}/{id}",
                 put(update).fallback(|| refused_method("PUT")),
@@ -852,6 +849,25 @@ async fn refused_method(allowed: &'static str) -> Response {
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allowed));
     r
+}
+
+/// Other methods on `/fhir/{type}`: a conditional update (`PUT Type?search`) is named as such,
+/// with what to send instead.
+async fn type_level(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    if method == axum::http::Method::PUT && uri.query().is_some() {
+        let mut r = fail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "a conditional update (PUT [type]?[search]) is not taken on its own: send PUT [type]/[id], \
+             or a transaction Bundle whose entry has request.method PUT and request.url [type]?[search] \
+             (forwarded to FHIR servers as it is)",
+            None,
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    refused_method("POST").await
 }
 
 /// Answers 406 when the client asks (`_format`, else `Accept`) only for formats Aorta does
