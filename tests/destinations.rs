@@ -584,3 +584,77 @@ async fn http_sends_auth_headers_and_keeps_the_rate_limit() {
     assert!(span >= Duration::from_millis(400), "{span:?}");
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_destination_to_a_receiver_without_the_cr_trailer() {
+    // A receiver that reads frames ended by 0x1C alone and answers the same way: with
+    // `framing = { trailer = 0 }` the destination frames its messages so and reads such ACKs.
+    use aorta::hl7::{build_ack, AckCode, AckSpec, Message};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let r = received.clone();
+    tokio::spawn(async move {
+        let Ok((mut conn, _)) = socket.accept().await else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(end) = buf.iter().position(|b| *b == 0x1c) {
+                let frame: Vec<u8> = buf.drain(..=end).collect();
+                assert_eq!(frame[0], 0x0b, "{frame:?}");
+                let payload = &frame[1..frame.len() - 1];
+                let m = Message::parse(payload).unwrap();
+                let ack = build_ack(
+                    &m,
+                    &AckSpec {
+                        code: AckCode::AA,
+                        control_id: "ACK1".into(),
+                        timestamp: "20240101".into(),
+                        text: None,
+                        errors: vec![],
+                    },
+                )
+                .unwrap();
+                r.lock().unwrap().push(payload.to_vec());
+                let mut out = vec![0x0b];
+                out.extend(ack.encode());
+                out.push(0x1c);
+                if conn.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    let dest = format!(
+        "[destinations.lis]\nkind = \"mllp\"\naddress = \"{addr}\"\nack_timeout_secs = 2\nframing = {{ trailer = 0 }}\nretry = {{ initial_ms = 20, max_ms = 100 }}\n"
+    );
+    let route = "from = \"test\"\n[[to]]\ndestination = \"lis\"\n";
+    let (e, _dir) = engine_with("mllp-no-cr", "", &[("l.toml", route)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for id in ["NOCR-1", "NOCR-2", "NOCR-3"] {
+        exchange(&mut c, &adt(id)).await;
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    for id in ["NOCR-1", "NOCR-2", "NOCR-3"] {
+        loop {
+            let m = e.store.find_by_control_id(id).await.unwrap();
+            let d = e.store.deliveries_for(m[0].id).await.unwrap();
+            if d.first().is_some_and(|d| d.state == "sent") {
+                assert_eq!(d[0].attempts, 1, "{id}: answered the first time");
+                break;
+            }
+            assert!(Instant::now() < until, "{id}: {d:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got, vec![adt("NOCR-1"), adt("NOCR-2"), adt("NOCR-3")]);
+    e.stop().await.unwrap();
+}

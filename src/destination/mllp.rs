@@ -8,6 +8,7 @@
 //! connect_timeout_secs = 10
 //! application_error = "retry"     # what AE/CE means: retry (default) or reject
 //! tls = { ca = "/etc/aorta/tls/lis-ca.pem", server_name = "lis.example.org" }   # optional
+//! framing = { start = 11, end = 28, trailer = 13 }   # 0x0B … 0x1C 0x0D; trailer = 0: none
 //! ```
 //!
 //! One persistent connection ([`MllpSender`]); AA/CA (or a 0x06 commit byte) → delivered;
@@ -39,6 +40,10 @@ pub struct MllpConfig {
     /// TLS to the receiver.
     #[serde(default)]
     pub tls: Option<super::http::ClientTls>,
+    /// Framing bytes, for the messages sent and the answers read (a receiver that ends its
+    /// frames with 0x1C alone needs `trailer = 0`).
+    #[serde(default)]
+    pub framing: crate::mllp::listener::FramingConfig,
 }
 
 fn thirty() -> u64 {
@@ -76,6 +81,9 @@ impl MllpDestination {
             .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
             .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
             .ok_or_else(|| format!("address: {:?} is not host:port", config.address))?;
+        if let Some(why) = config.framing.problem() {
+            return Err(format!("framing: {why}"));
+        }
         let tls = match &config.tls {
             Some(t) => Some((
                 std::sync::Arc::new(t.client_config()?),
@@ -88,6 +96,7 @@ impl MllpDestination {
             tls,
             Duration::from_secs(config.connect_timeout_secs.max(1)),
             Duration::from_secs(config.ack_timeout_secs.max(1)),
+            config.framing.framing(),
         )?;
         Ok(MllpDestination {
             sender,

@@ -166,6 +166,28 @@ fn cr() -> u8 {
     0x0D
 }
 
+impl FramingConfig {
+    /// The codec's framing (a trailer of 0: none).
+    pub fn framing(&self) -> Framing {
+        Framing {
+            start: self.start,
+            end: self.end,
+            trailer: (self.trailer != 0).then_some(self.trailer),
+        }
+    }
+
+    /// Why these bytes cannot frame messages, if they cannot.
+    pub fn problem(&self) -> Option<&'static str> {
+        let f = self;
+        (f.start == f.end
+            || f.start == f.trailer
+            || f.end == f.trailer
+            || f.start == 0
+            || f.end == 0)
+            .then_some("start, end and trailer bytes must differ, and start and end must not be 0")
+    }
+}
+
 impl Default for FramingConfig {
     fn default() -> Self {
         FramingConfig {
@@ -247,17 +269,8 @@ impl MllpListenerConfig {
         if self.max_connections == 0 {
             errs.push(("max_connections".into(), "must be at least 1".into()));
         }
-        let f = self.framing;
-        if f.start == f.end
-            || f.start == f.trailer
-            || f.end == f.trailer
-            || f.start == 0
-            || f.end == 0
-        {
-            errs.push((
-                "framing".into(),
-                "start, end and trailer bytes must differ, and start and end must not be 0".into(),
-            ));
+        if let Some(why) = self.framing.problem() {
+            errs.push(("framing".into(), why.into()));
         }
         if let Some(tls) = &self.tls {
             if let Err(e) = tls.server_config() {
@@ -426,15 +439,7 @@ impl<S: Store + Clone> MllpListener<S> {
         peer: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let f = self.config.framing;
-        let mut codec = MllpCodec::new(
-            Framing {
-                start: f.start,
-                end: f.end,
-                trailer: (f.trailer != 0).then_some(f.trailer),
-            },
-            self.config.max_frame_bytes,
-        );
+        let mut codec = MllpCodec::new(self.config.framing.framing(), self.config.max_frame_bytes);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out = BytesMut::with_capacity(1024);
         let idle = match self.config.idle_timeout_secs {

@@ -82,6 +82,7 @@ impl MllpSender {
         tls: Option<(Arc<rustls::ClientConfig>, String)>,
         connect_timeout: Duration,
         ack_timeout: Duration,
+        framing: Framing,
     ) -> Result<MllpSender, String> {
         let tls = match tls {
             Some((config, name)) => {
@@ -96,7 +97,7 @@ impl MllpSender {
             tls,
             connect_timeout,
             ack_timeout,
-            framing: Framing::default(),
+            framing,
             conn: tokio::sync::Mutex::new(None),
         })
     }
