@@ -101,6 +101,115 @@ async fn a_sender_without_the_cr_trailer() {
     e.stop().await.unwrap();
 }
 
+/// A file of one batch: FHS/BHS, the messages, BTS/FTS.
+fn batch_of(messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = b"FHS|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||||FILE-7\rBHS|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||||BATCH-7\r".to_vec();
+    for m in messages {
+        b.extend_from_slice(m);
+    }
+    b.extend_from_slice(format!("BTS|{}\rFTS|1\r", messages.len()).as_bytes());
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_one_frame() {
+    // An unknown MSH-18 character set: refused with AR and an ERR segment.
+    let bad =
+        b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A01|B-BAD|P|2.5.1||||||KLINGON\rPID|1\r"
+            .to_vec();
+    let batch = batch_of(&[adt("B-1"), bad.clone(), adt("B-2"), adt("B-1")]);
+
+    // Refused by default, with the reason; kept as rejected.
+    let (e, _dir) = engine("batch-reject", "").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let nak = exchange(&mut c, &batch).await;
+    assert_eq!(field(&nak, "MSA-1"), "AR");
+    assert!(
+        field(&nak, "ERR-8").contains("an FHS/BHS batch"),
+        "{}",
+        String::from_utf8_lossy(&nak)
+    );
+    assert!(e.store.find_by_control_id("B-1").await.unwrap().is_empty());
+    e.stop().await.unwrap();
+
+    // Split: each message journaled in order as if framed alone; one batch of ACKs back.
+    let (e, _dir) = engine("batch-split", "batches = \"split\"").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let answer = exchange(&mut c, &batch).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let segments: Vec<&str> = text.split('\r').filter(|s| !s.is_empty()).collect();
+    let ids: Vec<&str> = segments.iter().map(|s| &s[..3]).collect();
+    assert_eq!(
+        ids,
+        [
+            "FHS", "BHS", "MSH", "MSA", "MSH", "MSA", "ERR", "MSH", "MSA", "MSH", "MSA", "BTS",
+            "FTS"
+        ],
+        "{text}"
+    );
+    // The answer's sender is the batch's receiver; FHS-12 names the file answered.
+    let fhs: Vec<&str> = segments[0].split('|').collect();
+    assert_eq!(
+        (fhs[2], fhs[3], fhs[4], fhs[5]),
+        ("RECV", "RFAC", "SEND", "FAC")
+    );
+    assert_eq!(fhs[11], "FILE-7");
+    assert_eq!(segments[11], "BTS|4");
+    let msa: Vec<(&str, &str)> = segments
+        .iter()
+        .filter(|s| s.starts_with("MSA"))
+        .map(|s| {
+            let f: Vec<&str> = s.split('|').collect();
+            (f[1], f[2])
+        })
+        .collect();
+    assert_eq!(
+        msa,
+        [("AA", "B-1"), ("AR", "B-BAD"), ("AA", "B-2"), ("AA", "B-1")]
+    );
+    // The duplicate's ACK is the original's, byte for byte.
+    let acks: Vec<&str> = text.split("MSH|").skip(1).collect();
+    assert_eq!(
+        acks[0].split("BTS").next().unwrap().trim_end_matches('\r'),
+        acks[3].split("BTS").next().unwrap().trim_end_matches('\r')
+    );
+    let b1 = e.store.find_by_control_id("B-1").await.unwrap();
+    assert_eq!(b1.len(), 2);
+    assert_eq!(
+        b1[0].raw,
+        adt("B-1"),
+        "each message journaled with its own bytes"
+    );
+    assert!(matches!(b1[0].status, Status::Received | Status::Filtered));
+    assert_eq!(b1[1].status, Status::Duplicate);
+    let bad_stored = e.store.find_by_control_id("B-BAD").await.unwrap();
+    assert_eq!(bad_stored[0].status, Status::Rejected);
+    let b2 = e.store.find_by_control_id("B-2").await.unwrap();
+    assert!(
+        b1[0].id < bad_stored[0].id && bad_stored[0].id < b2[0].id,
+        "batch order kept"
+    );
+    e.stop().await.unwrap();
+
+    // Release 2 style: one commit byte for the batch, a NAK when any message was refused.
+    let (e, _dir) = engine(
+        "batch-r2",
+        "batches = \"split\"\nack_style = \"commit-bytes\"",
+    )
+    .await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    assert_eq!(
+        exchange(&mut c, &batch_of(&[adt("R-1"), adt("R-2")])).await,
+        vec![0x06]
+    );
+    assert_eq!(
+        exchange(&mut c, &batch_of(&[adt("R-3"), bad])).await,
+        vec![0x15]
+    );
+    assert_eq!(e.store.find_by_control_id("R-3").await.unwrap().len(), 1);
+    e.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_get_a_nak_and_are_kept() {
     let (e, _dir) = engine("malformed", "").await;
@@ -444,5 +553,75 @@ async fn journal_failure_is_an_ae_not_an_aa() {
         .metrics
         .render()
         .contains("aorta_naks_sent_total{listener=\"test\",reason=\"journal\"} 1"));
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_batches_split() {
+    // The real batch files of the shared corpus (python-hl7's samples: FHS/BHS files, some with
+    // wrong counts or missing trailers), each framed whole to a splitting listener: every one is
+    // answered with a batch of ACKs, one per message that wants one, and every message is
+    // journaled.
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/pypi-hl7-0.4.5/extracted_messages");
+    if !dir.is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "shared corpus missing");
+        return;
+    }
+    let (e, _dir) = engine("corpus-batches", "batches = \"split\"").await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let (mut batches, mut messages) = (0, 0);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for f in names {
+        let raw = std::fs::read(&f).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        if !(text.starts_with("FHS") || text.starts_with("BHS")) {
+            continue;
+        }
+        let split = aorta::hl7::batch::split(&raw).unwrap();
+        let answer = exchange(&mut c, &raw).await;
+        batches += 1;
+        if split.message_count() == 0 {
+            // Headers and segments but no MSH: refused whole, kept as rejected.
+            assert_eq!(field(&answer, "MSA-1"), "AR", "{}", f.display());
+            messages += 1;
+            continue;
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(
+            answer.starts_with("FHS") || answer.starts_with("BHS"),
+            "{}: {answer}",
+            f.display()
+        );
+        // MSH-15 `NE` (never acknowledge) leaves a message out of the answer, as on its own.
+        let wanted = split
+            .messages()
+            .filter(|m| {
+                aorta::hl7::Message::parse(m.raw).is_ok_and(|m| {
+                    aorta::hl7::AckMode::of(&m).wants_accept_ack(aorta::hl7::Outcome::Accept)
+                })
+            })
+            .count();
+        let acks = answer.matches("\rMSA|").count();
+        assert_eq!(acks, wanted, "{}: {answer}", f.display());
+        assert!(answer.contains(&format!("\rBTS|{acks}\r")), "{answer}");
+        messages += split.message_count();
+    }
+    assert!(batches >= 9, "{batches}");
+    common::settle(&e.store).await;
+    let mut total = 0;
+    for status in [
+        Status::Received,
+        Status::Rejected,
+        Status::Duplicate,
+        Status::Filtered,
+    ] {
+        total += e.store.count(status).await.unwrap();
+    }
+    assert_eq!(total as usize, messages);
     e.stop().await.unwrap();
 }

@@ -274,6 +274,8 @@ pub struct BatchHeader {
     pub name: String,
     /// FHS-11/BHS-11 control id.
     pub control_id: String,
+    /// FHS-12/BHS-12: the control id of the file or batch this one answers.
+    pub reference_control_id: String,
     /// Whether to wrap the batch in FHS/FTS too.
     pub file: bool,
 }
@@ -297,6 +299,7 @@ pub fn build(messages: &[&[u8]], header: &BatchHeader) -> Result<Vec<u8>, Error>
             &header.name,
             &String::new(),
             &header.control_id,
+            &header.reference_control_id,
         ];
         let last = fields
             .iter()

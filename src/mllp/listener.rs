@@ -234,6 +234,21 @@ pub struct MllpListenerConfig {
     /// Duplicate detection.
     #[serde(default)]
     pub duplicates: DuplicatesConfig,
+    /// What to do with an FHS/BHS batch sent as one frame.
+    #[serde(default)]
+    pub batches: BatchPolicy,
+}
+
+/// What a listener does with a batch (FHS/BHS … BTS/FTS) sent in one frame.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchPolicy {
+    /// Refuse it (`AR`, saying it is a batch): each message must come in its own frame.
+    #[default]
+    Reject,
+    /// Journal each message of the batch, in order, as if it had come in its own frame, and
+    /// answer with a batch of their acknowledgements.
+    Split,
 }
 
 impl MllpListenerConfig {
@@ -251,6 +266,7 @@ impl MllpListenerConfig {
             max_connections: default_max_connections(),
             framing: FramingConfig::default(),
             duplicates: DuplicatesConfig::default(),
+            batches: BatchPolicy::default(),
         }
     }
 
@@ -279,6 +295,31 @@ impl MllpListenerConfig {
         }
         errs
     }
+}
+
+/// True when a frame starts (after blank lines) with an FHS or BHS segment.
+fn is_batch(frame: &[u8]) -> bool {
+    let start = frame
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(frame.len());
+    frame[start..].starts_with(b"FHS") || frame[start..].starts_with(b"BHS")
+}
+
+/// Field `n` (FHS-n/BHS-n, n ≥ 3) of a batch header segment, unescaped.
+fn header_field(segment: &[u8], n: usize) -> String {
+    let Ok((d, _)) = crate::hl7::Delimiters::from_header(segment, 0) else {
+        return String::new();
+    };
+    let segment = segment
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    segment
+        .split(|b| *b == d.field)
+        .nth(n - 1)
+        .map(|v| String::from_utf8_lossy(&crate::hl7::escape::decode(v, &d)).into_owned())
+        .unwrap_or_default()
 }
 
 /// A built listener, ready to serve.
@@ -554,8 +595,89 @@ impl<S: Store + Clone> MllpListener<S> {
         vec![if accepted { 0x06 } else { 0x15 }]
     }
 
-    /// Answers one frame: journal, then ACK (or NAK).
+    /// Answers one frame: a message, or with `batches = "split"` a batch of them.
     async fn handle(&self, frame: Bytes) -> Reply {
+        if self.config.batches == BatchPolicy::Split && is_batch(&frame) {
+            return self.handle_batch(frame).await;
+        }
+        self.handle_message(frame, false).await
+    }
+
+    /// Journals each message of a batch in order (each as its own frame would be: duplicate
+    /// checks, rejects, ACK policy), then answers with one batch of their acknowledgements.
+    async fn handle_batch(&self, frame: Bytes) -> Reply {
+        let split = match crate::hl7::batch::split(&frame) {
+            Ok(b) if b.message_count() > 0 => Ok(b),
+            Ok(_) => Err("the batch holds no messages".to_string()),
+            Err(e) => Err(format!("the batch cannot be read: {e}")),
+        };
+        let batch = match split {
+            Ok(b) => b,
+            Err(why) => {
+                self.counters.received.inc();
+                self.counters.bytes.inc_by(frame.len() as u64);
+                let err = AckError::new(ErrorCode::SEGMENT_SEQUENCE, &why);
+                return self
+                    .reject_parsed_error(frame.clone(), err, "batch", why)
+                    .await;
+            }
+        };
+        for problem in &batch.problems {
+            tracing::warn!(listener = %self.name, %problem, "batch structure; its messages are taken one by one");
+        }
+        // One after the other: the journal keeps the batch's order (a patient's A01 before its
+        // A08), which concurrent appends would not promise under backpressure.
+        let mut acks: Vec<Vec<u8>> = Vec::new();
+        let mut refused = false;
+        for m in batch.messages() {
+            match self.handle_message(frame.slice_ref(m.raw), true).await {
+                Reply::Send(bytes) => {
+                    refused |= bytes == [0x15];
+                    acks.push(bytes);
+                }
+                Reply::Nothing => {}
+                // Not made in a batch (the message is journaled first); kept whole anyway.
+                Reply::ThenJournal(answer, entry) => {
+                    if let Err(e) = self.store.append(*entry).await {
+                        tracing::error!(listener = %self.name, error = %e, "journal append failed in a batch");
+                    }
+                    acks.extend(answer);
+                }
+            }
+        }
+        if self.config.ack_style == AckStyle::CommitBytes {
+            return Reply::Send(self.commit_byte(!refused));
+        }
+        // The answer mirrors the batch: its sender becomes the receiver, BHS-12/FHS-12 name
+        // the control id of what it answers.
+        let header = batch
+            .file_header
+            .or_else(|| batch.batches.first().and_then(|g| g.header));
+        let field = |n: usize| header.map(|h| header_field(h, n)).unwrap_or_default();
+        let answer = crate::hl7::batch::BatchHeader {
+            sending_application: field(5),
+            sending_facility: field(6),
+            receiving_application: field(3),
+            receiving_facility: field(4),
+            timestamp: hl7_timestamp(now_micros()),
+            control_id: control_id_for(&uuid::Uuid::now_v7()),
+            reference_control_id: field(11),
+            file: batch.file_header.is_some(),
+            ..Default::default()
+        };
+        let acks: Vec<&[u8]> = acks.iter().map(|a| &a[..]).collect();
+        match crate::hl7::batch::build(&acks, &answer) {
+            Ok(bytes) => Reply::Send(bytes),
+            Err(e) => {
+                tracing::error!(listener = %self.name, error = %e, "could not build the batch acknowledgement");
+                Reply::Nothing
+            }
+        }
+    }
+
+    /// Answers one message: journal, then ACK (or NAK). In a batch (`in_batch`) the message is
+    /// journaled before any answer, whatever the ACK policy: the batch's answer comes last.
+    async fn handle_message(&self, frame: Bytes, in_batch: bool) -> Reply {
         self.counters.received.inc();
         self.counters.bytes.inc_by(frame.len() as u64);
         let msg = match Message::parse(&frame) {
@@ -643,7 +765,7 @@ impl<S: Store + Clone> MllpListener<S> {
         let size = frame.len();
         drop(msg);
 
-        if self.config.ack == AckPolicy::Immediate {
+        if self.config.ack == AckPolicy::Immediate && !in_batch {
             // Answer first, journal right after on the same connection, so the journal keeps
             // the connection's order; not waiting for the commit is what "immediate" means.
             let answer = match self.accepted(code, ack, mode) {
