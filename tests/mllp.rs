@@ -147,13 +147,14 @@ async fn batches_in_one_frame() {
         ],
         "{text}"
     );
-    // The answer's sender is the batch's receiver; FHS-12 names the file answered.
+    // The answer's sender is the batch's receiver; FHS-12 and BHS-12 name what it answers.
     let fhs: Vec<&str> = segments[0].split('|').collect();
     assert_eq!(
         (fhs[2], fhs[3], fhs[4], fhs[5]),
         ("RECV", "RFAC", "SEND", "FAC")
     );
     assert_eq!(fhs[11], "FILE-7");
+    assert_eq!(segments[1].split('|').nth(11), Some("BATCH-7"));
     assert_eq!(segments[11], "BTS|4");
     let msa: Vec<(&str, &str)> = segments
         .iter()

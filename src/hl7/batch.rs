@@ -274,8 +274,10 @@ pub struct BatchHeader {
     pub name: String,
     /// FHS-11/BHS-11 control id.
     pub control_id: String,
-    /// FHS-12/BHS-12: the control id of the file or batch this one answers.
+    /// BHS-12: the control id of the batch this one answers.
     pub reference_control_id: String,
+    /// FHS-12: the control id of the file this one answers.
+    pub file_reference_control_id: String,
     /// Whether to wrap the batch in FHS/FTS too.
     pub file: bool,
 }
@@ -285,7 +287,7 @@ pub struct BatchHeader {
 pub fn build(messages: &[&[u8]], header: &BatchHeader) -> Result<Vec<u8>, Error> {
     let d = header.delimiters.unwrap_or_default();
     let mut out = Vec::with_capacity(messages.iter().map(|m| m.len() + 1).sum::<usize>() + 256);
-    let header_segment = |id: &[u8], out: &mut Vec<u8>| -> Result<(), Error> {
+    let header_segment = |id: &[u8], reference: &String, out: &mut Vec<u8>| -> Result<(), Error> {
         out.extend_from_slice(id);
         out.push(d.field);
         out.extend_from_slice(&d.encoding_characters());
@@ -299,7 +301,7 @@ pub fn build(messages: &[&[u8]], header: &BatchHeader) -> Result<Vec<u8>, Error>
             &header.name,
             &String::new(),
             &header.control_id,
-            &header.reference_control_id,
+            reference,
         ];
         let last = fields
             .iter()
@@ -313,9 +315,9 @@ pub fn build(messages: &[&[u8]], header: &BatchHeader) -> Result<Vec<u8>, Error>
         Ok(())
     };
     if header.file {
-        header_segment(b"FHS", &mut out)?;
+        header_segment(b"FHS", &header.file_reference_control_id, &mut out)?;
     }
-    header_segment(b"BHS", &mut out)?;
+    header_segment(b"BHS", &header.reference_control_id, &mut out)?;
     for m in messages {
         let start = skip_preamble(m);
         for seg in m[start..].split(|&b| b == b'\r' || b == b'\n') {

@@ -648,11 +648,10 @@ impl<S: Store + Clone> MllpListener<S> {
         if self.config.ack_style == AckStyle::CommitBytes {
             return Reply::Send(self.commit_byte(!refused));
         }
-        // The answer mirrors the batch: its sender becomes the receiver, BHS-12/FHS-12 name
-        // the control id of what it answers.
-        let header = batch
-            .file_header
-            .or_else(|| batch.batches.first().and_then(|g| g.header));
+        // The answer mirrors the batch: its sender becomes the receiver; BHS-12 and FHS-12 name
+        // the control ids of the batch and file answered.
+        let batch_header = batch.batches.first().and_then(|g| g.header);
+        let header = batch.file_header.or(batch_header);
         let field = |n: usize| header.map(|h| header_field(h, n)).unwrap_or_default();
         let answer = crate::hl7::batch::BatchHeader {
             sending_application: field(5),
@@ -661,7 +660,13 @@ impl<S: Store + Clone> MllpListener<S> {
             receiving_facility: field(4),
             timestamp: hl7_timestamp(now_micros()),
             control_id: control_id_for(&uuid::Uuid::now_v7()),
-            reference_control_id: field(11),
+            reference_control_id: batch_header
+                .map(|h| header_field(h, 11))
+                .unwrap_or_default(),
+            file_reference_control_id: batch
+                .file_header
+                .map(|h| header_field(h, 11))
+                .unwrap_or_default(),
             file: batch.file_header.is_some(),
             ..Default::default()
         };
