@@ -190,6 +190,46 @@ async fn batches_in_one_frame() {
         b1[0].id < bad_stored[0].id && bad_stored[0].id < b2[0].id,
         "batch order kept"
     );
+    // A file of two batches is answered batch for batch, each BHS-12 naming its batch.
+    let mut file = b"FHS|^~\\&|SEND|FAC|RECV|RFAC|20240101||||FILE-8\r".to_vec();
+    for (b, ids) in [("B-ONE", ["M-1", "M-2"]), ("B-TWO", ["M-3", "M-4"])] {
+        file.extend(format!("BHS|^~\\&|SEND|FAC|RECV|RFAC|20240101||||{b}\r").as_bytes());
+        for id in ids {
+            file.extend(adt(id));
+        }
+        file.extend(b"BTS|2\r");
+    }
+    file.extend(b"FTS|2\r");
+    let answer = String::from_utf8(exchange(&mut c, &file).await).unwrap();
+    let outline: Vec<String> = answer
+        .split('\r')
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let f: Vec<&str> = s.split('|').collect();
+            match f[0] {
+                "FHS" | "BHS" => Some(format!("{} {}", f[0], f.get(11).unwrap_or(&""))),
+                "MSA" => Some(format!("MSA {}", f[2])),
+                "BTS" | "FTS" => Some(s.to_string()),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        outline,
+        [
+            "FHS FILE-8",
+            "BHS B-ONE",
+            "MSA M-1",
+            "MSA M-2",
+            "BTS|2",
+            "BHS B-TWO",
+            "MSA M-3",
+            "MSA M-4",
+            "BTS|2",
+            "FTS|2"
+        ],
+        "{answer}"
+    );
     e.stop().await.unwrap();
 
     // Release 2 style: one commit byte for the batch, a NAK when any message was refused.

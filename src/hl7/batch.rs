@@ -282,42 +282,56 @@ pub struct BatchHeader {
     pub file: bool,
 }
 
+/// Writes an FHS or BHS segment from `header`, with `reference` as field 12.
+fn header_segment(
+    id: &[u8],
+    header: &BatchHeader,
+    reference: &String,
+    d: &Delimiters,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    out.extend_from_slice(id);
+    out.push(d.field);
+    out.extend_from_slice(&d.encoding_characters());
+    let fields = [
+        &header.sending_application,
+        &header.sending_facility,
+        &header.receiving_application,
+        &header.receiving_facility,
+        &header.timestamp,
+        &String::new(),
+        &header.name,
+        &String::new(),
+        &header.control_id,
+        reference,
+    ];
+    let last = fields
+        .iter()
+        .rposition(|f| !f.is_empty())
+        .map_or(0, |i| i + 1);
+    for f in &fields[..last] {
+        out.push(d.field);
+        out.extend_from_slice(&escape::encode(f.as_bytes(), d)?);
+    }
+    out.push(b'\r');
+    Ok(())
+}
+
 /// Builds a batch (BHS, the messages, BTS with the message count), inside FHS/FTS when asked.
 /// Each message is written with CR segment terminators.
 pub fn build(messages: &[&[u8]], header: &BatchHeader) -> Result<Vec<u8>, Error> {
     let d = header.delimiters.unwrap_or_default();
     let mut out = Vec::with_capacity(messages.iter().map(|m| m.len() + 1).sum::<usize>() + 256);
-    let header_segment = |id: &[u8], reference: &String, out: &mut Vec<u8>| -> Result<(), Error> {
-        out.extend_from_slice(id);
-        out.push(d.field);
-        out.extend_from_slice(&d.encoding_characters());
-        let fields = [
-            &header.sending_application,
-            &header.sending_facility,
-            &header.receiving_application,
-            &header.receiving_facility,
-            &header.timestamp,
-            &String::new(),
-            &header.name,
-            &String::new(),
-            &header.control_id,
-            reference,
-        ];
-        let last = fields
-            .iter()
-            .rposition(|f| !f.is_empty())
-            .map_or(0, |i| i + 1);
-        for f in &fields[..last] {
-            out.push(d.field);
-            out.extend_from_slice(&escape::encode(f.as_bytes(), &d)?);
-        }
-        out.push(b'\r');
-        Ok(())
-    };
     if header.file {
-        header_segment(b"FHS", &header.file_reference_control_id, &mut out)?;
+        header_segment(
+            b"FHS",
+            header,
+            &header.file_reference_control_id,
+            &d,
+            &mut out,
+        )?;
     }
-    header_segment(b"BHS", &header.reference_control_id, &mut out)?;
+    header_segment(b"BHS", header, &header.reference_control_id, &d, &mut out)?;
     for m in messages {
         let start = skip_preamble(m);
         for seg in m[start..].split(|&b| b == b'\r' || b == b'\n') {
@@ -331,6 +345,26 @@ pub fn build(messages: &[&[u8]], header: &BatchHeader) -> Result<Vec<u8>, Error>
     if header.file {
         out.extend_from_slice(format!("FTS{}1\r", d.field as char).as_bytes());
     }
+    Ok(out)
+}
+
+/// Builds a file of several batches: the FHS from `file`, each batch as [`build`] writes it
+/// (without a file of its own), and FTS with the number of batches.
+pub fn build_file(
+    file: &BatchHeader,
+    batches: &[(BatchHeader, Vec<&[u8]>)],
+) -> Result<Vec<u8>, Error> {
+    let d = file.delimiters.unwrap_or_default();
+    let mut out = Vec::new();
+    header_segment(b"FHS", file, &file.file_reference_control_id, &d, &mut out)?;
+    for (header, messages) in batches {
+        let header = BatchHeader {
+            file: false,
+            ..header.clone()
+        };
+        out.extend(build(messages, &header)?);
+    }
+    out.extend_from_slice(format!("FTS{}{}\r", d.field as char, batches.len()).as_bytes());
     Ok(out)
 }
 

@@ -247,7 +247,7 @@ pub enum BatchPolicy {
     #[default]
     Reject,
     /// Journal each message of the batch, in order, as if it had come in its own frame, and
-    /// answer with a batch of their acknowledgements.
+    /// answer with their acknowledgements, batch for batch.
     Split,
 }
 
@@ -604,7 +604,7 @@ impl<S: Store + Clone> MllpListener<S> {
     }
 
     /// Journals each message of a batch in order (each as its own frame would be: duplicate
-    /// checks, rejects, ACK policy), then answers with one batch of their acknowledgements.
+    /// checks, rejects, ACK policy), then answers with their acknowledgements, batch for batch.
     async fn handle_batch(&self, frame: Bytes) -> Reply {
         let split = match crate::hl7::batch::split(&frame) {
             Ok(b) if b.message_count() > 0 => Ok(b),
@@ -627,51 +627,72 @@ impl<S: Store + Clone> MllpListener<S> {
         }
         // One after the other: the journal keeps the batch's order (a patient's A01 before its
         // A08), which concurrent appends would not promise under backpressure.
-        let mut acks: Vec<Vec<u8>> = Vec::new();
+        // The ACKs of each batch of the file, answered batch for batch.
+        let mut acks: Vec<Vec<Vec<u8>>> = vec![Vec::new(); batch.batches.len()];
         let mut refused = false;
         for m in batch.messages() {
-            match self.handle_message(frame.slice_ref(m.raw), true).await {
-                Reply::Send(bytes) => {
-                    refused |= bytes == [0x15];
-                    acks.push(bytes);
-                }
-                Reply::Nothing => {}
+            let answer = match self.handle_message(frame.slice_ref(m.raw), true).await {
+                Reply::Send(bytes) => Some(bytes),
+                Reply::Nothing => None,
                 // Not made in a batch (the message is journaled first); kept whole anyway.
                 Reply::ThenJournal(answer, entry) => {
                     if let Err(e) = self.store.append(*entry).await {
                         tracing::error!(listener = %self.name, error = %e, "journal append failed in a batch");
                     }
-                    acks.extend(answer);
+                    answer
+                }
+            };
+            if let Some(bytes) = answer {
+                refused |= bytes == [0x15];
+                if let Some(group) = acks.get_mut(m.batch) {
+                    group.push(bytes);
                 }
             }
         }
         if self.config.ack_style == AckStyle::CommitBytes {
             return Reply::Send(self.commit_byte(!refused));
         }
-        // The answer mirrors the batch: its sender becomes the receiver; BHS-12 and FHS-12 name
-        // the control ids of the batch and file answered.
-        let batch_header = batch.batches.first().and_then(|g| g.header);
-        let header = batch.file_header.or(batch_header);
-        let field = |n: usize| header.map(|h| header_field(h, n)).unwrap_or_default();
-        let answer = crate::hl7::batch::BatchHeader {
-            sending_application: field(5),
-            sending_facility: field(6),
-            receiving_application: field(3),
-            receiving_facility: field(4),
-            timestamp: hl7_timestamp(now_micros()),
-            control_id: control_id_for(&uuid::Uuid::now_v7()),
-            reference_control_id: batch_header
-                .map(|h| header_field(h, 11))
-                .unwrap_or_default(),
-            file_reference_control_id: batch
-                .file_header
-                .map(|h| header_field(h, 11))
-                .unwrap_or_default(),
-            file: batch.file_header.is_some(),
-            ..Default::default()
+        // The answer mirrors what came: each header's sender becomes the receiver, BHS-12 names
+        // the batch answered and FHS-12 the file.
+        let swapped = |h: Option<&[u8]>, reference: Option<&[u8]>| {
+            let field = |n: usize| h.map(|h| header_field(h, n)).unwrap_or_default();
+            crate::hl7::batch::BatchHeader {
+                sending_application: field(5),
+                sending_facility: field(6),
+                receiving_application: field(3),
+                receiving_facility: field(4),
+                timestamp: hl7_timestamp(now_micros()),
+                control_id: control_id_for(&uuid::Uuid::now_v7()),
+                reference_control_id: reference.map(|r| header_field(r, 11)).unwrap_or_default(),
+                ..Default::default()
+            }
         };
-        let acks: Vec<&[u8]> = acks.iter().map(|a| &a[..]).collect();
-        match crate::hl7::batch::build(&acks, &answer) {
+        let answers: Vec<(crate::hl7::batch::BatchHeader, Vec<&[u8]>)> = batch
+            .batches
+            .iter()
+            .zip(&acks)
+            .map(|(g, a)| {
+                (
+                    swapped(g.header.or(batch.file_header), g.header),
+                    a.iter().map(|a| &a[..]).collect(),
+                )
+            })
+            .collect();
+        let built = match batch.file_header {
+            Some(fhs) => {
+                let file = crate::hl7::batch::BatchHeader {
+                    file_reference_control_id: header_field(fhs, 11),
+                    ..swapped(Some(fhs), None)
+                };
+                crate::hl7::batch::build_file(&file, &answers)
+            }
+            None => answers
+                .iter()
+                .map(|(header, a)| crate::hl7::batch::build(a, header))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|parts| parts.concat()),
+        };
+        match built {
             Ok(bytes) => Reply::Send(bytes),
             Err(e) => {
                 tracing::error!(listener = %self.name, error = %e, "could not build the batch acknowledgement");
