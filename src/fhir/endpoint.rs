@@ -225,11 +225,7 @@ impl Intake {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        // `application/json+fhir` is DSTU2's name for it; R4 encourages servers to accept it.
-        if !matches!(
-            media.as_str(),
-            "application/fhir+json" | "application/json" | "application/json+fhir"
-        ) {
+        if !json_media(&media) {
             self.count(interaction, StatusCode::UNSUPPORTED_MEDIA_TYPE);
             return Err(fail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -840,12 +836,15 @@ async fn metadata(State(intake): State<Intake>) -> Response {
 
 /// An interaction this path does not offer: 405 with the method it does (`Allow`).
 async fn refused_method(allowed: &'static str) -> Response {
-    let mut r = fail(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "not-supported",
+    not_allowed(
+        allowed,
         &format!("this path takes {allowed} only: Aorta's FHIR intake accepts resources, it does not serve them"),
-        None,
-    );
+    )
+}
+
+/// 405 with `Allow` and an OperationOutcome saying `why`.
+fn not_allowed(allowed: &'static str, why: &str) -> Response {
+    let mut r = fail(StatusCode::METHOD_NOT_ALLOWED, "not-supported", why, None);
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allowed));
     r
@@ -855,17 +854,12 @@ async fn refused_method(allowed: &'static str) -> Response {
 /// with what to send instead.
 async fn type_level(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     if method == axum::http::Method::PUT && uri.query().is_some() {
-        let mut r = fail(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
+        return not_allowed(
+            "POST",
             "a conditional update (PUT [type]?[search]) is not taken on its own: send PUT [type]/[id], \
              or a transaction Bundle whose entry has request.method PUT and request.url [type]?[search] \
              (forwarded to FHIR servers as it is)",
-            None,
         );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return r;
     }
     refused_method("POST").await
 }
@@ -902,6 +896,15 @@ async fn negotiate(request: axum::extract::Request, next: axum::middleware::Next
     }
 }
 
+/// A media type (lowercase, without parameters) that is FHIR JSON. `application/json+fhir` is
+/// DSTU2's name for it; R4 encourages servers to accept it.
+fn json_media(media: &str) -> bool {
+    matches!(
+        media,
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    )
+}
+
 /// A `_format` value meaning JSON.
 fn json_format(f: &str) -> bool {
     // An unescaped `+` arrives as a space after query decoding.
@@ -912,10 +915,7 @@ fn json_format(f: &str) -> bool {
         .trim()
         .replace(' ', "+")
         .to_ascii_lowercase();
-    matches!(
-        f.as_str(),
-        "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
-    )
+    f == "json" || json_media(&f)
 }
 
 /// True when an `Accept` header admits JSON (a JSON type or a wildcard, at a quality above 0).
@@ -929,15 +929,7 @@ fn accepts_json(accept: &str) -> bool {
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        !refused
-            && matches!(
-                media.as_str(),
-                "*/*"
-                    | "application/*"
-                    | "application/json"
-                    | "application/fhir+json"
-                    | "application/json+fhir"
-            )
+        !refused && (media == "*/*" || media == "application/*" || json_media(&media))
     })
 }
 
