@@ -615,7 +615,11 @@ fn convert_file(
     };
     let emit = |record: &crate::record::Clinical, out: &mut dyn Write| -> Result<()> {
         match to {
-            "fhir" => write(out, &fhir::to_bundle(record, &options)),
+            "fhir" => {
+                fhir::write_bundle(record, &options, &mut *out, pretty)?;
+                writeln!(out)?;
+                Ok(())
+            }
             "fhir-resources" => fhir::to_resources(record, &options)
                 .iter()
                 .try_for_each(|r| write(out, r)),

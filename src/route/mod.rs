@@ -253,10 +253,7 @@ impl Route {
                 OutputFormat::RecordJson => serde_json::to_vec(clinical()).unwrap_or_default(),
                 OutputFormat::Fhir => match input.fhir.filter(|_| hl7.is_none()) {
                     Some(original) => original.to_vec(),
-                    None => {
-                        serde_json::to_vec(&crate::convert::fhir::to_bundle(clinical(), &self.fhir))
-                            .unwrap_or_default()
-                    }
+                    None => crate::convert::fhir::to_bundle_json(clinical(), &self.fhir),
                 },
             };
             deliveries.push(Delivery {

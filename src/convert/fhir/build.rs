@@ -3,10 +3,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use serde_json::{Map, Value};
-
 use super::fj::fj;
+use super::tree::{Map, Value};
+use base64::Engine as _;
 use uuid::Uuid;
 
 use super::{prune, vocab, FhirOptions};
@@ -27,7 +26,7 @@ const ROLE: &str = "http://terminology.hl7.org/CodeSystem/practitioner-role";
 const V2_0912: &str = "http://terminology.hl7.org/CodeSystem/v2-0912";
 
 /// The resources of a record, each with its deterministic `id`, in dependency order.
-pub fn to_resources(c: &Clinical, options: &FhirOptions) -> Vec<Value> {
+pub fn to_resources(c: &Clinical, options: &FhirOptions) -> Vec<serde_json::Value> {
     let mut b = Builder::new(c, options);
     b.run();
     b.entries
@@ -35,15 +34,47 @@ pub fn to_resources(c: &Clinical, options: &FhirOptions) -> Vec<Value> {
         .map(|e| {
             let mut r = e.resource;
             if let Value::Object(o) = &mut r {
-                o.insert("id".into(), Value::String(e.id.to_string()));
+                o.insert_at(1, "id", Value::String(e.id.to_string()));
             }
-            r
+            r.into_json()
         })
         .collect()
 }
 
 /// A `transaction` (or `batch`) Bundle of the record's resources with idempotent requests.
-pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
+pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> serde_json::Value {
+    bundle(c, options).into_json()
+}
+
+/// The Bundle of [`to_bundle`] as JSON bytes, written straight from the builders' tree (what a
+/// route with `format = "fhir"` sends; members in the order the builders write them).
+pub fn to_bundle_json(c: &Clinical, options: &FhirOptions) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    // Writing plain data into a Vec cannot fail; were it to, the delivery carries nothing and
+    // the destination rejects it visibly.
+    if write_bundle(c, options, &mut out, false).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Writes the Bundle of [`to_bundle`] as JSON (indented with `pretty`), members in the order
+/// the builders write them (`resourceType` and `id` first).
+pub fn write_bundle<W: std::io::Write>(
+    c: &Clinical,
+    options: &FhirOptions,
+    out: W,
+    pretty: bool,
+) -> serde_json::Result<()> {
+    let b = bundle(c, options);
+    if pretty {
+        serde_json::to_writer_pretty(out, &b)
+    } else {
+        serde_json::to_writer(out, &b)
+    }
+}
+
+fn bundle(c: &Clinical, options: &FhirOptions) -> Value {
     let mut b = Builder::new(c, options);
     b.run();
     let bundle_id = b.uuid(&["Bundle", &b.message_key()]);
@@ -56,7 +87,8 @@ pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
             let request = match e.request {
                 Request::Update => {
                     if let Value::Object(o) = &mut resource {
-                        o.insert("id".into(), Value::String(e.id.to_string()));
+                        // After resourceType, where a reader looks for it.
+                        o.insert_at(1, "id", Value::String(e.id.to_string()));
                     }
                     fj!({"method": "PUT", "url": format!("{}/{}", e.kind, e.id)})
                 }
@@ -67,24 +99,23 @@ pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> Value {
                     fj!({"method": "POST", "url": e.kind, "ifNoneExist": query})
                 }
             };
-            // Built by hand: `json!` would copy the resource (it serializes what it embeds).
             let mut entry = Map::new();
-            entry.insert("fullUrl".into(), Value::String(full_url));
-            entry.insert("resource".into(), resource);
-            entry.insert("request".into(), request);
+            entry.push_new("fullUrl", Value::String(full_url));
+            entry.push_new("resource", resource);
+            entry.push_new("request", request);
             Value::Object(entry)
         })
         .collect();
     let mut bundle = Map::new();
-    bundle.insert("resourceType".into(), fj!("Bundle"));
-    bundle.insert("id".into(), Value::String(bundle_id.to_string()));
+    bundle.push_new("resourceType", fj!("Bundle"));
+    bundle.push_new("id", Value::String(bundle_id.to_string()));
     let kind = if options.batch {
         "batch"
     } else {
         "transaction"
     };
-    bundle.insert("type".into(), fj!(kind));
-    bundle.insert("entry".into(), Value::Array(entries));
+    bundle.push_new("type", fj!(kind));
+    bundle.push_new("entry", Value::Array(entries));
     Value::Object(bundle)
 }
 
@@ -184,9 +215,7 @@ impl<'a> Builder<'a> {
     fn push(&mut self, kind: &'static str, id: Uuid, mut resource: Value, request: Request) {
         prune(&mut resource);
         if let Value::Object(o) = &mut resource {
-            // resourceType first reads better; serde_json keeps insertion order only with
-            // preserve_order, so it is simply (re)inserted.
-            o.insert("resourceType".into(), Value::String(kind.into()));
+            o.insert_first("resourceType", Value::String(kind.into()));
         }
         // The same thing twice in one message (a repeated AL1, two OBR under one placer
         // number): one entry, completed by the later one — bdl-7 forbids two with one fullUrl.
@@ -459,10 +488,7 @@ impl<'a> Builder<'a> {
         };
         let mut v = self.identifier(i);
         if let Value::Object(o) = &mut v {
-            o.insert(
-                "type".into(),
-                fj!({"coding": [{"system": V2_0203, "code": code}]}),
-            );
+            o.insert("type", fj!({"coding": [{"system": V2_0203, "code": code}]}));
             o.remove("use");
         }
         v
@@ -896,7 +922,7 @@ impl<'a> Builder<'a> {
             return;
         }
         if let Some(o) = self.resource_mut(patient) {
-            o.insert("contact".into(), Value::Array(contacts));
+            o.insert("contact", Value::Array(contacts));
         }
     }
 
@@ -1023,7 +1049,7 @@ impl<'a> Builder<'a> {
             )
         });
         if let Some(o) = self.resource_mut(account) {
-            o.insert("guarantor".into(), Value::Array(guarantor));
+            o.insert("guarantor", Value::Array(guarantor));
         }
     }
 
@@ -1582,7 +1608,7 @@ impl<'a> Builder<'a> {
         for e in &mut self.entries {
             if let Some(refs) = results.remove(&e.id) {
                 if let Value::Object(o) = &mut e.resource {
-                    o.insert("result".into(), Value::Array(refs));
+                    o.insert("result", Value::Array(refs));
                 }
             }
         }
@@ -1972,7 +1998,7 @@ impl<'a> Builder<'a> {
             return;
         }
         if let Some(o) = self.resource_mut(encounter) {
-            o.insert("diagnosis".into(), Value::Array(diagnoses));
+            o.insert("diagnosis", Value::Array(diagnoses));
         }
     }
 
@@ -2303,7 +2329,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The members of a resource already in the Bundle, to complete it.
-    fn resource_mut(&mut self, id: Uuid) -> Option<&mut Map<String, Value>> {
+    fn resource_mut(&mut self, id: Uuid) -> Option<&mut Map> {
         match self.entries.iter_mut().find(|e| e.id == id) {
             Some(Entry {
                 resource: Value::Object(o),
@@ -2378,7 +2404,7 @@ impl<'a> Builder<'a> {
             if let Some(text) = &rf.reason_text {
                 match reasons.first_mut().and_then(Value::as_object_mut) {
                     Some(first) if !first.contains_key("text") => {
-                        first.insert("text".into(), Value::String(text.clone()));
+                        first.insert("text", Value::String(text.clone()));
                     }
                     _ => reasons.push(fj!({"text": text})),
                 }
@@ -2910,7 +2936,7 @@ fn fill(into: &mut Value, more: Value) {
 /// Adds the members of `extra` (an object) to `into`.
 fn merge_into(into: &mut Value, extra: Value) {
     if let (Value::Object(a), Value::Object(b)) = (into, extra) {
-        let b: Map<String, Value> = b;
+        let b: Map = b;
         for (k, v) in b {
             a.insert(k, v);
         }

@@ -4,71 +4,147 @@
 //! smaller `Value`s was copied once per level, and every element FHIR forbids empty (a null, an
 //! empty string, array or object) was inserted only for [`super::prune`] to take it out again.
 //! Without them the Bundle step runs 1.56× fewer instructions on the Microsoft samples
-//! (docs/fhir.md). `fj!` moves owned values (`Value`, `String`, their `Option`s and
-//! `Vec`s) into place, serializes anything else like `json!` does, and leaves empty elements
-//! out of objects as it builds them. A place behind a reference (`c.code`) is written `&c.code`
-//! so that it is serialized, not moved.
+//! (docs/fhir.md). `fj!` builds the builders' own [`Value`] tree (`super::tree`): it moves
+//! owned values (`Value`, `String`, their `Option`s and `Vec`s) into place, copies borrowed
+//! text and numbers ([`IntoTree`]), and leaves empty elements out of objects as it builds them.
+//! A place behind a reference (`c.code`) is written `&c.code` so that it is copied, not moved.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use super::tree::{Map, Value};
 
-/// A value on its way into an `fj!` tree; which trait's `fj` method applies decides how.
-pub(crate) struct Fj<T>(pub T);
-
-/// Owned values that move into the tree (method resolution tries these first: by value).
-pub(crate) trait FjMove {
-    /// The value as a `Value`, without copying.
-    fn fj(self) -> Value;
+/// What an `fj!` expression may be: owned values move into the tree, borrowed text and plain
+/// numbers are copied into it.
+pub(crate) trait IntoTree {
+    /// The value as a tree node.
+    fn into_tree(self) -> Value;
 }
 
-/// Anything serializable, copied into the tree like `json!` does (reached through autoref
-/// only when no [`FjMove`] impl applies).
-pub(crate) trait FjSerialize {
-    /// The value serialized into a `Value`.
-    fn fj(self) -> Value;
-}
-
-impl FjMove for Fj<Value> {
-    fn fj(self) -> Value {
-        self.0
+impl IntoTree for Value {
+    fn into_tree(self) -> Value {
+        self
     }
 }
 
-impl FjMove for Fj<Option<Value>> {
-    fn fj(self) -> Value {
-        self.0.unwrap_or(Value::Null)
+impl IntoTree for Map {
+    fn into_tree(self) -> Value {
+        Value::Object(self)
     }
 }
 
-impl FjMove for Fj<Vec<Value>> {
-    fn fj(self) -> Value {
-        Value::Array(self.0)
+impl IntoTree for String {
+    fn into_tree(self) -> Value {
+        Value::String(self)
     }
 }
 
-impl FjMove for Fj<Map<String, Value>> {
-    fn fj(self) -> Value {
-        Value::Object(self.0)
+impl IntoTree for &String {
+    fn into_tree(self) -> Value {
+        Value::String(self.clone())
     }
 }
 
-impl FjMove for Fj<String> {
-    fn fj(self) -> Value {
-        Value::String(self.0)
+impl IntoTree for &str {
+    fn into_tree(self) -> Value {
+        Value::String(self.to_owned())
     }
 }
 
-impl FjMove for Fj<Option<String>> {
-    fn fj(self) -> Value {
-        self.0.map_or(Value::Null, Value::String)
+impl IntoTree for &&str {
+    fn into_tree(self) -> Value {
+        Value::String((*self).to_owned())
     }
 }
 
-impl<T: Serialize> FjSerialize for &Fj<T> {
-    fn fj(self) -> Value {
-        // Serializing plain data into a Value cannot fail (no maps with non-string keys are
-        // embedded); were it to, the element is left out like any empty one.
-        serde_json::to_value(&self.0).unwrap_or(Value::Null)
+impl IntoTree for bool {
+    fn into_tree(self) -> Value {
+        Value::Bool(self)
+    }
+}
+
+impl IntoTree for f64 {
+    fn into_tree(self) -> Value {
+        Value::float(self)
+    }
+}
+
+impl IntoTree for &f64 {
+    fn into_tree(self) -> Value {
+        Value::float(*self)
+    }
+}
+
+impl IntoTree for i64 {
+    fn into_tree(self) -> Value {
+        Value::Int(self)
+    }
+}
+
+impl IntoTree for &i64 {
+    fn into_tree(self) -> Value {
+        Value::Int(*self)
+    }
+}
+
+impl IntoTree for i32 {
+    fn into_tree(self) -> Value {
+        Value::Int(self.into())
+    }
+}
+
+impl IntoTree for u32 {
+    fn into_tree(self) -> Value {
+        Value::Int(self.into())
+    }
+}
+
+impl IntoTree for &u32 {
+    fn into_tree(self) -> Value {
+        Value::Int((*self).into())
+    }
+}
+
+impl IntoTree for usize {
+    fn into_tree(self) -> Value {
+        // A count (ranks, sequence numbers): never beyond i64 in practice; saturates if so.
+        Value::Int(i64::try_from(self).unwrap_or(i64::MAX))
+    }
+}
+
+impl<T: IntoTree> IntoTree for Option<T> {
+    fn into_tree(self) -> Value {
+        self.map_or(Value::Null, IntoTree::into_tree)
+    }
+}
+
+impl<'x, T> IntoTree for &'x Option<T>
+where
+    &'x T: IntoTree,
+{
+    fn into_tree(self) -> Value {
+        self.as_ref().map_or(Value::Null, IntoTree::into_tree)
+    }
+}
+
+impl<T: IntoTree> IntoTree for Vec<T> {
+    fn into_tree(self) -> Value {
+        Value::Array(self.into_iter().map(IntoTree::into_tree).collect())
+    }
+}
+
+impl<'x, T> IntoTree for &'x Vec<T>
+where
+    &'x T: IntoTree,
+{
+    fn into_tree(self) -> Value {
+        Value::Array(self.iter().map(IntoTree::into_tree).collect())
+    }
+}
+
+impl<'x, T> IntoTree for &'x [T]
+where
+    &'x T: IntoTree,
+{
+    fn into_tree(self) -> Value {
+        Value::Array(self.iter().map(IntoTree::into_tree).collect())
     }
 }
 
@@ -84,35 +160,40 @@ pub(crate) fn is_empty(v: &Value) -> bool {
     }
 }
 
-/// Inserts `v` under `k` unless it is empty.
-pub(crate) fn put(m: &mut Map<String, Value>, k: &str, v: Value) {
+/// An empty array for `fj!` to fill.
+pub(crate) fn new_array() -> Vec<Value> {
+    Vec::new()
+}
+
+/// Adds `v` under the literal key `k` unless it is empty.
+pub(crate) fn put(m: &mut Map, k: &'static str, v: Value) {
     if !is_empty(&v) {
-        m.insert(k.to_owned(), v);
+        m.push_new(k, v);
     }
 }
 
-/// Builds a `serde_json::Value` with `json!`'s syntax (literal keys), moving owned values and
+/// Builds a [`Value`] tree with `json!`'s syntax (literal keys), moving owned values and
 /// leaving empty elements out of objects; see the module documentation.
 macro_rules! fj {
-    (null) => { ::serde_json::Value::Null };
-    ([]) => { ::serde_json::Value::Array(::std::vec::Vec::new()) };
+    (null) => { $crate::convert::fhir::tree::Value::Null };
+    ([]) => { $crate::convert::fhir::tree::Value::Array(::std::vec::Vec::new()) };
     ([ $($tt:tt)+ ]) => {{
+        // Items are pushed one by one (each is `{...}`, `[...]`, `null` or an expression), which
+        // `vec![]` cannot take; a function call keeps clippy's vec_init_then_push quiet.
         #[allow(unused_mut)]
-        let mut a: ::std::vec::Vec<::serde_json::Value> = ::std::vec::Vec::new();
+        let mut a = $crate::convert::fhir::fj::new_array();
         $crate::convert::fhir::fj::fj_array!(a; $($tt)+);
-        ::serde_json::Value::Array(a)
+        $crate::convert::fhir::tree::Value::Array(a)
     }};
-    ({}) => { ::serde_json::Value::Object(::serde_json::Map::new()) };
+    ({}) => { $crate::convert::fhir::tree::Value::Object($crate::convert::fhir::tree::Map::new()) };
     ({ $($tt:tt)+ }) => {{
-        let mut m = ::serde_json::Map::new();
+        let mut m = $crate::convert::fhir::tree::Map::new();
         $crate::convert::fhir::fj::fj_object!(m; $($tt)+);
-        ::serde_json::Value::Object(m)
+        $crate::convert::fhir::tree::Value::Object(m)
     }};
-    ($e:expr) => {{
-        #[allow(unused_imports)]
-        use $crate::convert::fhir::fj::{FjMove as _, FjSerialize as _};
-        $crate::convert::fhir::fj::Fj($e).fj()
-    }};
+    ($e:expr) => {
+        $crate::convert::fhir::fj::IntoTree::into_tree($e)
+    };
 }
 
 /// The entries of an `fj!` object: `"key": value` pairs, a value being `{...}`, `[...]`,
@@ -141,7 +222,7 @@ macro_rules! fj_object {
 macro_rules! fj_array {
     ($a:ident;) => {};
     ($a:ident; null $(, $($rest:tt)*)?) => {
-        $a.push(::serde_json::Value::Null);
+        $a.push($crate::convert::fhir::tree::Value::Null);
         $crate::convert::fhir::fj::fj_array!($a; $($($rest)*)?);
     };
     ($a:ident; { $($v:tt)* } $(, $($rest:tt)*)?) => {
@@ -166,8 +247,8 @@ mod tests {
 
     #[test]
     fn builds_what_json_builds_without_the_empty_elements() {
-        let inner = json!({"code": "x", "display": null});
-        let list = vec![json!(1), json!("two")];
+        let inner = fj!({"code": "x"});
+        let list = vec![fj!(1i64), fj!("two")];
         let name = Some("n".to_string());
         let none: Option<String> = None;
         let borrowed = String::from("b");
@@ -186,9 +267,9 @@ mod tests {
             "array": [{"a": 1}, null, "s"],
         });
         assert_eq!(
-            v,
+            v.into_json(),
             json!({
-                "inner": {"code": "x", "display": null},
+                "inner": {"code": "x"},
                 "list": [1, "two"],
                 "name": "n",
                 "borrowed": "b",

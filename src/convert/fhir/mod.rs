@@ -23,12 +23,11 @@ pub mod vocab;
 
 mod build;
 pub(crate) mod fj;
+pub(crate) mod tree;
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
-pub use build::{to_bundle, to_resources};
+pub use build::{to_bundle, to_bundle_json, to_resources, write_bundle};
 pub use read::to_clinical;
 
 /// How the conversion fills what a message does not say (`[fhir]` in the configuration).
@@ -118,7 +117,8 @@ pub fn valid_offset(s: &str) -> bool {
 /// Removes nulls, empty strings, empty arrays and empty objects, recursively: resources are
 /// built from parts that may be empty (`fj!` leaves out only the empties it sees), and FHIR
 /// forbids empty elements.
-pub(crate) fn prune(v: &mut Value) -> bool {
+pub(crate) fn prune(v: &mut tree::Value) -> bool {
+    use tree::Value;
     match v {
         Value::Null => false,
         // Stops at the first non-blank character (nearly always the first), where `trim`
@@ -133,8 +133,7 @@ pub(crate) fn prune(v: &mut Value) -> bool {
             !a.is_empty()
         }
         Value::Object(o) => {
-            // Likewise: `BTreeMap::retain` walks and rebalances; only a map that has an empty
-            // member pays for it.
+            // Likewise: only an object that has an empty member pays for `retain`.
             if !prune_all(o.values_mut()) {
                 o.retain(|_, v| !fj::is_empty(v));
             }
@@ -145,7 +144,7 @@ pub(crate) fn prune(v: &mut Value) -> bool {
 }
 
 /// Prunes every value (all of them: not short-circuiting); true when none became empty.
-fn prune_all<'a>(values: impl Iterator<Item = &'a mut Value>) -> bool {
+fn prune_all<'a>(values: impl Iterator<Item = &'a mut tree::Value>) -> bool {
     let mut clean = true;
     for v in values {
         clean &= prune(v);
@@ -157,6 +156,7 @@ fn prune_all<'a>(values: impl Iterator<Item = &'a mut Value>) -> bool {
 mod tests {
     use super::*;
     use crate::hl7::Message;
+    use serde_json::Value;
 
     fn bundle(raw: &[u8]) -> Value {
         let m = Message::parse(raw).unwrap();

@@ -1,0 +1,448 @@
+//! The JSON tree the resource builders assemble: `serde_json::Value`'s shape, cheaper to build.
+//!
+//! A Bundle is thousands of small objects built once, touched a little and serialized once.
+//! `serde_json::Value` keeps an object in a `BTreeMap<String, Value>`: every key is an
+//! allocation, every object at least one B-tree node, every insert a search with string
+//! comparisons. Here keys are `&'static str` where the builders write them literally (nearly
+//! always), an object is a `Vec` of members in insertion order (a resource reads in the order
+//! it is written, `resourceType` first), and a lookup is a scan of a handful of members.
+//! [`Value::into_json`] gives a `serde_json::Value` for the callers that inspect a Bundle.
+
+use std::borrow::Cow;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+/// An object member's name: literal in the builders, owned only when it is computed.
+pub(crate) type Key = Cow<'static, str>;
+
+/// A JSON value.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Value {
+    /// `null` (an element left out when the resource is pruned).
+    #[default]
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A decimal (always finite: builders turn NaN and infinities into `Null`).
+    Float(f64),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object.
+    Object(Map),
+}
+
+/// A JSON object: members in insertion order, each key once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Map(Vec<(Key, Value)>);
+
+static NULL: Value = Value::Null;
+
+impl Map {
+    /// An empty object.
+    pub(crate) fn new() -> Map {
+        Map(Vec::new())
+    }
+
+    /// Sets `k` to `v`, in place when `k` is present (keeping its position); returns the old value.
+    pub(crate) fn insert(&mut self, k: impl Into<Key>, v: Value) -> Option<Value> {
+        let k = k.into();
+        match self.0.iter_mut().find(|(key, _)| *key == k) {
+            Some((_, slot)) => Some(std::mem::replace(slot, v)),
+            None => {
+                self.0.push((k, v));
+                None
+            }
+        }
+    }
+
+    /// Sets `k` to `v` as the first member.
+    pub(crate) fn insert_first(&mut self, k: &'static str, v: Value) {
+        self.0.retain(|(key, _)| key != k);
+        self.0.insert(0, (Cow::Borrowed(k), v));
+    }
+
+    /// Sets `k` to `v` at position `at` (or last, when the object is shorter).
+    pub(crate) fn insert_at(&mut self, at: usize, k: &'static str, v: Value) {
+        self.0.retain(|(key, _)| key != k);
+        let at = at.min(self.0.len());
+        self.0.insert(at, (Cow::Borrowed(k), v));
+    }
+
+    /// The member `k`, to fill when absent (like `BTreeMap::entry`).
+    pub(crate) fn entry(&mut self, k: impl Into<Key>) -> Entry<'_> {
+        Entry {
+            map: self,
+            key: k.into(),
+        }
+    }
+
+    /// Appends a member whose key the caller knows is absent (literal keys of one object).
+    pub(crate) fn push_new(&mut self, k: &'static str, v: Value) {
+        debug_assert!(self.get(k).is_none(), "{k} twice in one object");
+        self.0.push((Cow::Borrowed(k), v));
+    }
+
+    /// The value of `k`.
+    pub(crate) fn get(&self, k: &str) -> Option<&Value> {
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v)
+    }
+
+    /// The value of `k`, to change.
+    pub(crate) fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
+        self.0.iter_mut().find(|(key, _)| key == k).map(|(_, v)| v)
+    }
+
+    /// True when `k` is a member.
+    pub(crate) fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Takes `k` out.
+    pub(crate) fn remove(&mut self, k: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(key, _)| key == k)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The value of `k`, set to `f()` first when `k` is absent.
+    pub(crate) fn or_insert_with(
+        &mut self,
+        k: impl Into<Key>,
+        f: impl FnOnce() -> Value,
+    ) -> &mut Value {
+        let k = k.into();
+        let at = match self.0.iter().position(|(key, _)| *key == k) {
+            Some(at) => at,
+            None => {
+                self.0.push((k, f()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Keeps the members `keep` says yes to.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
+        self.0.retain_mut(|(k, v)| keep(k, v));
+    }
+
+    /// The values, to change.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    /// The members.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// Number of members.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the object has no members.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A member of a [`Map`] that may be absent; see [`Map::entry`].
+pub(crate) struct Entry<'m> {
+    map: &'m mut Map,
+    key: Key,
+}
+
+impl<'m> Entry<'m> {
+    /// The member's value, set to `v` first when absent.
+    pub(crate) fn or_insert(self, v: Value) -> &'m mut Value {
+        self.map.or_insert_with(self.key, || v)
+    }
+
+    /// The member's value, set to `f()` first when absent.
+    pub(crate) fn or_insert_with(self, f: impl FnOnce() -> Value) -> &'m mut Value {
+        self.map.or_insert_with(self.key, f)
+    }
+}
+
+impl Extend<(Key, Value)> for Map {
+    fn extend<I: IntoIterator<Item = (Key, Value)>>(&mut self, items: I) {
+        for (k, v) in items {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl IntoIterator for Map {
+    type Item = (Key, Value);
+    type IntoIter = std::vec::IntoIter<(Key, Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Objects are equal when they have the same members, in any order (as JSON means).
+impl PartialEq for Map {
+    fn eq(&self, other: &Map) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            // serde_json compares numbers by value too: 1 == 1.0 is false there as well,
+            // but no builder compares a count with a measurement.
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq<str> for Value {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == Some(other)
+    }
+}
+
+impl PartialEq<&str> for Value {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+
+impl Value {
+    /// The string, if this is one.
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The array, if this is one.
+    pub(crate) fn as_array(&self) -> Option<&Vec<Value>> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The object, if this is one.
+    pub(crate) fn as_object(&self) -> Option<&Map> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The object, to change, if this is one.
+    pub(crate) fn as_object_mut(&mut self) -> Option<&mut Map> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// True for `null`.
+    pub(crate) fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The member `k` of an object; `None` for anything else or a missing member.
+    pub(crate) fn get(&self, k: &str) -> Option<&Value> {
+        self.as_object()?.get(k)
+    }
+
+    /// The member `k` of an object, to change.
+    pub(crate) fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
+        self.as_object_mut()?.get_mut(k)
+    }
+
+    /// A decimal; `null` when it is not finite (JSON has no NaN or infinity).
+    pub(crate) fn float(f: f64) -> Value {
+        if f.is_finite() {
+            Value::Float(f)
+        } else {
+            Value::Null
+        }
+    }
+
+    /// The same value as a `serde_json::Value`.
+    pub(crate) fn into_json(self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(b),
+            Value::Int(n) => serde_json::Value::from(n),
+            Value::Float(f) => serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Value::String(s) => serde_json::Value::String(s),
+            Value::Array(a) => {
+                serde_json::Value::Array(a.into_iter().map(Value::into_json).collect())
+            }
+            Value::Object(o) => serde_json::Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `v["k"]`: the member, or `null` (like `serde_json`).
+impl std::ops::Index<&str> for Value {
+    type Output = Value;
+    fn index(&self, k: &str) -> &Value {
+        self.get(k).unwrap_or(&NULL)
+    }
+}
+
+/// `v[i]`: the item, or `null`.
+impl std::ops::Index<usize> for Value {
+    type Output = Value;
+    fn index(&self, i: usize) -> &Value {
+        self.as_array().and_then(|a| a.get(i)).unwrap_or(&NULL)
+    }
+}
+
+/// `v["k"] = x`: the member, added as `null` when missing. A value that is not an object
+/// becomes an empty one first (`serde_json` panics there; the builders only index objects
+/// they made, so at worst a builder bug loses one element, never the message).
+impl std::ops::IndexMut<&str> for Value {
+    fn index_mut(&mut self, k: &str) -> &mut Value {
+        if !matches!(self, Value::Object(_)) {
+            *self = Value::Object(Map::new());
+        }
+        match self {
+            Value::Object(o) => {
+                let at = match o.0.iter().position(|(key, _)| key == k) {
+                    Some(at) => at,
+                    None => {
+                        o.0.push((Key::Owned(k.to_owned()), Value::Null));
+                        o.0.len() - 1
+                    }
+                };
+                &mut o.0[at].1
+            }
+            _ => unreachable!("made an object just above"),
+        }
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::String(s)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<Map> for Value {
+    fn from(m: Map) -> Value {
+        Value::Object(m)
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    fn from(a: Vec<Value>) -> Value {
+        Value::Array(a)
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(n) => s.serialize_i64(*n),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::String(v) => s.serialize_str(v),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Object(o) => o.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Map {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_keep_insertion_order_and_one_member_per_key() {
+        let mut m = Map::new();
+        m.insert("b", Value::from("1"));
+        m.insert("a", Value::Int(2));
+        assert_eq!(m.insert("b", Value::Bool(true)), Some(Value::from("1")));
+        m.insert_first("resourceType", Value::from("Patient"));
+        let v = Value::Object(m);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"resourceType":"Patient","b":true,"a":2}"#
+        );
+        assert_eq!(
+            v.clone().into_json(),
+            serde_json::json!({"a": 2, "b": true, "resourceType": "Patient"})
+        );
+        let mut same = Map::new();
+        same.insert("a", Value::Int(2));
+        same.insert("resourceType", Value::from("Patient"));
+        same.insert("b", Value::Bool(true));
+        assert_eq!(
+            v,
+            Value::Object(same),
+            "member order does not matter for equality"
+        );
+    }
+
+    #[test]
+    fn indexing_reads_null_for_what_is_missing_and_assigning_creates_members() {
+        let mut v = Value::Null;
+        v["system"] = Value::from("urn:x");
+        assert_eq!(v["system"], "urn:x");
+        assert!(v["missing"].is_null());
+        assert!(v[3].is_null());
+        let mut s = Value::from("text");
+        s["k"] = Value::Int(1);
+        assert_eq!(
+            s["k"],
+            Value::Int(1),
+            "a non-object is replaced, not a panic"
+        );
+        assert!(Value::float(f64::NAN).is_null());
+        assert_eq!(
+            serde_json::to_string(&Value::float(1.0)).unwrap(),
+            serde_json::to_string(&serde_json::json!(1.0)).unwrap(),
+            "decimals are written as serde_json writes them"
+        );
+    }
+}
