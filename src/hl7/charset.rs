@@ -82,6 +82,10 @@ impl Charset {
 
     /// Decodes bytes to text; invalid bytes become U+FFFD, never a panic.
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
+        if let Charset::Utf8 = self {
+            // One pass: valid UTF-8 (ASCII included) is borrowed as it is.
+            return String::from_utf8_lossy(bytes);
+        }
         if bytes.is_ascii() {
             // Every supported set is an ASCII superset, so ASCII bytes are already text.
             return match std::str::from_utf8(bytes) {

@@ -17,12 +17,27 @@ pub(crate) fn piece(s: &[u8], sep: Option<u8>, n: usize) -> Result<Range<usize>,
     };
     let mut start = 0;
     let mut idx = 0;
-    for pos in memchr::memchr_iter(sep, s) {
-        if idx == n {
-            return Ok(start..pos);
+    // Components and subcomponents are a few bytes long: a plain scan finds their separators
+    // faster than memchr's setup per call (the conversion to a record calls this for nearly
+    // every value it reads); whole fields and segments still go through memchr.
+    if s.len() <= SHORT {
+        for (pos, &b) in s.iter().enumerate() {
+            if b == sep {
+                if idx == n {
+                    return Ok(start..pos);
+                }
+                idx += 1;
+                start = pos + 1;
+            }
         }
-        idx += 1;
-        start = pos + 1;
+    } else {
+        for pos in memchr::memchr_iter(sep, s) {
+            if idx == n {
+                return Ok(start..pos);
+            }
+            idx += 1;
+            start = pos + 1;
+        }
     }
     if idx == n {
         Ok(start..s.len())
@@ -30,6 +45,9 @@ pub(crate) fn piece(s: &[u8], sep: Option<u8>, n: usize) -> Result<Range<usize>,
         Err(idx + 1)
     }
 }
+
+/// Up to this length [`piece`] scans byte by byte.
+const SHORT: usize = 32;
 
 /// The number of pieces of `s` split on `sep`.
 #[inline]

@@ -509,11 +509,12 @@ impl<'m> Element<'m> {
         };
         let raw = self.raw;
         let (delims, charset, atomic) = (self.delims, self.charset, self.atomic);
-        let parts: Box<dyn Iterator<Item = &'m [u8]>> = match (next, sep) {
-            (None, _) => Box::new(std::iter::empty()),
-            (Some(_), Some(c)) => Box::new(raw.split(move |b| *b == c)),
-            (Some(_), None) => Box::new(std::iter::once(raw)),
-        };
+        // One iterator type for the three cases, without a boxed one per call: with no
+        // separator defined the split yields the whole element once; with no level below,
+        // nothing.
+        let parts =
+            raw.split(move |b| Some(*b) == sep)
+                .take(if next.is_some() { usize::MAX } else { 0 });
         parts.map(move |raw| Element {
             raw,
             delims,
