@@ -50,11 +50,7 @@ pub fn to_bundle(c: &Clinical, options: &FhirOptions) -> serde_json::Value {
 /// route with `format = "fhir"` sends; members in the order the builders write them).
 pub fn to_bundle_json(c: &Clinical, options: &FhirOptions) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * 1024);
-    // Writing plain data into a Vec cannot fail; were it to, the delivery carries nothing and
-    // the destination rejects it visibly.
-    if write_bundle(c, options, &mut out, false).is_err() {
-        out.clear();
-    }
+    bundle(c, options).write_compact(&mut out);
     out
 }
 

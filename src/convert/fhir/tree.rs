@@ -299,6 +299,68 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Appends the value as compact JSON, byte for byte what `serde_json::to_writer` writes.
+    ///
+    /// The Bundle a route sends is mostly short plain strings: those are copied as they are,
+    /// and only strings that need escaping, and numbers, go through `serde_json`, so the
+    /// output stays exactly its dialect while skipping its per-value `Serializer` calls.
+    pub(crate) fn write_compact(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Int(n) => write_scalar(out, n),
+            Value::Float(f) => write_scalar(out, f),
+            Value::String(s) => write_str(out, s),
+            Value::Array(a) => {
+                out.push(b'[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write_compact(out);
+                }
+                out.push(b']');
+            }
+            Value::Object(o) => {
+                out.push(b'{');
+                for (i, (k, v)) in o.0.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k);
+                    out.push(b':');
+                    v.write_compact(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+/// A JSON string: copied when nothing in it needs escaping, else escaped by `serde_json`.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // No early exit: the whole check compiles to a vector loop, faster on these short strings.
+    let plain = !s.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_scalar(out, s);
+    }
+}
+
+/// A scalar written by `serde_json` (numbers, and strings that need escaping).
+fn write_scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing a number or a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
 /// `v["k"]`: the member, or `null` (like `serde_json`).
 impl std::ops::Index<&str> for Value {
     type Output = Value;
@@ -443,6 +505,37 @@ mod tests {
             serde_json::to_string(&Value::float(1.0)).unwrap(),
             serde_json::to_string(&serde_json::json!(1.0)).unwrap(),
             "decimals are written as serde_json writes them"
+        );
+    }
+
+    #[test]
+    fn compact_writing_is_byte_for_byte_serde_json() {
+        let mut inner = Map::new();
+        inner.insert("plain", Value::from("Smith^John"));
+        inner.insert("quote", Value::from("say \"hi\" \\ back"));
+        inner.insert("control", Value::from("line\rbreak\ttab\u{1}\u{7f}"));
+        inner.insert("unicode", Value::from("Müller 日本 \u{2028}"));
+        inner.insert(Key::Owned("computed \"key\"".into()), Value::Int(-42));
+        let mut v = Map::new();
+        v.insert("resourceType", Value::from("Bundle"));
+        v.insert("n", Value::Int(i64::MAX));
+        v.insert("f", Value::float(1.0));
+        v.insert("g", Value::float(0.1 + 0.2));
+        v.insert("h", Value::float(-1.5e-300));
+        v.insert("t", Value::Bool(true));
+        v.insert("nothing", Value::Null);
+        v.insert("empty", Value::Array(vec![]));
+        v.insert(
+            "list",
+            Value::Array(vec![Value::Object(inner), Value::Bool(false)]),
+        );
+        v.insert("none", Value::Object(Map::new()));
+        let v = Value::Object(v);
+        let mut ours = Vec::new();
+        v.write_compact(&mut ours);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(&v).unwrap()
         );
     }
 }
