@@ -18,6 +18,27 @@ use crate::record::Clinical;
 /// Namespace of Aorta's resource ids (UUIDv5).
 const NAMESPACE: Uuid = Uuid::from_u128(0x5a0e_7f2c_41d3_4b8e_9c65_3f1d_2a7b_8e90);
 
+/// The UUIDv5 of `parts` joined with `|` in [`NAMESPACE`]: `Uuid::new_v5`'s value.
+///
+/// A Bundle derives about fifty ids; `uuid` hashes with the portable `sha1_smol`, while the
+/// `sha1` crate (already built for lapin's TLS) uses the CPU's SHA instructions where it has
+/// them, and the parts go into the hash without being joined into a new string first.
+fn v5(parts: &[&str]) -> Uuid {
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(NAMESPACE.as_bytes());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update(b"|");
+        }
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+}
+
 const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 const DIAGNOSIS_ROLE: &str = "http://terminology.hl7.org/CodeSystem/diagnosis-role";
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
@@ -194,7 +215,7 @@ impl<'a> Builder<'a> {
     }
 
     fn uuid(&self, parts: &[&str]) -> Uuid {
-        Uuid::new_v5(&NAMESPACE, parts.join("|").as_bytes())
+        v5(parts)
     }
 
     /// What identifies the message: sender and control id (a re-send has the same).
@@ -3056,6 +3077,21 @@ fn is_primary_care(r: &Role) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_the_uuid_crates_v5_of_the_joined_parts() {
+        for parts in [
+            &[][..],
+            &[""][..],
+            &["Patient", "urn:oid:2.16.840.1.113883.19", "12345"][..],
+            &["Location", "Müller|Station 3", "", "bed"][..],
+        ] {
+            assert_eq!(
+                v5(parts),
+                Uuid::new_v5(&NAMESPACE, parts.join("|").as_bytes())
+            );
+        }
+    }
 
     #[test]
     fn durations_move_times_across_days_months_and_years() {
