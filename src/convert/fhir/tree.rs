@@ -297,9 +297,7 @@ impl Value {
             ),
         }
     }
-}
 
-impl Value {
     /// Appends the value as compact JSON, byte for byte what `serde_json::to_writer` writes.
     ///
     /// The Bundle a route sends is mostly short plain strings: those are copied as they are,
