@@ -547,6 +547,20 @@ fn fhir_input_becomes_the_same_record_and_valid_v2() {
             }
             // Results: same codes, values, units and statuses (in the same order per order).
             let key = |o: &aorta::record::clinical::Observation| {
+                // Repeated text (RP, ED) comes back as one text with a line each.
+                let mut o = o.clone();
+                if let Some(aorta::record::clinical::Value::Text(t)) = &mut o.value {
+                    for m in std::mem::take(&mut o.more_values) {
+                        match m {
+                            aorta::record::clinical::Value::Text(more) => {
+                                t.push('\n');
+                                t.push_str(&more);
+                            }
+                            other => o.more_values.push(other),
+                        }
+                    }
+                }
+                let o = &o;
                 (
                     o.code.as_ref().and_then(|c| c.code.clone()),
                     match &o.value {
@@ -568,6 +582,8 @@ fn fhir_input_becomes_the_same_record_and_valid_v2() {
                         }
                         v => serde_json::to_string(v).unwrap(),
                     },
+                    // Repeated values come back from their components.
+                    serde_json::to_string(&o.more_values).unwrap(),
                     // FHIR has units only for quantities.
                     o.units
                         .as_ref()

@@ -215,21 +215,14 @@ impl Writer {
     }
 
     fn observation(&mut self, o: &Observation, n: usize) {
-        let value = match &o.value {
-            Some(Value::Number(x)) => fmt_number(*x),
-            Some(Value::Coded(c)) => cwe(c),
-            Some(Value::Text(t)) => esc(t),
-            Some(Value::Structured(s)) => [
-                s.comparator.as_deref().map(esc).unwrap_or_default(),
-                s.number.map(fmt_number).unwrap_or_default(),
-                s.separator.as_deref().map(esc).unwrap_or_default(),
-                s.number2.map(fmt_number).unwrap_or_default(),
-            ]
-            .join("^")
-            .trim_end_matches('^')
-            .to_string(),
-            None => String::new(),
-        };
+        // Repeated values go back out as OBX-5 repetitions.
+        let value = o
+            .value
+            .iter()
+            .chain(&o.more_values)
+            .map(obx5)
+            .collect::<Vec<_>>()
+            .join("~");
         let value_type = o.value_type.clone().unwrap_or_else(|| {
             match &o.value {
                 Some(Value::Number(_)) => "NM",
@@ -781,6 +774,24 @@ fn now_dtm() -> String {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     crate::record::hl7_timestamp(micros)
+}
+
+/// One OBX-5 value in its v2 form.
+fn obx5(value: &Value) -> String {
+    match value {
+        Value::Number(x) => fmt_number(*x),
+        Value::Coded(c) => cwe(c),
+        Value::Text(t) => esc(t),
+        Value::Structured(s) => [
+            s.comparator.as_deref().map(esc).unwrap_or_default(),
+            s.number.map(fmt_number).unwrap_or_default(),
+            s.separator.as_deref().map(esc).unwrap_or_default(),
+            s.number2.map(fmt_number).unwrap_or_default(),
+        ]
+        .join("^")
+        .trim_end_matches('^')
+        .to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -608,7 +608,7 @@ impl Converter {
         if self.pending_orc.is_some() {
             self.flush_orc();
         }
-        let value = r.obx_value(value_type.as_deref());
+        let (value, more_values) = r.obx_value(value_type.as_deref());
         let interpretation = r.cwes(8);
         let obs = Observation {
             order: self.current_order,
@@ -616,6 +616,7 @@ impl Converter {
             code: r.cwe(3),
             sub_id: r.text(4, 1),
             value,
+            more_values,
             units: r.cwe(6),
             reference_range: r.text(7, 1),
             interpretation,
@@ -1571,13 +1572,40 @@ impl<'m> Reader<'_, 'm> {
         (l != Location::default()).then_some(l)
     }
 
-    fn obx_value(&mut self, value_type: Option<&str>) -> Option<Value> {
+    /// OBX-5 typed by OBX-2: the first value and any further repetitions.
+    ///
+    /// Text types (ST, TX, FT and unknown types) keep every repetition in the one value,
+    /// a line each: HL7 v2 (chapter 2A, TX/FT) uses the repetition separator there for
+    /// line breaks in one text. Other types repeat whole values (`60~120`), which the
+    /// v2-to-FHIR guide's OBX[Observation-Component] map turns into one component each.
+    fn obx_value(&mut self, value_type: Option<&str>) -> (Option<Value>, Vec<Value>) {
         let reps = self.reps(5);
-        let first = reps.first()?;
+        let kind = value_type.unwrap_or("ST");
+        let repeats_whole = matches!(
+            kind,
+            "NM" | "CE" | "CWE" | "CNE" | "CF" | "SN" | "DT" | "DTM" | "TS" | "ED" | "RP"
+        );
+        if !repeats_whole {
+            let lines: Vec<String> = reps.iter().map(|e| e.text().into_owned()).collect();
+            return (
+                clean(Cow::Owned(lines.join("\n"))).map(Value::Text),
+                Vec::new(),
+            );
+        }
+        let mut values = reps
+            .iter()
+            .filter_map(|rep| self.one_value(rep, kind))
+            .collect::<Vec<_>>()
+            .into_iter();
+        (values.next(), values.collect())
+    }
+
+    /// One repetition of OBX-5 of a type that repeats whole values.
+    fn one_value(&mut self, rep: &Element<'_>, kind: &str) -> Option<Value> {
         let place = self.place(5);
-        match value_type.unwrap_or("ST") {
+        match kind {
             "NM" => {
-                let t = clean(first.text())?;
+                let t = clean(rep.text())?;
                 match parse_number(&t) {
                     Some(n) => Some(Value::Number(n)),
                     None => {
@@ -1587,44 +1615,38 @@ impl<'m> Reader<'_, 'm> {
                     }
                 }
             }
-            "CE" | "CWE" | "CNE" | "CF" => cwe_of(first).map(Value::Coded),
+            "CE" | "CWE" | "CNE" | "CF" => cwe_of(rep).map(Value::Coded),
             "SN" => {
-                let num = |n: usize| -> Option<f64> {
-                    comp_text(first, n).and_then(|t| parse_number(&t))
-                };
+                let num =
+                    |n: usize| -> Option<f64> { comp_text(rep, n).and_then(|t| parse_number(&t)) };
                 let sn = StructuredNumeric {
-                    comparator: comp_text(first, 1),
+                    comparator: comp_text(rep, 1),
                     number: num(2),
-                    separator: comp_text(first, 3),
+                    separator: comp_text(rep, 3),
                     number2: num(4),
                 };
-                if sn.number.is_none() && comp_text(first, 2).is_some() {
+                if sn.number.is_none() && comp_text(rep, 2).is_some() {
                     self.warnings
                         .push(format!("{place}: value type SN but not a number"));
                 }
                 Some(Value::Structured(sn))
             }
             "DT" | "DTM" | "TS" => {
-                let t = clean(first.first_text())?;
+                let t = clean(rep.first_text())?;
                 match hl7_datetime(&t) {
                     Some(iso) => Some(Value::Text(iso)),
                     None => {
                         self.warnings.push(format!(
-                            "{place}: value type {} but not a valid date/time",
-                            value_type.unwrap_or("")
+                            "{place}: value type {kind} but not a valid date/time"
                         ));
                         Some(Value::Text(t))
                     }
                 }
             }
-            "ED" | "RP" => comp_text(first, 5)
-                .or_else(|| comp_text(first, 1))
+            // ED and RP: the data (ED-5) or the pointer (RP-1).
+            _ => comp_text(rep, 5)
+                .or_else(|| comp_text(rep, 1))
                 .map(Value::Text),
-            _ => {
-                // ST, TX, FT and the rest: the text of every repetition, one per line.
-                let lines: Vec<String> = reps.iter().map(|e| e.text().into_owned()).collect();
-                clean(Cow::Owned(lines.join("\n"))).map(Value::Text)
-            }
         }
     }
 }
@@ -1970,6 +1992,8 @@ mod tests {
              OBX|3|CWE|883-9^ABO group^LN||A^Group A^LN||||||F\n\
              OBX|4|TX|8251-1^Note^LN||line one~line two||||||F\n\
              OBX|5|NM|1234-5^Bad^LN||12,5||||||F\n\
+             OBX|6|NM|8867-4^Heart rate^LN||60~~120|/min||||||F\n\
+             OBX|7|CWE|8251-1^Finding^LN||A^One^L~B^Two^L||||||F\n\
              OBR|2||FO2|57021-8^CBC^LN|||20240301070000||||||||||||||||||F\n\
              OBX|1|NM|718-7^Hemoglobin^LN||13.2|g/dL|12-16|N|||F",
         );
@@ -1988,7 +2012,7 @@ mod tests {
             Some("HOUSE")
         );
         assert_eq!(o.result_status.as_deref(), Some("F"));
-        assert_eq!(c.observations.len(), 6);
+        assert_eq!(c.observations.len(), 8);
         let chol = &c.observations[0];
         assert_eq!(chol.order, Some(0));
         assert_eq!(chol.value, Some(Value::Number(196.0)));
@@ -2012,7 +2036,17 @@ mod tests {
         );
         assert_eq!(c.observations[4].value, Some(Value::Text("12,5".into())));
         assert_eq!(c.warnings, vec!["OBX-5: value type NM but not a number"]);
-        assert_eq!(c.observations[5].order, Some(1));
+        // Text repetitions are lines of one value; other types repeat whole values.
+        assert!(c.observations[3].more_values.is_empty());
+        let hr = &c.observations[5];
+        assert_eq!(hr.value, Some(Value::Number(60.0)));
+        assert_eq!(hr.more_values, vec![Value::Number(120.0)]);
+        let coded = &c.observations[6];
+        assert!(matches!(&coded.value, Some(Value::Coded(c)) if c.code.as_deref() == Some("A")));
+        assert!(
+            matches!(&coded.more_values[..], [Value::Coded(c)] if c.code.as_deref() == Some("B"))
+        );
+        assert_eq!(c.observations[7].order, Some(1));
     }
 
     #[test]

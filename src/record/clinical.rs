@@ -860,6 +860,10 @@ pub struct Observation {
     /// The value (OBX-5; repeated text values are joined with line breaks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// Further repetitions of OBX-5 after [`Observation::value`] for types that repeat whole
+    /// values (NM, CWE, SN, dates: `60~120`); FHIR carries them all as `component`s.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more_values: Vec<Value>,
     /// Units (OBX-6).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub units: Option<Code>,

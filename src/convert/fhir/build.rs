@@ -1611,7 +1611,8 @@ impl<'a> Builder<'a> {
                 "interpretation": o.interpretation.iter().map(|c| self.interpretation(c)).collect::<Vec<_>>(),
                 "method": self.concept(&o.method),
                 "bodySite": self.concept(&o.body_site),
-                "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, o)]),
+                // With components the range is theirs (OBX[Observation-Component]).
+                "referenceRange": o.reference_range.as_ref().filter(|_| o.more_values.is_empty()).map(|r| vec![self.reference_range(r, o)]),
                 "note": notes,
                 "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
                 "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),
@@ -1830,6 +1831,9 @@ impl<'a> Builder<'a> {
         v
     }
 
+    /// Observation.value[x], or one `component` per value when OBX-5 repeated whole values
+    /// (the guide's OBX[Observation-Component] map: each with OBX-3 as its code and OBX-7
+    /// as its reference range, and no value on the Observation itself).
     fn observation_value(&self, o: &Observation) -> Value {
         let Some(value) = &o.value else {
             return fj!({"dataAbsentReason": {"coding": [{
@@ -1837,6 +1841,30 @@ impl<'a> Builder<'a> {
                 "code": "unknown",
             }]}});
         };
+        if o.more_values.is_empty() {
+            return self.value_x(value, o);
+        }
+        let code = if o.code.is_some() {
+            self.concept(&o.code)
+        } else {
+            fj!({"text": "unknown"})
+        };
+        let components: Vec<Value> = std::iter::once(value)
+            .chain(&o.more_values)
+            .map(|v| {
+                let mut c = fj!({
+                    "code": code.clone(),
+                    "referenceRange": o.reference_range.as_ref().map(|r| vec![self.reference_range(r, o)]),
+                });
+                merge_into(&mut c, self.value_x(v, o));
+                c
+            })
+            .collect();
+        fj!({"component": components})
+    }
+
+    /// One OBX-5 value as the `value[x]` element that fits its type.
+    fn value_x(&self, value: &ObxValue, o: &Observation) -> Value {
         match value {
             ObxValue::Number(n) if n.is_finite() => {
                 fj!({"valueQuantity": self.quantity(*n, &o.units)})

@@ -220,6 +220,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn repeated_values_become_components_coded_like_the_observation() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|I\rOBX|1|NM|8867-4^heartrate^LN||60~120|/min^^UCUM|70-80|||||F\rOBX|2|TX|8251-1^Note^LN||line one~line two||||||F\r";
+        let b = bundle(raw);
+        let obs = of_type(&b, "Observation");
+        let hr = &obs[0]["resource"];
+        // No value or range of its own: each repetition is a component (obs-7).
+        assert!(hr.get("valueQuantity").is_none());
+        assert!(hr.get("referenceRange").is_none());
+        assert!(hr.get("dataAbsentReason").is_none());
+        let parts = hr["component"].as_array().unwrap();
+        assert_eq!(parts.len(), 2);
+        for (part, value) in parts.iter().zip([60.0, 120.0]) {
+            assert_eq!(part["code"], hr["code"]);
+            assert_eq!(part["valueQuantity"]["value"], value);
+            assert_eq!(part["valueQuantity"]["code"], "/min");
+            assert_eq!(part["referenceRange"][0]["text"], "70-80");
+        }
+        // TX repetitions are line breaks in one text (v2 chapter 2A).
+        let note = &obs[1]["resource"];
+        assert_eq!(note["valueString"], "line one\nline two");
+        assert!(note.get("component").is_none());
+        // And back: the components are the OBX's repeated values again.
+        let back = super::to_clinical(&b).unwrap();
+        let hr = back
+            .observations
+            .iter()
+            .find(|o| o.code.as_ref().and_then(|c| c.code.as_deref()) == Some("8867-4"))
+            .unwrap();
+        assert_eq!(hr.value, Some(crate::record::clinical::Value::Number(60.0)));
+        assert_eq!(
+            hr.more_values,
+            vec![crate::record::clinical::Value::Number(120.0)]
+        );
+        assert_eq!(hr.reference_range.as_deref(), Some("70-80"));
+        let v2 = crate::convert::to_v2::to_v2(&back, &crate::convert::to_v2::V2Options::default());
+        let text = String::from_utf8_lossy(&v2);
+        assert!(text.contains("|60~120|"), "{text}");
+    }
+
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
         &b["entry"]
             .as_array()

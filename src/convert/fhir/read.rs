@@ -1009,67 +1009,40 @@ impl<'a> Reader<'a> {
             }
         }
         obs.identifier = array(o, "identifier").next().map(identifier);
-        let quantity_units = |q: &Value| {
-            let code = string(q, "code").or_else(|| string(q, "unit"))?;
-            Some(Code {
-                code: Some(code),
-                display: string(q, "unit"),
-                system: str_at(q, "system").map(system_name),
-                ..Code::default()
-            })
-        };
-        if let Some(q) = o.get("valueQuantity") {
-            obs.units = quantity_units(q);
-            let n = number(q.get("value"));
-            match str_at(q, "comparator") {
-                Some(cmp) => {
-                    obs.value_type = Some("SN".into());
-                    obs.value = Some(Value_::Structured(StructuredNumeric {
-                        comparator: Some(cmp.to_string()),
-                        number: n,
-                        ..StructuredNumeric::default()
-                    }));
+        if let Some((value_type, value, units)) = observation_value(o) {
+            obs.value_type = Some(value_type.into());
+            obs.value = Some(value);
+            obs.units = units;
+        } else {
+            // No value of its own: components coded like the Observation are the repeated
+            // OBX-5 values of one OBX (the guide's OBX[Observation-Component] map).
+            let same: Vec<&Value> = array(o, "component")
+                .filter(|c| obs.code.is_some() && concept(c.get("code")) == obs.code)
+                .collect();
+            let mut values = same.iter().filter_map(|c| observation_value(c));
+            if let Some((value_type, value, units)) = values.next() {
+                obs.value_type = Some(value_type.into());
+                obs.value = Some(value);
+                obs.units = units;
+                obs.more_values = values.map(|(_, v, _)| v).collect();
+                // Text values are one text with a line per repetition in the record.
+                if let Some(Value_::Text(first)) = &mut obs.value {
+                    for more in std::mem::take(&mut obs.more_values) {
+                        if let Value_::Text(t) = more {
+                            first.push('\n');
+                            first.push_str(&t);
+                        } else {
+                            obs.more_values.push(more);
+                        }
+                    }
                 }
-                None => {
-                    obs.value_type = Some("NM".into());
-                    obs.value = n.map(Value_::Number);
+                if obs.reference_range.is_none() {
+                    obs.reference_range = same
+                        .first()
+                        .and_then(|c| array(c, "referenceRange").next())
+                        .and_then(|r| string(r, "text"));
                 }
             }
-        } else if let Some(c) = o.get("valueCodeableConcept") {
-            obs.value_type = Some("CWE".into());
-            obs.value = concept(Some(c)).map(Value_::Coded);
-        } else if let Some(s) = str_at(o, "valueString") {
-            obs.value_type = Some(if s.len() > 200 { "TX" } else { "ST" }.into());
-            obs.value = Some(Value_::Text(s.to_string()));
-        } else if let Some(n) = o.get("valueInteger").and_then(Value::as_f64) {
-            obs.value_type = Some("NM".into());
-            obs.value = Some(Value_::Number(n));
-        } else if let Some(b) = o.get("valueBoolean").and_then(Value::as_bool) {
-            obs.value_type = Some("ST".into());
-            obs.value = Some(Value_::Text(b.to_string()));
-        } else if let Some(d) = str_at(o, "valueDateTime") {
-            obs.value_type = Some("DTM".into());
-            obs.value = Some(Value_::Text(d.to_string()));
-        } else if let Some(r) = o.get("valueRange") {
-            obs.value_type = Some("SN".into());
-            obs.units = r
-                .get("low")
-                .or_else(|| r.get("high"))
-                .and_then(quantity_units);
-            obs.value = Some(Value_::Structured(StructuredNumeric {
-                number: number(r.pointer("/low/value")),
-                separator: Some("-".into()),
-                number2: number(r.pointer("/high/value")),
-                ..StructuredNumeric::default()
-            }));
-        } else if let Some(r) = o.get("valueRatio") {
-            obs.value_type = Some("SN".into());
-            obs.value = Some(Value_::Structured(StructuredNumeric {
-                number: number(r.pointer("/numerator/value")),
-                separator: Some(":".into()),
-                number2: number(r.pointer("/denominator/value")),
-                ..StructuredNumeric::default()
-            }));
         }
         obs
     }
@@ -1172,6 +1145,76 @@ impl<'a> Reader<'a> {
             ..Immunization::default()
         }
     }
+}
+
+/// The units of a FHIR Quantity as a v2 code (OBX-6).
+fn quantity_units(q: &Value) -> Option<Code> {
+    let code = string(q, "code").or_else(|| string(q, "unit"))?;
+    Some(Code {
+        code: Some(code),
+        display: string(q, "unit"),
+        system: str_at(q, "system").map(system_name),
+        ..Code::default()
+    })
+}
+
+/// An Observation's (or component's) `value[x]` as OBX-2, OBX-5 and OBX-6.
+fn observation_value(o: &Value) -> Option<(&'static str, Value_, Option<Code>)> {
+    if let Some(q) = o.get("valueQuantity") {
+        let n = number(q.get("value"));
+        let units = quantity_units(q);
+        return match str_at(q, "comparator") {
+            Some(cmp) => Some((
+                "SN",
+                Value_::Structured(StructuredNumeric {
+                    comparator: Some(cmp.to_string()),
+                    number: n,
+                    ..StructuredNumeric::default()
+                }),
+                units,
+            )),
+            None => n.map(|n| ("NM", Value_::Number(n), units)),
+        };
+    }
+    if let Some(c) = o.get("valueCodeableConcept") {
+        return concept(Some(c)).map(|c| ("CWE", Value_::Coded(c), None));
+    }
+    if let Some(t) = str_at(o, "valueString") {
+        let kind = if t.len() > 200 { "TX" } else { "ST" };
+        return Some((kind, Value_::Text(t.to_string()), None));
+    }
+    if let Some(n) = o.get("valueInteger").and_then(Value::as_f64) {
+        return Some(("NM", Value_::Number(n), None));
+    }
+    if let Some(b) = o.get("valueBoolean").and_then(Value::as_bool) {
+        return Some(("ST", Value_::Text(b.to_string()), None));
+    }
+    if let Some(d) = str_at(o, "valueDateTime") {
+        return Some(("DTM", Value_::Text(d.to_string()), None));
+    }
+    if let Some(r) = o.get("valueRange") {
+        let units = r
+            .get("low")
+            .or_else(|| r.get("high"))
+            .and_then(quantity_units);
+        let sn = StructuredNumeric {
+            number: number(r.pointer("/low/value")),
+            separator: Some("-".into()),
+            number2: number(r.pointer("/high/value")),
+            ..StructuredNumeric::default()
+        };
+        return Some(("SN", Value_::Structured(sn), units));
+    }
+    if let Some(r) = o.get("valueRatio") {
+        let sn = StructuredNumeric {
+            number: number(r.pointer("/numerator/value")),
+            separator: Some(":".into()),
+            number2: number(r.pointer("/denominator/value")),
+            ..StructuredNumeric::default()
+        };
+        return Some(("SN", Value_::Structured(sn), None));
+    }
+    None
 }
 
 /// A number as v2 writes it: no trailing `.0`.
