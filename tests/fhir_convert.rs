@@ -417,12 +417,17 @@ fn agreement_with_microsoft_fhir_converter() {
                 .max()
                 .unwrap_or(0);
             if std::env::var_os("AORTA_FHIR_DIFF").is_some() {
-                let best_facts = our_facts
+                // A fact is listed only when every best-scoring candidate lacks it: with a
+                // tie, which one lacks what is not decided by the score.
+                let best_facts: Vec<&Vec<Fact>> = our_facts
                     .iter()
-                    .filter(|(ot, _)| ot == t)
-                    .max_by_key(|(_, f)| want.iter().filter(|w| matches(w, f)).count());
+                    .filter(|(ot, f)| {
+                        ot == t && want.iter().filter(|w| matches(w, f)).count() == best
+                    })
+                    .map(|(_, f)| f)
+                    .collect();
                 for w in &want {
-                    if !best_facts.is_some_and(|(_, f)| matches(w, f)) {
+                    if !best_facts.iter().any(|f| matches(w, f)) {
                         let e = missing_facts.entry(format!("{t}: {w:?}")).or_default();
                         e.0 += 1;
                         e.1.insert(input.to_string());

@@ -108,7 +108,9 @@ impl Converter {
             "PD1" => {
                 if let Some(p) = self.out.patient.as_mut() {
                     p.primary_care = r.xcns(4);
-                    p.primary_facility = r.text(3, 1);
+                    let facility = r.xon(3);
+                    p.primary_facility = facility.as_ref().and_then(|o| o.name.clone());
+                    p.primary_facility_id = facility.and_then(|o| o.identifier);
                 }
             }
             "MRG" => self.mrg(&mut r),
@@ -300,6 +302,7 @@ impl Converter {
             primary_care: Vec::new(),
             notes: Vec::new(),
             primary_facility: None,
+            primary_facility_id: None,
             roles: Vec::new(),
         });
     }

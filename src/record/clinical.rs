@@ -481,6 +481,9 @@ pub struct Patient {
     /// PD1-3-1: the patient's primary facility.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_facility: Option<String>,
+    /// PD1-3's identifier (XON-10 or XON-3, assigning authority XON-6, type XON-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_facility_id: Option<Identifier>,
     /// Roles in the patient's care (ROL after PID/PD1), e.g. the primary care provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<Role>,

@@ -728,6 +728,8 @@ impl<'a> Builder<'a> {
         let gps: Vec<Value> = {
             let people = p.primary_care.clone();
             let facility = p.primary_facility.clone();
+            let facility_ids: Vec<Value> =
+                p.primary_facility_id.iter().map(|i| self.identifier(i)).collect();
             let c = self.c;
             // ROL after PID/PD1 with role PP (table 0443): ROL[Patient-GeneralPractitioner].
             let roles: Vec<Uuid> = c
@@ -737,8 +739,7 @@ impl<'a> Builder<'a> {
                 .filter(|r| is_primary_care(r))
                 .filter_map(|r| self.role(r))
                 .collect();
-            facility
-                .and_then(|f| self.organization(Some(&f), Vec::new()))
+            self.organization(facility.as_deref(), facility_ids)
                 .into_iter()
                 .chain(self.practitioners(&people))
                 .chain(roles)

@@ -260,6 +260,21 @@ mod tests {
         assert!(text.contains("|60~120|"), "{text}");
     }
 
+    #[test]
+    fn the_primary_facility_is_a_general_practitioner_organization_with_its_id() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPD1|||Lakeside Clinic^^C818~Other^^X1|88^Hippo^Harold\r";
+        let b = bundle(raw);
+        let patient = &of_type(&b, "Patient")[0]["resource"];
+        let gps = patient["generalPractitioner"].as_array().unwrap();
+        assert_eq!(gps.len(), 2);
+        let org = by_url(&b, &gps[0]["reference"]);
+        assert_eq!(org["resourceType"], "Organization");
+        assert_eq!(org["name"], "Lakeside Clinic");
+        // XON-3 when XON-10 is empty (XON[Organization]).
+        assert_eq!(org["identifier"][0]["value"], "C818");
+        assert_eq!(by_url(&b, &gps[1]["reference"])["resourceType"], "Practitioner");
+    }
+
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
         &b["entry"]
             .as_array()
