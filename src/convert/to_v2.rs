@@ -361,7 +361,7 @@ fn in1(i: &crate::record::clinical::Insurance, n: usize) -> Vec<String> {
     f[10] = opt(&i.policy_holder);
     f[11] = ts(&i.start);
     f[12] = ts(&i.end);
-    f[14] = opt(&i.plan_type);
+    f[14] = i.plan_type.as_ref().map(cwe).unwrap_or_default();
     f[15] = i.insured_name.as_ref().map(xpn).unwrap_or_default();
     f[16] = i.relationship.as_ref().map(cwe).unwrap_or_default();
     f[17] = ts(&i.insured_birth_date);

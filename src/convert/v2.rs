@@ -982,7 +982,7 @@ impl Converter {
             group_name: r.text(9, 1),
             start: r.dtm(12),
             end: r.dtm(13),
-            plan_type: r.text(15, 1),
+            plan_type: r.cwe(15),
             insured_name: r.xpns(16).into_iter().next(),
             relationship: r.cwe(17),
             policy_number: r.text(36, 1),

@@ -1229,9 +1229,9 @@ pub struct Insurance {
     /// Until (IN1-13).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<String>,
-    /// Plan type (IN1-15).
+    /// Plan type (IN1-15; table 0086 is user-defined, so no HL7 code system is implied).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan_type: Option<String>,
+    pub plan_type: Option<Code>,
     /// Name of the insured (IN1-16).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insured_name: Option<Name>,

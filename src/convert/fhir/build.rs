@@ -728,8 +728,11 @@ impl<'a> Builder<'a> {
         let gps: Vec<Value> = {
             let people = p.primary_care.clone();
             let facility = p.primary_facility.clone();
-            let facility_ids: Vec<Value> =
-                p.primary_facility_id.iter().map(|i| self.identifier(i)).collect();
+            let facility_ids: Vec<Value> = p
+                .primary_facility_id
+                .iter()
+                .map(|i| self.identifier(i))
+                .collect();
             let c = self.c;
             // ROL after PID/PD1 with role PP (table 0443): ROL[Patient-GeneralPractitioner].
             let roles: Vec<Uuid> = c
@@ -2345,7 +2348,9 @@ impl<'a> Builder<'a> {
                 "status": "active",
                 "policyHolder": opt_ref(holder),
                 "subscriber": opt_ref(subscriber),
-                "type": ins.plan_type.as_ref().map(|t| fj!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0086", "code": t}]})),
+                                // IN1-15 by CWE[CodeableConcept]: table 0086 is user-defined, so a code
+                // without CWE-3 gets no system.
+                "type": self.concept(&ins.plan_type),
                 "subscriberId": ins.insured_ids.first().and_then(|i| i.value.clone()),
                 "beneficiary": reference(patient),
                 "relationship": self.mapped_concept(&ins.relationship, |c| {

@@ -272,7 +272,24 @@ mod tests {
         assert_eq!(org["name"], "Lakeside Clinic");
         // XON-3 when XON-10 is empty (XON[Organization]).
         assert_eq!(org["identifier"][0]["value"], "C818");
-        assert_eq!(by_url(&b, &gps[1]["reference"])["resourceType"], "Practitioner");
+        assert_eq!(
+            by_url(&b, &gps[1]["reference"])["resourceType"],
+            "Practitioner"
+        );
+    }
+
+    #[test]
+    fn the_plan_type_is_a_concept_without_an_implied_table_system() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rIN1|1|BAV^Blue Advantage^L||Blue Cross|||||||||||HMO^Health maintenance organization\rIN1|2|MCR^Medicare^L||CMS|||||||||||MA^Medicare Part A^99PLN\r";
+        let b = bundle(raw);
+        let cov = of_type(&b, "Coverage");
+        let t = &cov[0]["resource"]["type"]["coding"][0];
+        assert_eq!(t["code"], "HMO");
+        assert_eq!(t["display"], "Health maintenance organization");
+        assert!(t.get("system").is_none(), "{t}");
+        let t = &cov[1]["resource"]["type"]["coding"][0];
+        assert_eq!(t["code"], "MA");
+        assert!(t["system"].as_str().unwrap().ends_with("99PLN"), "{t}");
     }
 
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {

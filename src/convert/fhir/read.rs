@@ -700,9 +700,7 @@ impl<'a> Reader<'a> {
             group_name: class("group").and_then(|k| string(k, "name")),
             start: period(c, "start"),
             end: period(c, "end"),
-            plan_type: c
-                .get("type")
-                .and_then(|t| array(t, "coding").find_map(|x| string(x, "code"))),
+            plan_type: concept(c.get("type")),
             policy_number: array(c, "identifier")
                 .find(|i| {
                     i.get("type").is_some_and(|t| {
