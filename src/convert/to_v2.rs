@@ -257,10 +257,7 @@ impl Writer {
                 o.body_site.as_ref().map(cwe).unwrap_or_default(),
                 String::new(),
                 String::new(),
-                o.performing_organization
-                    .as_deref()
-                    .map(esc)
-                    .unwrap_or_default(),
+                xon(&o.performing_organization, &o.performing_organization_id),
             ],
         );
         for note in &o.notes {
@@ -396,7 +393,7 @@ fn nk1(k: &crate::record::clinical::Contact, n: usize) -> Vec<String> {
     f[6] = k.role.as_ref().map(cwe).unwrap_or_default();
     f[7] = ts(&k.start);
     f[8] = ts(&k.end);
-    f[12] = opt(&k.organization);
+    f[12] = xon(&k.organization, &k.organization_id);
     f[14] = opt(&k.sex);
     f[15] = ts(&k.birth_date);
     f
@@ -592,6 +589,27 @@ fn hd_sub(i: &Identifier) -> String {
             opt(&i.authority_id_type),
         ],
         '&',
+    )
+}
+
+/// An organization as XON: name (XON-1), assigning authority (XON-6), type (XON-7) and
+/// identifier (XON-10).
+fn xon(name: &Option<String>, id: &Option<Identifier>) -> String {
+    let id = id.as_ref();
+    comps(
+        &[
+            opt(name),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            id.map(hd_sub).unwrap_or_default(),
+            id.map(|i| opt(&i.r#type)).unwrap_or_default(),
+            String::new(),
+            String::new(),
+            id.map(|i| opt(&i.value)).unwrap_or_default(),
+        ],
+        '^',
     )
 }
 

@@ -326,6 +326,7 @@ impl Converter {
     }
 
     fn nk1(&mut self, r: &mut Reader<'_, '_>) {
+        let organization = r.xon(13);
         let mut telecoms = r.xtns(5, "PRN");
         telecoms.extend(r.xtns(6, "WPN"));
         telecoms.extend(r.xtns(40, "PRN"));
@@ -337,7 +338,8 @@ impl Converter {
             role: r.cwe(7),
             start: r.dtm(8),
             end: r.dtm(9),
-            organization: r.text(13, 1),
+            organization: organization.as_ref().and_then(|o| o.name.clone()),
+            organization_id: organization.and_then(|o| o.identifier),
             sex: r.text(15, 1),
             birth_date: r.dtm(16),
             // NK1-12 (employee number), NK1-33 (identifiers), NK1-37 (SSN).

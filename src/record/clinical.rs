@@ -538,6 +538,9 @@ pub struct Contact {
     /// Organization name when the contact is an organization (NK1-13).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
+    /// Its identifier (NK1-13: XON-10 or XON-3, assigning authority XON-6, type XON-7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<Identifier>,
     /// Sex (NK1-15).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sex: Option<String>,

@@ -951,10 +951,12 @@ impl<'a> Builder<'a> {
     /// address, telecom, gender, period, organization NK1-13. None when it names nobody and no
     /// organization (pat-1).
     fn patient_contact(&mut self, k: &Contact) -> Option<Value> {
-        let organization = k
-            .organization
-            .as_deref()
-            .and_then(|name| self.organization(Some(name), Vec::new()));
+        let ids: Vec<Value> = k
+            .organization_id
+            .iter()
+            .map(|i| self.identifier(i))
+            .collect();
+        let organization = self.organization(k.organization.as_deref(), ids);
         if k.names.is_empty()
             && k.telecoms.is_empty()
             && k.addresses.is_empty()

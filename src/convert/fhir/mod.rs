@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn next_of_kin_are_contacts_of_the_patient_and_related_people() {
-        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rNK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222||C^Emergency Contact^HL70131|20240101|||||||M\rNK1|2||EMR^Employer^HL70063||||||||||ACME CORP\r";
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rNK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222||C^Emergency Contact^HL70131|20240101|||||||M\rNK1|2||EMR^Employer^HL70063||||||||||ACME CORP^^^^^CMS^XX^^^ORG77\r";
         let b = bundle(raw);
         let patient = &of_type(&b, "Patient")[0]["resource"];
         let contacts = patient["contact"].as_array().unwrap();
@@ -641,10 +641,10 @@ mod tests {
         assert_eq!(contacts[0]["telecom"][0]["value"], "(555)111-2222");
         assert_eq!(contacts[0]["gender"], "male");
         assert_eq!(contacts[0]["period"]["start"], "2024-01-01");
-        assert_eq!(
-            resolve(&b, &contacts[1]["organization"])["name"],
-            "ACME CORP"
-        );
+        let employer = resolve(&b, &contacts[1]["organization"]);
+        assert_eq!(employer["name"], "ACME CORP");
+        assert_eq!(employer["identifier"][0]["value"], "ORG77");
+        assert_eq!(employer["identifier"][0]["type"]["coding"][0]["code"], "XX");
         // The employer is a contact only; the spouse is a RelatedPerson too.
         let related = of_type(&b, "RelatedPerson");
         assert_eq!(related.len(), 1);
@@ -670,7 +670,11 @@ mod tests {
             nk1[0],
             "NK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222^PRN^PH||C^Emergency Contact^HL70131|20240101|||||||M"
         );
-        assert!(nk1[1].ends_with("|ACME CORP"), "{}", nk1[1]);
+        assert!(
+            nk1[1].ends_with("|ACME CORP^^^^^CMS^XX^^^ORG77"),
+            "{}",
+            nk1[1]
+        );
     }
 
     #[test]

@@ -631,6 +631,11 @@ impl<'a> Reader<'a> {
             start: period(k, "start"),
             end: period(k, "end"),
             organization: k.get("organization").and_then(|o| self.display_of(o)),
+            organization_id: k
+                .get("organization")
+                .and_then(|o| self.resolve(o))
+                .and_then(|o| array(o, "identifier").next())
+                .map(identifier),
             sex: str_at(k, "gender")
                 .and_then(|g| reverse(&["M", "F", "O", "U"], g, vocab::gender))
                 .map(str::to_string),
