@@ -166,6 +166,8 @@ impl Converter {
             "ROL" => self.rol(&mut r),
             "PRT" => self.prt(&mut r),
             "RF1" => self.rf1(&mut r),
+            "ACC" => self.acc(&mut r),
+            "PDA" => self.pda(&mut r),
             "PRD" => self.prd(&mut r),
             _ => {}
         }
@@ -1067,6 +1069,44 @@ impl Converter {
         let a = self.appointment();
         a.services.extend(service);
         fill(&mut a.start, start);
+    }
+
+    fn acc(&mut self, r: &mut Reader<'_, '_>) {
+        let a = Accident {
+            at: r.dtm(1),
+            code: r.cwe(2),
+            location: r.text(3, 1),
+            auto_state: r.cwe(4),
+            job_related: r.yes_no(5),
+            death: r.yes_no(6),
+            entered_by: r.xcns(7).into_iter().next(),
+            description: r.text(8, 1),
+            brought_in_by: r.text(9, 1),
+            police_notified: r.yes_no(10),
+            address: r.xads(11).into_iter().next(),
+            identifier: r.ei(13),
+        };
+        if a != Accident::default() {
+            self.out.accident = Some(a);
+        }
+    }
+
+    fn pda(&mut self, r: &mut Reader<'_, '_>) {
+        let d = Death {
+            causes: r.cwes(1),
+            location: r.pl(2),
+            certified: r.yes_no(3),
+            certificate_signed_at: r.dtm(4),
+            certified_by: r.xcns(5).into_iter().next(),
+            autopsy: r.yes_no(6),
+            autopsy_start: r.dtm_at(7, 1),
+            autopsy_end: r.dtm_at(7, 2),
+            autopsy_by: r.xcns(8).into_iter().next(),
+            coroner: r.yes_no(9),
+        };
+        if d != Death::default() {
+            self.out.death = Some(d);
+        }
     }
 
     fn rf1(&mut self, r: &mut Reader<'_, '_>) {

@@ -67,6 +67,12 @@ pub struct Clinical {
     /// referral group of ADT's insurance).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub referrals: Vec<Referral>,
+    /// The accident that brought the patient in (ACC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accident: Option<Accident>,
+    /// The patient's death and autopsy (PDA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub death: Option<Death>,
     /// What the conversion could not read (a field that was malformed, a segment it skipped).
     /// Never patient data: each warning names a place (`PID-7`) and a problem.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -1397,6 +1403,84 @@ impl<'de> Deserialize<'de> for Note {
             },
         })
     }
+}
+
+/// An accident (ACC): when, what, where, and what followed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Accident {
+    /// ACC-1: when it happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// ACC-2: the accident code (user-defined table 0050).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// ACC-3: where, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// ACC-4: the state of an auto accident (table 0347).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_state: Option<Code>,
+    /// ACC-5: job related.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_related: Option<bool>,
+    /// ACC-6: the accident caused a death.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub death: Option<bool>,
+    /// ACC-7: who entered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entered_by: Option<Person>,
+    /// ACC-8: what happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// ACC-9: who brought the patient in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brought_in_by: Option<String>,
+    /// ACC-10: the police were notified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub police_notified: Option<bool>,
+    /// ACC-11: where, as an address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    /// ACC-13: the accident's identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+}
+
+/// A patient's death and autopsy (PDA).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Death {
+    /// PDA-1: causes of death.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<Code>,
+    /// PDA-2: where the patient died.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// PDA-3: the death was certified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certified: Option<bool>,
+    /// PDA-4: when the death certificate was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_signed_at: Option<String>,
+    /// PDA-5: who certified it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certified_by: Option<Person>,
+    /// PDA-6: an autopsy was performed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autopsy: Option<bool>,
+    /// PDA-7-1: when the autopsy started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autopsy_start: Option<String>,
+    /// PDA-7-2: when it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autopsy_end: Option<String>,
+    /// PDA-8: who performed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autopsy_by: Option<Person>,
+    /// PDA-9: a coroner (medical examiner) was involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coroner: Option<bool>,
 }
 
 /// A referral of the patient to another provider (RF1) and the providers named with it (PRD).

@@ -45,6 +45,11 @@ const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-Participat
 const PHYSICAL_TYPE: &str = "http://terminology.hl7.org/CodeSystem/location-physical-type";
 const ROLE: &str = "http://terminology.hl7.org/CodeSystem/practitioner-role";
 const V2_0912: &str = "http://terminology.hl7.org/CodeSystem/v2-0912";
+const V2_0136: &str = "http://terminology.hl7.org/CodeSystem/v2-0136";
+const LOINC: &str = "http://loinc.org";
+/// Aorta's codes for v2 fields that no standard terminology names: the code is the field
+/// (`ACC-5`), the display its name in the v2 standard.
+const V2_FIELD: &str = "urn:aorta:cs:v2-field";
 
 /// The resources of a record, each with its deterministic `id`, in dependency order.
 pub fn to_resources(c: &Clinical, options: &FhirOptions) -> Vec<serde_json::Value> {
@@ -285,6 +290,8 @@ impl<'a> Builder<'a> {
         self.immunizations();
         self.coverages();
         self.referrals();
+        self.accident();
+        self.death();
         self.appointment();
         self.document();
         self.message_header();
@@ -2870,6 +2877,132 @@ impl<'a> Builder<'a> {
         self.push("Provenance", id, resource, Request::Update);
     }
 
+    /// ACC as an injury-incident Observation. The guide maps no ACC field (its message maps
+    /// list the segment without a target); the shape follows the US VRDR Injury Incident
+    /// profile: LOINC 11374-6, ACC-8 as the value, ACC-1 as the time, and the indicators as
+    /// components coded by their v2 field.
+    fn accident(&mut self) {
+        let (Some(patient), Some(a)) = (self.patient, &self.c.accident) else {
+            return;
+        };
+        let key = match a.identifier.as_ref().and_then(|i| i.value.as_deref()) {
+            Some(v) => format!("id|{v}"),
+            None => format!("at|{}", a.at.as_deref().unwrap_or_default()),
+        };
+        let id = self.uuid(&["Observation", &patient.to_string(), "accident", &key]);
+        let mut components = Vec::new();
+        let coded = |field: &str, name: &str, value: Value| fj!({"code": {"coding": [{"system": V2_FIELD, "code": field, "display": name}]}, "valueCodeableConcept": value});
+        let value = match (&a.description, &a.code) {
+            (Some(d), code) => {
+                if let Some(c) = code {
+                    components.push(coded("ACC-2", "Accident Code", self.concept_of(c)));
+                }
+                fj!({"valueString": d})
+            }
+            (None, Some(c)) => fj!({"valueCodeableConcept": self.concept_of(c)}),
+            (None, None) => fj!({}),
+        };
+        if let Some(s) = &a.auto_state {
+            components.push(coded("ACC-4", "Auto Accident State", self.concept_of(s)));
+        }
+        for (field, name, flag) in [
+            ("ACC-5", "Accident Job Related Indicator", a.job_related),
+            ("ACC-6", "Accident Death Indicator", a.death),
+            ("ACC-10", "Police Notified Indicator", a.police_notified),
+        ] {
+            if let Some(b) = flag {
+                components.push(coded(field, name, yes_no(b)));
+            }
+        }
+        if let Some(by) = &a.brought_in_by {
+            components.push(fj!({
+                "code": {"coding": [{"system": V2_FIELD, "code": "ACC-9", "display": "Brought In By"}]},
+                "valueString": by,
+            }));
+        }
+        // Where: a Location (ACC-3 as its name, ACC-11 its address), by the core
+        // event-location extension (Observation has no location element in R4).
+        let place = (a.location.is_some() || a.address.is_some()).then(|| {
+            let lid = self.uuid(&["Location", &patient.to_string(), "accident", &key]);
+            let resource = fj!({
+                "name": &a.location,
+                "address": a.address.as_ref().map(|x| self.address(x)),
+                "mode": "instance",
+            });
+            self.push("Location", lid, resource, Request::Update);
+            lid
+        });
+        let performer = a.entered_by.as_ref().and_then(|p| self.practitioner(p));
+        let mut resource = fj!({
+            "extension": place.map(|l| vec![fj!({
+                "url": "http://hl7.org/fhir/StructureDefinition/event-location",
+                "valueReference": reference(l),
+            })]),
+            "identifier": a.identifier.as_ref().map(|i| vec![self.identifier(i)]),
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "11374-6", "display": "Injury incident description Narrative"}]},
+            "subject": reference(patient),
+            "encounter": opt_ref(self.encounter),
+            "effectiveDateTime": self.dt(&a.at),
+            "performer": performer.map(|p| vec![reference(p)]),
+            "component": components,
+        });
+        merge_into(&mut resource, value);
+        self.push("Observation", id, resource, Request::Update);
+    }
+
+    /// PDA as Observations shaped like the US VRDR profiles: PDA-6 autopsy (LOINC 85699-7,
+    /// PDA-7 its period, PDA-8 who performed it), PDA-9 coroner or medical examiner (LOINC
+    /// 74497-9), PDA-3 certification (PDA-4 signed, PDA-5 by whom) and each PDA-1 cause,
+    /// coded by their v2 field. One of each per patient, so a resend updates them. PDA-2 (the
+    /// place of death) has no R4 element and stays in the record only.
+    fn death(&mut self) {
+        let (Some(patient), Some(d)) = (self.patient, &self.c.death) else {
+            return;
+        };
+        let p = patient.to_string();
+        let encounter = opt_ref(self.encounter);
+        let mut out: Vec<(String, Value)> = Vec::new();
+        if let Some(b) = d.autopsy {
+            let by = d.autopsy_by.as_ref().and_then(|x| self.practitioner(x));
+            out.push(("PDA-6".into(), fj!({
+                "code": {"coding": [{"system": LOINC, "code": "85699-7", "display": "Autopsy was performed"}]},
+                "valueCodeableConcept": yes_no(b),
+                "effectivePeriod": {"start": self.dt(&d.autopsy_start), "end": self.dt(&d.autopsy_end)},
+                "performer": by.map(|x| vec![reference(x)]),
+            })));
+        }
+        if let Some(b) = d.coroner {
+            out.push(("PDA-9".into(), fj!({
+                "code": {"coding": [{"system": LOINC, "code": "74497-9", "display": "Medical examiner or coroner was contacted"}]},
+                "valueCodeableConcept": yes_no(b),
+            })));
+        }
+        if d.certified.is_some() || d.certificate_signed_at.is_some() || d.certified_by.is_some() {
+            let by = d.certified_by.as_ref().and_then(|x| self.practitioner(x));
+            out.push(("PDA-3".into(), fj!({
+                "code": {"coding": [{"system": V2_FIELD, "code": "PDA-3", "display": "Death Certified Indicator"}]},
+                "valueCodeableConcept": d.certified.map(yes_no),
+                "effectiveDateTime": self.dt(&d.certificate_signed_at),
+                "performer": by.map(|x| vec![reference(x)]),
+            })));
+        }
+        for (n, cause) in d.causes.iter().enumerate() {
+            out.push((format!("PDA-1|{n}"), fj!({
+                "code": {"coding": [{"system": V2_FIELD, "code": "PDA-1", "display": "Death Cause Code"}]},
+                "valueCodeableConcept": self.concept_of(cause),
+            })));
+        }
+        for (key, mut resource) in out {
+            let id = self.uuid(&["Observation", &p, "death", &key]);
+            merge_into(
+                &mut resource,
+                fj!({"status": "final", "subject": reference(patient), "encounter": encounter.clone()}),
+            );
+            self.push("Observation", id, resource, Request::Update);
+        }
+    }
+
     /// A facility (HD) as a Location of physical type site, as the guide's HD[Location].
     fn facility_location(&mut self, hd: &Identifier) -> Uuid {
         let key = format!(
@@ -3108,6 +3241,12 @@ fn is_primary_care(r: &Role) -> bool {
                 s == "HL70443" || s.ends_with("V2-0443")
             })
     })
+}
+
+/// A v2 Y/N indicator (table 0136) as a CodeableConcept.
+fn yes_no(b: bool) -> Value {
+    let (code, display) = if b { ("Y", "Yes") } else { ("N", "No") };
+    fj!({"coding": [{"system": V2_0136, "code": code, "display": display}]})
 }
 
 #[cfg(test)]

@@ -292,6 +292,119 @@ mod tests {
         assert!(t["system"].as_str().unwrap().ends_with("99PLN"), "{t}");
     }
 
+    fn coded<'a>(obs: &[&'a Value], system: &str, code: &str) -> &'a Value {
+        &obs.iter()
+            .find(|o| {
+                o["resource"]["code"]["coding"][0]["system"] == system
+                    && o["resource"]["code"]["coding"][0]["code"] == code
+            })
+            .unwrap_or_else(|| panic!("no {code}"))["resource"]
+    }
+
+    #[test]
+    fn an_accident_is_an_injury_incident_observation() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|E\rACC|20240101083000+0100|MVA^Motor vehicle accident^L|Route 50 intersection|VA^Virginia^L|N|N|10535^GOLD^LUDWIG|Car hit a tree|AMBULANCE|Y|1 Main St^^Fairfax^VA^20324||ACC77\r";
+        let c = crate::convert::v2::to_clinical(&Message::parse(raw).unwrap());
+        let a = c.accident.as_ref().unwrap();
+        assert_eq!(a.at.as_deref(), Some("2024-01-01T08:30:00+01:00"));
+        assert_eq!(a.job_related, Some(false));
+        assert_eq!(a.police_notified, Some(true));
+        assert_eq!(
+            a.identifier.as_ref().unwrap().value.as_deref(),
+            Some("ACC77")
+        );
+        let b = bundle(raw);
+        let obs = of_type(&b, "Observation");
+        let o = coded(&obs, "http://loinc.org", "11374-6");
+        assert_eq!(o["status"], "final");
+        assert_eq!(o["valueString"], "Car hit a tree");
+        assert_eq!(o["effectiveDateTime"], "2024-01-01T08:30:00+01:00");
+        assert_eq!(o["identifier"][0]["value"], "ACC77");
+        assert_eq!(
+            by_url(&b, &o["performer"][0]["reference"])["name"][0]["family"],
+            "GOLD"
+        );
+        let part = |field: &str| {
+            o["component"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["code"]["coding"][0]["code"] == field)
+                .unwrap_or_else(|| panic!("no {field}"))
+                .clone()
+        };
+        assert_eq!(
+            part("ACC-2")["valueCodeableConcept"]["coding"][0]["code"],
+            "MVA"
+        );
+        assert_eq!(
+            part("ACC-5")["valueCodeableConcept"]["coding"][0]["code"],
+            "N"
+        );
+        assert_eq!(
+            part("ACC-10")["valueCodeableConcept"]["coding"][0]["system"],
+            "http://terminology.hl7.org/CodeSystem/v2-0136"
+        );
+        assert_eq!(part("ACC-9")["valueString"], "AMBULANCE");
+        let ext = &o["extension"][0];
+        assert_eq!(
+            ext["url"],
+            "http://hl7.org/fhir/StructureDefinition/event-location"
+        );
+        let place = by_url(&b, &ext["valueReference"]["reference"]);
+        assert_eq!(place["name"], "Route 50 intersection");
+        assert_eq!(place["address"]["city"], "Fairfax");
+        // The same accident sent again is the same Observation.
+        let again = bundle(raw);
+        assert_eq!(
+            coded(
+                &of_type(&again, "Observation"),
+                "http://loinc.org",
+                "11374-6"
+            )["id"],
+            o["id"]
+        );
+    }
+
+    #[test]
+    fn death_and_autopsy_are_observations_of_the_patient() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A03|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPV1|1|I\rPDA|I21^Acute myocardial infarction^I10~J96^Respiratory failure^I10|ICU^1^2^GHH|Y|20240102123000+0100|55^CERT^ROBIN|Y|20240103103000+0100^20240103113000+0100|66^CUTTER^JOHN|maybe\r";
+        let c = crate::convert::v2::to_clinical(&Message::parse(raw).unwrap());
+        let d = c.death.as_ref().unwrap();
+        assert_eq!(d.causes.len(), 2);
+        assert_eq!(d.autopsy, Some(true));
+        assert_eq!(d.coroner, None);
+        assert!(
+            c.warnings.iter().any(|w| w == "PDA-9: not Y or N"),
+            "{:?}",
+            c.warnings
+        );
+        let b = bundle(raw);
+        let obs = of_type(&b, "Observation");
+        let autopsy = coded(&obs, "http://loinc.org", "85699-7");
+        assert_eq!(autopsy["valueCodeableConcept"]["coding"][0]["code"], "Y");
+        assert_eq!(
+            autopsy["effectivePeriod"]["end"],
+            "2024-01-03T11:30:00+01:00"
+        );
+        assert_eq!(
+            by_url(&b, &autopsy["performer"][0]["reference"])["name"][0]["family"],
+            "CUTTER"
+        );
+        // PDA-9 unreadable: no coroner Observation rather than a guessed value.
+        assert!(obs
+            .iter()
+            .all(|o| o["resource"]["code"]["coding"][0]["code"] != "74497-9"));
+        let certified = coded(&obs, "urn:aorta:cs:v2-field", "PDA-3");
+        assert_eq!(certified["effectiveDateTime"], "2024-01-02T12:30:00+01:00");
+        let causes: Vec<&Value> = obs
+            .iter()
+            .filter(|o| o["resource"]["code"]["coding"][0]["code"] == "PDA-1")
+            .map(|o| &o["resource"]["valueCodeableConcept"]["coding"][0]["code"])
+            .collect();
+        assert_eq!(causes, vec!["I21", "J96"]);
+    }
+
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
         &b["entry"]
             .as_array()
