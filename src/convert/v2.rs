@@ -79,6 +79,7 @@ enum NoteTarget {
     Observation(usize),
     Appointment,
     Referral(usize),
+    Allergy(usize),
 }
 
 impl Converter {
@@ -695,6 +696,7 @@ impl Converter {
             NoteTarget::Observation(i) => self.out.observations[i].notes.push(text),
             NoteTarget::Appointment => self.appointment().notes.push(text),
             NoteTarget::Referral(i) => self.out.referrals[i].notes.push(text),
+            NoteTarget::Allergy(i) => self.out.allergies[i].notes.push(text),
             NoteTarget::None => {}
         }
     }
@@ -850,6 +852,8 @@ impl Converter {
             reporter_relationship: r.cwe(15),
             ..base
         });
+        // ADT_A60: IAM [{NTE}] — the notes that follow are the allergy's.
+        self.note_target = NoteTarget::Allergy(self.out.allergies.len() - 1);
     }
 
     fn dg1(&mut self, r: &mut Reader<'_, '_>) {

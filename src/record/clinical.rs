@@ -1033,6 +1033,9 @@ pub struct Allergy {
     /// The reporter's relationship to the patient (IAM-15; `SEL` for the patient).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reporter_relationship: Option<Code>,
+    /// Comments (NTE after IAM).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
 
 /// One reaction to an allergen (IAR).

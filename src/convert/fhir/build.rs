@@ -1969,6 +1969,7 @@ impl<'a> Builder<'a> {
             }
             let onset = self.dt(&a.identified_at);
             let recorder = self.allergy_reporter(a, patient);
+            let notes = self.annotations(&a.notes);
             let resource = fj!({
                 "identifier": a.identifier.as_ref().map(|i| vec![self.identifier(i)]),
                 "clinicalStatus": clinical.map(|c| fj!({"coding": [{
@@ -1990,6 +1991,7 @@ impl<'a> Builder<'a> {
                 "recordedDate": self.dt(&a.reported_at),
                 "recorder": recorder.map(reference),
                 "reaction": reactions,
+                "note": notes,
             });
             self.push("AllergyIntolerance", id, resource, Request::Update);
         }

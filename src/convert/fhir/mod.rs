@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn iam_allergies_carry_their_id_status_and_coded_reactions() {
-        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||ADT^A60|M1|P|2.7\rPID|1||111^^^H^MR\rIAM|1|FA^Food allergy^HL70127|12345^Peanut^L|MI^Mild|Hives|A|56789^App^1.2.3^ISO||||201805||20201005||||C^Confirmed^HL70438\rIAR|34567^Rash^L|SV^Severe||Itchy\rIAM|2|DA|99^Penicillin^L|||D|77^App^1.2.3^ISO\r");
+        let b = bundle(b"MSH|^~\\&|A|F|B|G|20240101||ADT^A60|M1|P|2.7\rPID|1||111^^^H^MR\rIAM|1|FA^Food allergy^HL70127|12345^Peanut^L|MI^Mild|Hives|A|56789^App^1.2.3^ISO||||201805||20201005||||C^Confirmed^HL70438\rNTE|1||Seen at the fair.||9941^SMITH^ADAM^^^^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI|202010101600+0200\rIAR|34567^Rash^L|SV^Severe||Itchy\rIAM|2|DA|99^Penicillin^L|||D|77^App^1.2.3^ISO\r");
         let all = of_type(&b, "AllergyIntolerance");
         assert_eq!(all.len(), 2);
         let a = &all[0]["resource"];
@@ -461,6 +461,12 @@ mod tests {
         );
         assert_eq!(reactions[1]["severity"], "severe");
         assert_eq!(reactions[1]["description"], "Itchy");
+        // ADT_A60: the NTE after an IAM is that allergy's, with its author.
+        assert_eq!(a["note"][0]["text"], "Seen at the fair.");
+        assert_eq!(a["note"][0]["time"], "2020-10-10T16:00:00+02:00");
+        let author = by_url(&b, &a["note"][0]["authorReference"]["reference"]);
+        assert_eq!(author["identifier"][0]["value"], "9941");
+        assert!(all[1]["resource"].get("note").is_none());
         // IAM-6 D: the record is withdrawn; FHIR forbids a clinical status then (ait-2).
         let gone = &all[1]["resource"];
         assert_eq!(

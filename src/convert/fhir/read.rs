@@ -1080,6 +1080,7 @@ impl<'a> Reader<'a> {
                 })
                 .collect(),
             identified_at: string(a, "onsetDateTime").or_else(|| string(a, "recordedDate")),
+            notes: array(a, "note").filter_map(note).collect(),
             identifier: array(a, "identifier").next().map(identifier),
             ..Allergy::default()
         }
