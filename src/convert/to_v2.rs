@@ -396,6 +396,10 @@ fn nk1(k: &crate::record::clinical::Contact, n: usize) -> Vec<String> {
     f[12] = xon(&k.organization, &k.organization_id);
     f[14] = opt(&k.sex);
     f[15] = ts(&k.birth_date);
+    if let Some(l) = &k.language {
+        f.resize(20, String::new());
+        f[19] = cwe(l);
+    }
     f
 }
 

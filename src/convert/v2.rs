@@ -333,10 +333,17 @@ impl Converter {
         let mut telecoms = r.xtns(5, "PRN");
         telecoms.extend(r.xtns(6, "WPN"));
         telecoms.extend(r.xtns(40, "PRN"));
+        telecoms.extend(r.xtns(31, "PRN"));
+        telecoms.extend(r.xtns(41, "PRN"));
+        let mut names = r.xpns(2);
+        names.extend(r.xpns(30));
+        let mut addresses = r.xads(4);
+        addresses.extend(r.xads(32));
         self.out.next_of_kin.push(Contact {
-            names: r.xpns(2),
+            names,
             relationship: r.cwe(3),
-            addresses: r.xads(4),
+            addresses,
+            language: r.cwe(20),
             telecoms,
             role: r.cwe(7),
             start: r.dtm(8),

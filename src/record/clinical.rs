@@ -520,16 +520,17 @@ pub struct Merge {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Contact {
-    /// Names (NK1-2).
+    /// Names (NK1-2, then NK1-30: the contact person's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<Name>,
     /// Relationship to the patient (NK1-3, table 0063).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relationship: Option<Code>,
-    /// Addresses (NK1-4).
+    /// Addresses (NK1-4, then NK1-32: the contact person's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Address>,
-    /// Phones (NK1-5 home, NK1-6 business, NK1-40).
+    /// Phones (NK1-5 home, NK1-6 business, NK1-40, then the contact person's NK1-31 and
+    /// NK1-41).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub telecoms: Vec<Telecom>,
     /// Contact role (NK1-7, table 0131: C emergency contact, E employer, ...).
@@ -556,6 +557,9 @@ pub struct Contact {
     /// Identifiers (NK1-33).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifiers: Vec<Identifier>,
+    /// Primary language (NK1-20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<Code>,
 }
 
 /// The visit or encounter (PV1, PV2).

@@ -1008,6 +1008,7 @@ impl<'a> Builder<'a> {
             "birthDate": k.birth_date.as_deref().map(|d| d.get(..10).unwrap_or(d)),
             "address": k.addresses.iter().map(|a| self.address(a)).collect::<Vec<_>>(),
             "period": {"start": self.dt(&k.start), "end": self.dt(&k.end)},
+            "communication": k.language.as_ref().map(|l| vec![fj!({"language": self.language(l)})]),
         })
     }
 

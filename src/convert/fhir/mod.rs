@@ -749,7 +749,7 @@ mod tests {
 
     #[test]
     fn next_of_kin_are_contacts_of_the_patient_and_related_people() {
-        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rNK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222||C^Emergency Contact^HL70131|20240101|||||||M\rNK1|2||EMR^Employer^HL70063||||||||||ACME CORP^^^^^CMS^XX^^^ORG77\r";
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A04|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rNK1|1|DOE^JOHN|SPO^Spouse^HL70063||(555)111-2222||C^Emergency Contact^HL70131|20240101|||||||M|||||spa^Spanish^ISO6392\rNK1|2||EMR^Employer^HL70063||||||||||ACME CORP^^^^^CMS^XX^^^ORG77|||||||||||||||||ROE^RITA|(555)222-3333|9 Elm St^^Town^MI\r";
         let b = bundle(raw);
         let patient = &of_type(&b, "Patient")[0]["resource"];
         let contacts = patient["contact"].as_array().unwrap();
@@ -768,6 +768,13 @@ mod tests {
         let related = of_type(&b, "RelatedPerson");
         assert_eq!(related.len(), 1);
         assert_eq!(related[0]["resource"]["name"][0]["given"][0], "JOHN");
+        // NK1-20 as the RelatedPerson's language (NK1[RelatedPerson]).
+        let language = &related[0]["resource"]["communication"][0]["language"];
+        assert_eq!(language["coding"][0]["code"], "spa");
+        // NK1-30/31/32: the employer's contact person.
+        assert_eq!(contacts[1]["name"]["family"], "ROE");
+        assert_eq!(contacts[1]["telecom"][0]["value"], "(555)222-3333");
+        assert_eq!(contacts[1]["address"]["city"], "Town");
         // And back: the contacts are the record's next of kin, and NK1 segments again.
         let back = to_clinical(&b).unwrap();
         assert_eq!(back.next_of_kin.len(), 2);

@@ -641,6 +641,9 @@ impl<'a> Reader<'a> {
                 .map(str::to_string),
             birth_date: string(k, "birthDate"),
             identifiers: array(k, "identifier").map(identifier).collect(),
+            language: array(k, "communication")
+                .next()
+                .and_then(|c| concept(c.get("language"))),
         }
     }
 
