@@ -168,6 +168,20 @@ impl Converter {
             "PRT" => self.prt(&mut r),
             "RF1" => self.rf1(&mut r),
             "ACC" => self.acc(&mut r),
+            "DB1" => {
+                let d = Disability {
+                    person: r.text(2, 1).map(|p| p.to_ascii_uppercase()),
+                    identifiers: r.cxs(3),
+                    disabled: r.yes_no(4),
+                    start: r.dtm(5),
+                    end: r.dtm(6),
+                    return_to_work: r.dtm(7),
+                    unable_to_work: r.dtm(8),
+                };
+                if d != Disability::default() {
+                    self.out.disabilities.push(d);
+                }
+            }
             "PDA" => self.pda(&mut r),
             "PRD" => self.prd(&mut r),
             _ => {}

@@ -70,6 +70,9 @@ pub struct Clinical {
     /// The accident that brought the patient in (ACC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accident: Option<Accident>,
+    /// Disabilities (DB1) of the patient and of others in the message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disabilities: Vec<Disability>,
     /// The patient's death and autopsy (PDA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub death: Option<Death>,
@@ -1452,6 +1455,33 @@ pub struct Accident {
     /// ACC-13: the accident's identifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
+}
+
+/// A disability (DB1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Disability {
+    /// DB1-2: whose (table 0334: PT patient, GT guarantor, IN insured, AP associated party).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// DB1-3: the disabled person's identifiers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
+    /// DB1-4: disabled or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// DB1-5: disability start date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// DB1-6: disability end date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// DB1-7: return to work date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_to_work: Option<String>,
+    /// DB1-8: unable to work date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unable_to_work: Option<String>,
 }
 
 /// A patient's death and autopsy (PDA).

@@ -724,13 +724,25 @@ impl<'a> Builder<'a> {
         let Some(p) = self.c.patient.as_ref() else {
             return;
         };
-        let ids: Vec<Value> = p.identifiers.iter().map(|i| self.identifier(i)).collect();
+        let mut ids: Vec<Value> = p.identifiers.iter().map(|i| self.identifier(i)).collect();
         let (request, key) = self.keyed_request(&ids, false);
         let id = self.uuid(&[
             "Patient",
             &key.unwrap_or_else(|| format!("message|{}", self.message_key())),
         ]);
         self.patient = Some(id);
+        // DB1-3 of the patient's own disability (DB1-2 PT) identifies the patient too; it is
+        // added after PID's so the conditional update keeps PID's key.
+        for d in &self.c.disabilities {
+            if matches!(d.person.as_deref(), Some("PT") | None) {
+                for i in &d.identifiers {
+                    let v = self.identifier(i);
+                    if !ids.contains(&v) {
+                        ids.push(v);
+                    }
+                }
+            }
+        }
         // PD1-3 (primary facility, an Organization) and PD1-4 (primary care providers).
         let gps: Vec<Value> = {
             let people = p.primary_care.clone();

@@ -405,6 +405,29 @@ mod tests {
         assert_eq!(causes, vec!["I21", "J96"]);
     }
 
+    #[test]
+    fn the_patients_disability_id_is_one_of_its_identifiers() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||ADT^A01|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rDB1|1|PT|DB123^^^SSA^DI|Y|20210830|20210930\rDB1|2|GT|DB999^^^SSA^DI|Y\r";
+        let c = crate::convert::v2::to_clinical(&Message::parse(raw).unwrap());
+        assert_eq!(c.disabilities.len(), 2);
+        assert_eq!(c.disabilities[0].disabled, Some(true));
+        assert_eq!(c.disabilities[0].start.as_deref(), Some("2021-08-30"));
+        let b = bundle(raw);
+        let entry = of_type(&b, "Patient")[0];
+        let ids: Vec<&Value> = entry["resource"]["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["value"])
+            .collect();
+        // The guarantor's disability id is not the patient's; PID-3 stays the key.
+        assert_eq!(ids, vec!["7", "DB123"]);
+        assert_eq!(
+            entry["request"]["url"],
+            "Patient?identifier=urn:aorta:id:H|7"
+        );
+    }
+
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
         &b["entry"]
             .as_array()
