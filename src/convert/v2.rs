@@ -80,6 +80,7 @@ enum NoteTarget {
     Appointment,
     Referral(usize),
     Allergy(usize),
+    Problem(usize),
 }
 
 impl Converter {
@@ -168,6 +169,24 @@ impl Converter {
             "PRT" => self.prt(&mut r),
             "RF1" => self.rf1(&mut r),
             "ACC" => self.acc(&mut r),
+            "PRB" => {
+                self.out.problems.push(Problem {
+                    action: r.text(1, 1).map(|a| a.to_ascii_uppercase()),
+                    action_at: r.dtm(2),
+                    code: r.cwe(3),
+                    identifier: r.ei(4),
+                    established_at: r.dtm(7),
+                    resolved_at: r.dtm(9),
+                    classification: r.cwe(10),
+                    confirmation: r.cwe(13),
+                    life_cycle: r.cwe(14),
+                    onset_at: r.dtm(16),
+                    onset_text: r.text(17, 1),
+                    notes: Vec::new(),
+                });
+                // PPR: PRB [{NTE}] — the notes that follow are the problem's.
+                self.note_target = NoteTarget::Problem(self.out.problems.len() - 1);
+            }
             "DB1" => {
                 let d = Disability {
                     person: r.text(2, 1).map(|p| p.to_ascii_uppercase()),
@@ -718,6 +737,7 @@ impl Converter {
             NoteTarget::Appointment => self.appointment().notes.push(text),
             NoteTarget::Referral(i) => self.out.referrals[i].notes.push(text),
             NoteTarget::Allergy(i) => self.out.allergies[i].notes.push(text),
+            NoteTarget::Problem(i) => self.out.problems[i].notes.push(text),
             NoteTarget::None => {}
         }
     }

@@ -70,6 +70,9 @@ pub struct Clinical {
     /// The accident that brought the patient in (ACC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accident: Option<Accident>,
+    /// Problems on the patient's problem list (PRB, PPR^PC1/PC2/PC3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
     /// Disabilities (DB1) of the patient and of others in the message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub disabilities: Vec<Disability>,
@@ -1455,6 +1458,49 @@ pub struct Accident {
     /// ACC-13: the accident's identifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
+}
+
+/// A problem-list entry (PRB).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Problem {
+    /// PRB-1: what the message does (table 0287: AD add, UP update, CO correct, DE delete, UC
+    /// unchanged, LI link, UN unlink).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// PRB-2: when that was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_at: Option<String>,
+    /// PRB-3: the problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// PRB-4: this problem's instance id, the same in every message about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    /// PRB-7: when the problem was established.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub established_at: Option<String>,
+    /// PRB-9: when it was resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    /// PRB-10: its classification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Code>,
+    /// PRB-13: confirmation status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Code>,
+    /// PRB-14: life cycle status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub life_cycle: Option<Code>,
+    /// PRB-16: onset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_at: Option<String>,
+    /// PRB-17: onset as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_text: Option<String>,
+    /// Comments (NTE after PRB).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
 
 /// A disability (DB1).

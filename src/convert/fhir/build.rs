@@ -286,6 +286,7 @@ impl<'a> Builder<'a> {
         self.loose_observations(&order_refs);
         self.allergies();
         self.conditions();
+        self.problems();
         self.procedures();
         self.immunizations();
         self.coverages();
@@ -403,7 +404,7 @@ impl<'a> Builder<'a> {
         fj!({
             "system": c.system.as_deref().and_then(|s| self.code_system(s)),
             "version": &c.version,
-            "code": &c.code,
+            "code": c.code.as_deref().map(fhir_code),
             "display": &c.display,
         })
     }
@@ -2892,6 +2893,78 @@ impl<'a> Builder<'a> {
         self.push("Provenance", id, resource, Request::Update);
     }
 
+    /// PRB (problem messages, PPR^PC1/PC2/PC3) as problem-list Conditions. The guide has no PRB
+    /// map; fields follow the v2 standard (chapter 12). A problem is keyed by its instance id
+    /// (PRB-4), so an update or delete reaches the Condition the add made.
+    fn problems(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        for (n, pr) in self.c.problems.iter().enumerate() {
+            let key = match &pr.identifier {
+                Some(i) if i.value.is_some() => format!(
+                    "instance|{}|{}|{}",
+                    i.authority.as_deref().unwrap_or_default(),
+                    i.authority_id.as_deref().unwrap_or_default(),
+                    i.value.as_deref().unwrap_or_default()
+                ),
+                _ => format!(
+                    "code|{}|{}|{n}",
+                    pr.code
+                        .as_ref()
+                        .and_then(|c| c.system.as_deref())
+                        .unwrap_or_default(),
+                    pr.code
+                        .as_ref()
+                        .and_then(|c| c.code.as_deref())
+                        .unwrap_or_default()
+                ),
+            };
+            let id = self.uuid(&["Condition", &patient.to_string(), "problem", &key]);
+            let code_of = |c: &Option<Code>| {
+                c.as_ref()
+                    .and_then(|c| c.code.clone().or_else(|| c.display.clone()))
+            };
+            let (clinical, verification) = vocab::problem_status(
+                pr.action.as_deref(),
+                code_of(&pr.life_cycle).as_deref(),
+                code_of(&pr.confirmation).as_deref(),
+                pr.resolved_at.is_some(),
+            );
+            let onset = self.dt(&pr.onset_at);
+            let notes = self.annotations(&pr.notes);
+            let mut categories = vec![fj!({"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                "code": "problem-list-item",
+            }]})];
+            if let Some(c) = &pr.classification {
+                categories.push(self.concept_of(c));
+            }
+            let resource = fj!({
+                "identifier": pr.identifier.as_ref().map(|i| vec![self.identifier(i)]),
+                "clinicalStatus": clinical.map(|c| fj!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": c,
+                }]})),
+                "verificationStatus": verification.map(|v| fj!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                    "code": v,
+                }]})),
+                "category": categories,
+                "code": self.concept(&pr.code),
+                "subject": reference(patient),
+                "encounter": opt_ref(self.encounter),
+                "onsetDateTime": onset.clone(),
+                "onsetString": if onset.is_null() { pr.onset_text.as_deref() } else { None },
+                // A deleted problem keeps no abatement: entered-in-error has no clinical status.
+                "abatementDateTime": if clinical.is_some() { self.dt(&pr.resolved_at) } else { Value::Null },
+                "recordedDate": self.dt(&pr.established_at),
+                "note": notes,
+            });
+            self.push("Condition", id, resource, Request::Update);
+        }
+    }
+
     /// ACC as an injury-incident Observation. The guide maps no ACC field (its message maps
     /// list the segment without a target); the shape follows the US VRDR Injury Incident
     /// profile: LOINC 11374-6, ACC-8 as the value, ACC-1 as the time, and the indicators as
@@ -3258,6 +3331,16 @@ fn is_primary_care(r: &Role) -> bool {
     })
 }
 
+/// A v2 code as FHIR's `code` type allows it: no leading or trailing whitespace and single
+/// spaces inside (v2 senders pad and double-space free-text codes such as `lung  new issue`).
+fn fhir_code(code: &str) -> String {
+    let t = code.trim();
+    if !t.contains(|c: char| c.is_whitespace() && c != ' ') && !t.contains("  ") {
+        return t.to_string();
+    }
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A v2 Y/N indicator (table 0136) as a CodeableConcept.
 fn yes_no(b: bool) -> Value {
     let (code, display) = if b { ("Y", "Yes") } else { ("N", "No") };
@@ -3281,6 +3364,13 @@ mod tests {
                 Uuid::new_v5(&NAMESPACE, parts.join("|").as_bytes())
             );
         }
+    }
+
+    #[test]
+    fn codes_lose_the_whitespace_fhir_forbids() {
+        assert_eq!(fhir_code("I21"), "I21");
+        assert_eq!(fhir_code(" lung  new issue "), "lung new issue");
+        assert_eq!(fhir_code("a\tb"), "a b");
     }
 
     #[test]

@@ -428,6 +428,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn problems_are_problem_list_conditions_keyed_by_their_instance() {
+        let add = b"MSH|^~\\&|A|F|B|G|20240101||PPR^PC1|M1|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPRB|AD|20240101|G47.31^Primary central sleep apnea^I10|P77^EHR|||||||||confirmed|active||20231201\rNTE|1||Uses CPAP\r";
+        let b = bundle(add);
+        let c = &of_type(&b, "Condition")[0]["resource"];
+        assert_eq!(c["category"][0]["coding"][0]["code"], "problem-list-item");
+        assert_eq!(c["code"]["coding"][0]["code"], "G47.31");
+        assert_eq!(c["identifier"][0]["value"], "P77");
+        assert_eq!(c["clinicalStatus"]["coding"][0]["code"], "active");
+        assert_eq!(c["verificationStatus"]["coding"][0]["code"], "confirmed");
+        assert_eq!(c["onsetDateTime"], "2023-12-01");
+        assert_eq!(c["note"][0]["text"], "Uses CPAP");
+        // Resolved later: the same Condition, resolved with its date (con-4).
+        let update = b"MSH|^~\\&|A|F|B|G|20240301||PPR^PC2|M2|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPRB|UP|20240301|G47.31^Primary central sleep apnea^I10|P77^EHR|||||20240301|||||active\r";
+        let u = bundle(update);
+        let d = &of_type(&u, "Condition")[0]["resource"];
+        assert_eq!(d["id"], c["id"]);
+        assert_eq!(d["clinicalStatus"]["coding"][0]["code"], "resolved");
+        assert_eq!(d["abatementDateTime"], "2024-03-01");
+        // Deleted: entered in error, without a clinical status or abatement (con-5).
+        let delete = b"MSH|^~\\&|A|F|B|G|20240401||PPR^PC3|M3|P|2.5\rPID|1||7^^^H^MR||DOE^JANE\rPRB|DE|20240401|G47.31^Primary central sleep apnea^I10|P77^EHR||||||||||||\r";
+        let x = bundle(delete);
+        let e = &of_type(&x, "Condition")[0]["resource"];
+        assert_eq!(e["id"], c["id"]);
+        assert_eq!(
+            e["verificationStatus"]["coding"][0]["code"],
+            "entered-in-error"
+        );
+        assert!(e.get("clinicalStatus").is_none());
+        for b in [&b, &u, &x] {
+            assert!(crate::fhir::validate::validate(b).is_empty());
+        }
+    }
+
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
         &b["entry"]
             .as_array()

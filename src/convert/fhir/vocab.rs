@@ -665,6 +665,54 @@ pub fn bcp47(code: &str) -> Option<&'static str> {
         .map(|(_, two)| *two)
 }
 
+/// Condition clinical and verification status of a problem (PRB-14 life cycle, PRB-13
+/// confirmation, PRB-1 action, PRB-9 resolved): FHIR's own codes are taken as they are; a
+/// deleted problem (`DE`) is `entered-in-error` without a clinical status (con-5); a resolved
+/// one is at least `resolved` (con-4 allows only inactive, resolved or remission then).
+pub fn problem_status(
+    action: Option<&str>,
+    life_cycle: Option<&str>,
+    confirmation: Option<&str>,
+    resolved: bool,
+) -> (Option<&'static str>, Option<&'static str>) {
+    if action.is_some_and(|a| a.trim().eq_ignore_ascii_case("DE")) {
+        return (None, Some("entered-in-error"));
+    }
+    let clinical = life_cycle.and_then(|s| {
+        [
+            "active",
+            "recurrence",
+            "relapse",
+            "inactive",
+            "remission",
+            "resolved",
+        ]
+        .into_iter()
+        .find(|c| c.eq_ignore_ascii_case(s.trim()))
+    });
+    let clinical = match clinical {
+        Some(c @ ("inactive" | "remission" | "resolved")) => Some(c),
+        _ if resolved => Some("resolved"),
+        c => c,
+    };
+    let verification = confirmation.and_then(|s| {
+        [
+            "unconfirmed",
+            "provisional",
+            "differential",
+            "confirmed",
+            "refuted",
+            "entered-in-error",
+        ]
+        .into_iter()
+        .find(|c| c.eq_ignore_ascii_case(s.trim()))
+    });
+    if verification == Some("entered-in-error") {
+        return (None, verification);
+    }
+    (clinical, verification)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
