@@ -169,6 +169,19 @@ impl Converter {
             "PRT" => self.prt(&mut r),
             "RF1" => self.rf1(&mut r),
             "ACC" => self.acc(&mut r),
+            "SFT" => {
+                let s = Software {
+                    vendor: r.text(1, 1),
+                    version: r.text(2, 1),
+                    product: r.text(3, 1),
+                    binary_id: r.text(4, 1),
+                    information: r.text(5, 1),
+                    installed_at: r.dtm(6),
+                };
+                if s != Software::default() {
+                    self.out.message.software.push(s);
+                }
+            }
             "PRB" => {
                 self.out.problems.push(Problem {
                     action: r.text(1, 1).map(|a| a.to_ascii_uppercase()),

@@ -110,6 +110,9 @@ pub struct MessageInfo {
     /// EVN-4 event reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_reason: Option<Code>,
+    /// The software that made or passed on the message (SFT), in message order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub software: Vec<Software>,
     /// MSH-3-1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sending_application: Option<String>,
@@ -1458,6 +1461,30 @@ pub struct Accident {
     /// ACC-13: the accident's identifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
+}
+
+/// A piece of software that made or handled the message (SFT).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Software {
+    /// SFT-1-1: the vendor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// SFT-2: certified version or release number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// SFT-3: product name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// SFT-4: binary id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary_id: Option<String>,
+    /// SFT-5: product information.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub information: Option<String>,
+    /// SFT-6: install date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<String>,
 }
 
 /// A problem-list entry (PRB).

@@ -297,6 +297,7 @@ impl<'a> Builder<'a> {
         self.document();
         self.message_header();
         self.provenance();
+        self.source_provenance();
         let authorities = std::mem::take(&mut *self.authorities.borrow_mut());
         for (key, id, resource) in authorities {
             if self.shared.contains_key(&key) {
@@ -2893,6 +2894,93 @@ impl<'a> Builder<'a> {
         self.push("Provenance", id, resource, Request::Update);
     }
 
+    /// The guide's MSH[Provenance-Source], made when the message names its software (SFT):
+    /// the MessageHeader as target, MSH-7 as recorded and occurred, the sending facility
+    /// (MSH-4) or responsible organization (MSH-22) as author, and each SFT as a Device entity
+    /// (SFT[Device]) — the first the original source, the rest derivations, as the message
+    /// maps say. Entity[1] (the v2 message itself as a DocumentReference) is left out: the
+    /// journal keeps the message, and a copy would double every Bundle.
+    fn source_provenance(&mut self) {
+        let m = &self.c.message;
+        if m.software.is_empty() {
+            return;
+        }
+        let Some(header) = self
+            .entries
+            .iter()
+            .find(|e| e.kind == "MessageHeader")
+            .map(|e| e.id)
+        else {
+            return;
+        };
+        let author = |who: Value| {
+            fj!({"type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                "code": "author",
+            }]}, "who": who})
+        };
+        let mut agents = Vec::new();
+        let sender = self.authority(
+            m.sending_facility.as_deref(),
+            m.sending_facility_id
+                .as_ref()
+                .map(|(u, k)| (u.as_str(), k.as_str())),
+        );
+        if m.sending_organization.is_none() && !sender.is_null() {
+            agents.push(author(sender));
+        }
+        if let Some(org) = m
+            .sending_organization
+            .as_deref()
+            .and_then(|n| self.organization(Some(n), Vec::new()))
+        {
+            agents.push(author(reference(org)));
+        }
+        let recorded = self.instant(&m.sent_at);
+        if agents.is_empty() || recorded.is_null() {
+            return;
+        }
+        let mut entities = Vec::new();
+        for (n, s) in m.software.iter().enumerate() {
+            let key = format!(
+                "Device|software|{}|{}|{}|{}",
+                s.vendor.as_deref().unwrap_or_default(),
+                s.product.as_deref().unwrap_or_default(),
+                s.version.as_deref().unwrap_or_default(),
+                s.binary_id.as_deref().unwrap_or_default()
+            );
+            let resource = fj!({
+                "manufacturer": &s.vendor,
+                "deviceName": s.product.as_ref().map(|p| vec![fj!({"name": p, "type": "manufacturer-name"})]),
+                "modelNumber": &s.binary_id,
+                "version": s.version.as_ref().map(|v| vec![fj!({"value": v})]),
+                "note": s.information.as_ref().map(|t| vec![fj!({"text": t})]),
+            });
+            let device = self.shared_resource("Device", key, Request::Update, || resource);
+            entities.push(fj!({
+                "role": if n == 0 { "source" } else { "derivation" },
+                "what": reference(device),
+            }));
+        }
+        let id = self.uuid(&["Provenance", "source", &self.message_key()]);
+        let resource = fj!({
+            "target": [reference(header)],
+            "recorded": recorded,
+            "occurredDateTime": self.dt(&m.sent_at),
+            "activity": {"coding": [{
+                "display": format!(
+                    "message - {}^{}^{}",
+                    m.r#type.as_deref().unwrap_or_default(),
+                    m.event.as_deref().unwrap_or_default(),
+                    m.structure.as_deref().unwrap_or_default()
+                ),
+            }]},
+            "agent": agents,
+            "entity": entities,
+        });
+        self.push("Provenance", id, resource, Request::Update);
+    }
+
     /// PRB (problem messages, PPR^PC1/PC2/PC3) as problem-list Conditions. The guide has no PRB
     /// map; fields follow the v2 standard (chapter 12). A problem is keyed by its instance id
     /// (PRB-4), so an update or delete reaches the Condition the add made.
@@ -3178,8 +3266,11 @@ impl<'a> Builder<'a> {
             }],
             "sender": sender,
             "responsible": responsible,
+            // SFT[MessageHeader]: the last SFT is the software that sent this message.
             "source": {
                 "name": &m.sending_application,
+                "software": m.software.last().and_then(|s| s.product.clone()),
+                "version": m.software.last().and_then(|s| s.version.clone()),
                 "endpoint": endpoint(&m.sending_application),
             },
             "reason": m.event_reason.as_ref().map(|c| self.concept_of(c)),

@@ -462,6 +462,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn software_is_the_headers_source_and_the_provenances_devices() {
+        let raw = b"MSH|^~\\&|LAB|GHH^2.16.840.1.1^ISO|EHR|X|20240101120000+0100||ORU^R01^ORU_R01|M1|P|2.5.1\rSFT|Acme Lab Systems|5.1.2|AcmeLIS|B42|Bundled|20230101\rSFT|Corepoint|7.0|Corepoint Engine|CP7\rPID|1||7^^^H^MR||DOE^JANE\r";
+        let b = bundle(raw);
+        let header = &of_type(&b, "MessageHeader")[0]["resource"];
+        // The last SFT sent the message.
+        assert_eq!(header["source"]["software"], "Corepoint Engine");
+        assert_eq!(header["source"]["version"], "7.0");
+        let prov = of_type(&b, "Provenance")
+            .into_iter()
+            .find(|p| p["resource"]["entity"].is_array())
+            .unwrap();
+        let p = &prov["resource"];
+        assert_eq!(
+            p["target"][0]["reference"],
+            of_type(&b, "MessageHeader")[0]["fullUrl"]
+        );
+        assert_eq!(p["recorded"], "2024-01-01T12:00:00+01:00");
+        assert_eq!(p["agent"][0]["type"]["coding"][0]["code"], "author");
+        assert_eq!(
+            by_url(&b, &p["agent"][0]["who"]["reference"])["resourceType"],
+            "Organization"
+        );
+        let roles: Vec<&Value> = p["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["role"])
+            .collect();
+        assert_eq!(roles, vec!["source", "derivation"]);
+        let first = by_url(&b, &p["entity"][0]["what"]["reference"]);
+        assert_eq!(first["manufacturer"], "Acme Lab Systems");
+        assert_eq!(first["deviceName"][0]["name"], "AcmeLIS");
+        assert_eq!(first["version"][0]["value"], "5.1.2");
+        assert_eq!(first["modelNumber"], "B42");
+        assert!(crate::fhir::validate::validate(&b).is_empty());
+    }
+
     fn by_url<'a>(b: &'a Value, url: &Value) -> &'a Value {
         &b["entry"]
             .as_array()
