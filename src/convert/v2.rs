@@ -1123,10 +1123,19 @@ impl Converter {
     }
 
     fn ais(&mut self, r: &mut Reader<'_, '_>) {
-        let (service, start) = (r.cwe(3), r.dtm(4));
+        let service = r.cwe(3).map(|what| Booked {
+            what,
+            r#type: None,
+            start: r.dtm(4),
+            duration: r.number(7),
+            duration_units: r.cwe(8),
+            status: r.cwe(10),
+        });
         let a = self.appointment();
-        a.services.extend(service);
-        fill(&mut a.start, start);
+        if let Some(s) = service {
+            fill(&mut a.start, s.start.clone());
+            a.services.push(s);
+        }
     }
 
     fn acc(&mut self, r: &mut Reader<'_, '_>) {
@@ -2192,7 +2201,7 @@ mod tests {
         let a = siu.appointment.as_ref().unwrap();
         assert_eq!(a.start.as_deref(), Some("2024-03-10T09:00:00"));
         assert_eq!(a.status.as_ref().unwrap().code.as_deref(), Some("Booked"));
-        assert_eq!(a.services[0].code.as_deref(), Some("CONSULT"));
+        assert_eq!(a.services[0].what.code.as_deref(), Some("CONSULT"));
         assert_eq!(
             a.personnel[0].what.name.as_ref().unwrap().family.as_deref(),
             Some("LEE")

@@ -1330,9 +1330,9 @@ pub struct Appointment {
     /// Filler status (SCH-25, table 0278: Booked, Cancelled, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Code>,
-    /// Services (AIS-3).
+    /// Services (AIS-3, with AIS-4 start, AIS-7/8 duration and AIS-10 status).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<Code>,
+    pub services: Vec<Booked<Code>>,
     /// Resources such as equipment (AIG-3, with AIG-4 type, AIG-8 start, AIG-11/12 duration,
     /// AIG-14 status).
     #[serde(skip_serializing_if = "Vec::is_empty")]

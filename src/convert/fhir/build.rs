@@ -2605,9 +2605,13 @@ impl<'a> Builder<'a> {
             participants.push(fj!({"actor": reference(p), "status": "accepted"}));
         }
         // AIP, AIL, AIG: each with its type, period and status.
+        // Who and where are booked also perform the booked services (below).
+        let mut performers = Vec::new();
+        let mut places = Vec::new();
         for b in &a.personnel {
             if let Some(p) = self.practitioner(&b.what) {
                 participants.push(self.booked_participant(p, b));
+                performers.push(p);
             }
         }
         // AIL-4 says what kind of place it is (table 0305: clinic, department, home, …): the
@@ -2624,6 +2628,7 @@ impl<'a> Builder<'a> {
                     o.remove("type");
                 }
                 participants.push(participant);
+                places.push(loc);
             }
         }
         // An AIG resource (equipment, mostly) as a Device known by AIG-3. The guide points
@@ -2643,6 +2648,7 @@ impl<'a> Builder<'a> {
                     .or_insert_with(|| fj!([{"name": name, "type": "user-friendly-name"}]));
             }
             participants.push(self.booked_participant(device, b));
+            performers.push(device);
         }
         // SCH-12/16/20: the placer's and filler's contacts and who entered it.
         for p in self.practitioners(&a.contacts) {
@@ -2678,15 +2684,14 @@ impl<'a> Builder<'a> {
             }
             _ => Value::Null,
         };
-        // SCH-26/27 → basedOn the ServiceRequest of those order numbers (SCH[ServiceRequest],
-        // AIS[ServiceRequest]).
-        let based_on = self.scheduled_order(a);
+        // SCH[ServiceRequest] and AIS[ServiceRequest]: what was booked, as ServiceRequests.
+        let based_on = self.scheduled_orders(a, id, &performers, &places);
         let resource = fj!({
             "identifier": ids,
             "status": status,
-            "basedOn": based_on.map(|s| vec![reference(s)]),
+            "basedOn": based_on.into_iter().map(reference).collect::<Vec<_>>(),
             "cancelationReason": if status == "cancelled" { self.concept(&a.event_reason) } else { Value::Null },
-            "serviceType": a.services.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+            "serviceType": a.services.iter().map(|s| self.concept_of(&s.what)).collect::<Vec<_>>(),
             "appointmentType": self.concept(&a.r#type),
             "reasonCode": [self.concept(&a.reason)],
             "start": start,
@@ -2727,29 +2732,83 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// The order an appointment is for (SCH-26/27), with its service (AIS-3) and time.
-    fn scheduled_order(&mut self, a: &crate::record::clinical::Appointment) -> Option<Uuid> {
-        let patient = self.patient?;
+    /// The ServiceRequests an appointment books (the SIU message map: SCH[ServiceRequest] for
+    /// each, AIS[ServiceRequest] one per AIS): SCH-26/27 order numbers, the status from SCH-25,
+    /// the service AIS-3 as the code (the guide also lists it as an identifier; it names the
+    /// test, not the order), AIS-4 start and AIS-7/8 duration, else the appointment's times.
+    /// The first carries the order numbers and is keyed by them; further AIS are keyed by the
+    /// appointment and their place, so two services never claim one order number. The booked
+    /// personnel and equipment (AIP, AIG) are their desired performers and the booked
+    /// locations (AIL) their requested locations.
+    fn scheduled_orders(
+        &mut self,
+        a: &crate::record::clinical::Appointment,
+        appointment: Uuid,
+        performers: &[Uuid],
+        places: &[Uuid],
+    ) -> Vec<Uuid> {
+        let Some(patient) = self.patient else {
+            return Vec::new();
+        };
         let ids = self.placer_filler(&a.placer_order, &a.filler_order);
-        if ids.is_empty() {
-            return None;
+        if a.services.is_empty() && ids.is_empty() {
+            return Vec::new();
         }
-        let (request, key) = self.keyed_request(&ids, false);
-        let id = self.uuid(&[
-            "ServiceRequest",
-            &key.unwrap_or_else(|| format!("message|{}|scheduled", self.message_key())),
-        ]);
-        let resource = fj!({
-            "identifier": ids,
-            "status": "active",
-            "intent": "order",
-            "code": a.services.first().map(|c| self.concept_of(c)),
-            "subject": reference(patient),
-            "encounter": opt_ref(self.encounter),
-            "occurrencePeriod": {"start": self.dt(&a.start), "end": self.dt(&a.end)},
-        });
-        self.push("ServiceRequest", id, resource, request);
-        Some(id)
+        let status = match a
+            .status
+            .as_ref()
+            .and_then(|s| s.code.as_deref())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("complete") => "completed",
+            Some("cancelled" | "discontinued") => "revoked",
+            Some("deleted") => "entered-in-error",
+            _ => "active",
+        };
+        let none = crate::record::clinical::Booked::<Code>::default();
+        let services: Vec<&crate::record::clinical::Booked<Code>> = if a.services.is_empty() {
+            vec![&none]
+        } else {
+            a.services.iter().collect()
+        };
+        let mut out = Vec::new();
+        for (n, s) in services.into_iter().enumerate() {
+            let (request, key) = if n == 0 {
+                self.keyed_request(&ids, false)
+            } else {
+                (Request::Update, None)
+            };
+            let id = self.uuid(&[
+                "ServiceRequest",
+                &key.unwrap_or_else(|| format!("appointment|{appointment}|{n}")),
+            ]);
+            let (start, end) = match &s.start {
+                Some(start) => {
+                    let unit = s.duration_units.as_ref().and_then(|u| u.code.as_deref());
+                    let end = s
+                        .duration
+                        .and_then(|d| seconds_of(d, unit))
+                        .and_then(|secs| add_seconds(start, secs));
+                    (Some(start.clone()), end)
+                }
+                None => (a.start.clone(), a.end.clone()),
+            };
+            let resource = fj!({
+                "identifier": if n == 0 { ids.clone() } else { Vec::new() },
+                "status": status,
+                "intent": "order",
+                "code": s.what.code.as_ref().or(s.what.display.as_ref()).map(|_| self.concept_of(&s.what)),
+                "subject": reference(patient),
+                "encounter": opt_ref(self.encounter),
+                "occurrencePeriod": {"start": self.dt(&start), "end": self.dt(&end)},
+                "performer": performers.iter().copied().map(reference).collect::<Vec<_>>(),
+                "locationReference": places.iter().copied().map(reference).collect::<Vec<_>>(),
+            });
+            self.push("ServiceRequest", id, resource, request);
+            out.push(id);
+        }
+        out
     }
 
     fn document(&mut self) {

@@ -955,6 +955,47 @@ mod tests {
         assert_eq!(order["resourceType"], "ServiceRequest");
         assert_eq!(order["identifier"][0]["value"], "ORD1");
         assert_eq!(order["code"]["coding"][0]["code"], "76164006");
+        assert_eq!(order["status"], "active");
+        // Booked people and equipment perform it, in the booked room.
+        let performers: Vec<&Value> = order["performer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &resolve(&b, p)["resourceType"])
+            .collect();
+        assert_eq!(performers, vec!["Practitioner", "Device"]);
+        assert_eq!(
+            resolve(&b, &order["locationReference"][0])["resourceType"],
+            "Location"
+        );
+    }
+
+    #[test]
+    fn each_booked_service_is_a_service_request_even_without_an_order_number() {
+        let raw = b"MSH|^~\\&|A|F|B|G|20240101||SIU^S15|M1|P|2.5\rSCH|A1^EHR|F1^SCHED||||CANCEL|||30|min|^^30^20240105090000+0100^20240105093000+0100||||||||||||||Cancelled\rPID|1||7^^^H^MR||DOE^JANE\rRGS|1\rAIS|1||CONSULT^Consultation^L|20240105090000+0100|||20|min\rAIS|2||ECG^Electrocardiogram^L|20240105092000+0100|||10|min\r";
+        let b = bundle(raw);
+        let a = &of_type(&b, "Appointment")[0]["resource"];
+        let orders: Vec<&Value> = a["basedOn"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| resolve(&b, r))
+            .collect();
+        assert_eq!(orders.len(), 2);
+        assert_eq!(orders[1]["code"]["coding"][0]["code"], "ECG");
+        // AIS-4 plus AIS-7 minutes.
+        assert_eq!(
+            orders[1]["occurrencePeriod"]["end"],
+            "2024-01-05T09:30:00+01:00"
+        );
+        // SCH-25 Cancelled: the booked service is revoked.
+        assert_eq!(orders[0]["status"], "revoked");
+        assert_ne!(orders[0]["id"], orders[1]["id"]);
+        assert_eq!(
+            bundle(raw)["entry"],
+            b["entry"],
+            "the same ids when sent again"
+        );
     }
 
     #[test]
