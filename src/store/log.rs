@@ -273,6 +273,15 @@ impl SegmentLog {
         self.next_seq
     }
 
+    /// Waits until the next segment's preparation (a thread creating or renaming its file) is
+    /// done, as `drop` does: a closed log must leave the directory still for whoever opens it
+    /// next, in this process or another.
+    pub fn settle(&mut self) {
+        if let Some(h) = self.spare.take() {
+            let _ = h.join();
+        }
+    }
+
     fn prepare_spare(&mut self) {
         if self.spare.is_some() {
             return;

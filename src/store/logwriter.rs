@@ -554,6 +554,11 @@ impl LogWriter {
                 Err(_) => break,
             }
         }
+        // Nothing is written after this: let the segment preparer finish its file now, not
+        // when the last handle is dropped (a reopen in this process would race it).
+        if let Ok(mut log) = self.log.lock() {
+            log.settle();
+        }
         let _ = self.index.send(Request::Close(done));
     }
 }
