@@ -460,6 +460,21 @@ mod tests {
         for b in [&b, &u, &x] {
             assert!(crate::fhir::validate::validate(b).is_empty());
         }
+        // FHIR input: a problem-list Condition is a problem of the record again, and the
+        // same Condition when converted back.
+        let back = super::to_clinical(&u).unwrap();
+        assert!(back.diagnoses.is_empty());
+        let p = &back.problems[0];
+        assert_eq!(p.code.as_ref().unwrap().code.as_deref(), Some("G47.31"));
+        assert_eq!(
+            p.life_cycle.as_ref().unwrap().code.as_deref(),
+            Some("resolved")
+        );
+        assert_eq!(p.resolved_at.as_deref(), Some("2024-03-01"));
+        let again = to_bundle(&back, &FhirOptions::default());
+        assert_eq!(of_type(&again, "Condition")[0]["resource"]["id"], c["id"]);
+        let gone = super::to_clinical(&x).unwrap();
+        assert_eq!(gone.problems[0].action.as_deref(), Some("DE"));
     }
 
     #[test]

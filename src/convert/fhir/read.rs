@@ -176,6 +176,14 @@ pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
         c.insurance.push(r.coverage(cov));
     }
     for d in of("Condition") {
+        // A problem-list entry is a problem (PRB), any other Condition a diagnosis (DG1).
+        let problem = array(d, "category")
+            .flat_map(|c| array(c, "coding"))
+            .any(|c| str_at(c, "code") == Some("problem-list-item"));
+        if problem {
+            c.problems.push(r.problem(d));
+            continue;
+        }
         let mut dx = r.diagnosis(d);
         if let Some((t, rank)) = roles.remove(&(d as *const Value)) {
             dx.r#type = t;
@@ -1086,6 +1094,35 @@ impl<'a> Reader<'a> {
             notes: array(a, "note").filter_map(note).collect(),
             identifier: array(a, "identifier").next().map(identifier),
             ..Allergy::default()
+        }
+    }
+
+    fn problem(&self, d: &Value) -> Problem {
+        let status = |key: &str| {
+            d.get(key)
+                .and_then(|s| array(s, "coding").find_map(|c| string(c, "code")))
+        };
+        let verification = status("verificationStatus");
+        Problem {
+            action: (verification.as_deref() == Some("entered-in-error")).then(|| "DE".into()),
+            code: concept(d.get("code")),
+            identifier: array(d, "identifier").next().map(identifier),
+            established_at: string(d, "recordedDate"),
+            resolved_at: string(d, "abatementDateTime"),
+            life_cycle: status("clinicalStatus").map(|c| Code {
+                code: Some(c),
+                ..Code::default()
+            }),
+            confirmation: verification
+                .filter(|v| v != "entered-in-error")
+                .map(|c| Code {
+                    code: Some(c),
+                    ..Code::default()
+                }),
+            onset_at: string(d, "onsetDateTime"),
+            onset_text: string(d, "onsetString"),
+            notes: array(d, "note").filter_map(note).collect(),
+            ..Problem::default()
         }
     }
 
