@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::hl7::{Element, Message, Segment};
+use crate::hl7::{Element, Message, Parts, Segment};
 use crate::record::clinical::*;
 
 /// Converts a parsed message.
@@ -1327,16 +1327,43 @@ fn ucum_time_unit(u: &str) -> Option<String> {
     Some(unit.to_string())
 }
 
+/// What a value's components are read from: the element itself (each component found by a
+/// scan from the start), or its [`Parts`] split once, for readers that take many.
+trait Components<'m> {
+    /// Component `i` (0-based).
+    fn component(&self, i: usize) -> Option<Element<'m>>;
+    /// How many components there are.
+    fn count(&self) -> usize;
+}
+
+impl<'m> Components<'m> for Element<'m> {
+    fn component(&self, i: usize) -> Option<Element<'m>> {
+        self.child(i)
+    }
+    fn count(&self) -> usize {
+        self.children().count()
+    }
+}
+
+impl<'m> Components<'m> for Parts<'m> {
+    fn component(&self, i: usize) -> Option<Element<'m>> {
+        self.get(i)
+    }
+    fn count(&self) -> usize {
+        Parts::count(self)
+    }
+}
+
 /// The text of component `n` (1-based) of a repetition, read down to its first subcomponent.
-fn comp_text(rep: &Element<'_>, n: usize) -> Option<String> {
-    rep.child(n - 1)
+fn comp_text<'m>(rep: &impl Components<'m>, n: usize) -> Option<String> {
+    rep.component(n - 1)
         .and_then(|c| c.child(0))
         .and_then(|s| clean(s.text()))
 }
 
 /// Subcomponent `s` of component `n` (both 1-based).
-fn sub_text(rep: &Element<'_>, n: usize, s: usize) -> Option<String> {
-    rep.child(n - 1)
+fn sub_text<'m>(rep: &impl Components<'m>, n: usize, s: usize) -> Option<String> {
+    rep.component(n - 1)
         .and_then(|c| c.child(s - 1))
         .and_then(|x| clean(x.text()))
 }
@@ -1471,6 +1498,7 @@ impl<'m> Reader<'_, 'm> {
     fn cxs(&mut self, field: usize) -> Vec<Identifier> {
         let mut out = Vec::new();
         for rep in self.reps(field) {
+            let rep = rep.parts();
             let Some(value) = comp_text(&rep, 1) else {
                 continue;
             };
@@ -1562,6 +1590,7 @@ impl<'m> Reader<'_, 'm> {
         self.reps(field)
             .iter()
             .filter_map(|rep| {
+                let rep = &rep.parts();
                 let a = Address {
                     lines: [sub_text(rep, 1, 1), comp_text(rep, 2)]
                         .into_iter()
@@ -1577,7 +1606,7 @@ impl<'m> Reader<'_, 'm> {
                     end: None,
                 };
                 let mut a = a;
-                if rep.children().count() >= 12 {
+                if rep.count() >= 12 {
                     a.start = comp_text(rep, 13)
                         .or_else(|| sub_text(rep, 12, 1))
                         .and_then(|t| hl7_datetime(&t));
@@ -1595,6 +1624,7 @@ impl<'m> Reader<'_, 'm> {
         self.reps(field)
             .iter()
             .filter_map(|rep| {
+                let rep = &rep.parts();
                 let email = comp_text(rep, 4);
                 let number = comp_text(rep, 1).or_else(|| comp_text(rep, 12));
                 let composed = || {
@@ -1613,7 +1643,7 @@ impl<'m> Reader<'_, 'm> {
                     Some(s)
                 };
                 let equipment = comp_text(rep, 3);
-                let long = rep.children().count() >= 13;
+                let long = rep.count() >= 13;
                 let value = match equipment.as_deref() {
                     Some("Internet") | Some("X.400") => email.or(number),
                     _ => number.or_else(composed).or(email),
@@ -1636,7 +1666,7 @@ impl<'m> Reader<'_, 'm> {
     }
 
     fn xon(&self, field: usize) -> Option<Organization> {
-        let rep = self.first(field)?;
+        let rep = self.first(field)?.parts();
         let value = comp_text(&rep, 10).or_else(|| comp_text(&rep, 3));
         let (authority, authority_id) = (sub_text(&rep, 6, 1), sub_text(&rep, 6, 2));
         let r#type = comp_text(&rep, 7);
@@ -1658,7 +1688,7 @@ impl<'m> Reader<'_, 'm> {
     }
 
     fn pl(&self, field: usize) -> Option<Location> {
-        let rep = self.first(field)?;
+        let rep = self.first(field)?.parts();
         let l = Location {
             point_of_care: comp_text(&rep, 1),
             room: comp_text(&rep, 2),
@@ -1679,7 +1709,7 @@ impl<'m> Reader<'_, 'm> {
                     ))
                 })
                 .collect(),
-            identifier: rep.child(9).and_then(|c| ei_of(&c, true)),
+            identifier: rep.get(9).and_then(|c| ei_of(&c, true)),
         };
         (l != Location::default()).then_some(l)
     }
@@ -1764,6 +1794,7 @@ impl<'m> Reader<'_, 'm> {
 }
 
 fn cwe_of(rep: &Element<'_>) -> Option<Code> {
+    let rep = &rep.parts();
     let alt = |c: usize, d: usize, s: usize| {
         let a = Code {
             code: comp_text(rep, c),
@@ -1788,7 +1819,7 @@ fn cwe_of(rep: &Element<'_>) -> Option<Code> {
 }
 
 /// A name starting at component `start` (1 for XPN, 2 for the name part of XCN).
-fn name_of(rep: &Element<'_>, start: usize) -> Name {
+fn name_of<'m>(rep: &impl Components<'m>, start: usize) -> Name {
     let c = |k: usize| comp_text(rep, start + k);
     let mut given: Vec<String> = c(1).into_iter().collect();
     if let Some(middle) = c(2) {
@@ -1801,7 +1832,7 @@ fn name_of(rep: &Element<'_>, start: usize) -> Name {
         (17, 19, 20)
     };
     // Most names stop long before: one count saves a failing scan per absent component.
-    let long = rep.children().count() >= at;
+    let long = rep.count() >= at;
     let when = |k: usize, part: usize| {
         if !long {
             return None;
@@ -1824,6 +1855,7 @@ fn name_of(rep: &Element<'_>, start: usize) -> Name {
 }
 
 fn xcn_of(rep: &Element<'_>) -> Option<Person> {
+    let rep = &rep.parts();
     let id = comp_text(rep, 1).map(|value| Identifier {
         value: Some(value),
         r#type: comp_text(rep, 13),
@@ -1871,7 +1903,7 @@ pub fn hl7_datetime(text: &str) -> Option<String> {
             if zh > 14 || zm > 59 {
                 return None;
             }
-            Some(format!("{}{:02}:{:02}", &z[..1], zh, zm))
+            Some((&z[..1], &zd[..2], &zd[2..]))
         }
         None => None,
     };
@@ -1887,21 +1919,26 @@ pub fn hl7_datetime(text: &str) -> Option<String> {
     {
         return None;
     }
+    // The digits are checked ASCII above: each part is copied as it stands (two digits each,
+    // four for the year) rather than parsed and formatted again.
     let n = |r: std::ops::Range<usize>| -> u32 { digits[r].parse().unwrap_or(0) };
     let year = n(0..4);
-    let mut out = format!("{year:04}");
+    let mut out = String::with_capacity(40);
+    out.push_str(&digits[0..4]);
     if digits.len() >= 6 {
         let month = n(4..6);
         if !(1..=12).contains(&month) {
             return None;
         }
-        out.push_str(&format!("-{month:02}"));
+        out.push('-');
+        out.push_str(&digits[4..6]);
         if digits.len() >= 8 {
             let day = n(6..8);
             if day == 0 || day > days_in_month(year, month) {
                 return None;
             }
-            out.push_str(&format!("-{day:02}"));
+            out.push('-');
+            out.push_str(&digits[6..8]);
         }
     }
     if digits.len() >= 10 {
@@ -1914,7 +1951,12 @@ pub fn hl7_datetime(text: &str) -> Option<String> {
         if hour > 23 || minute > 59 || second > 60 {
             return None;
         }
-        out.push_str(&format!("T{hour:02}:{minute:02}:{second:02}"));
+        out.push('T');
+        out.push_str(&digits[8..10]);
+        out.push(':');
+        out.push_str(digits.get(10..12).unwrap_or("00"));
+        out.push(':');
+        out.push_str(digits.get(12..14).unwrap_or("00"));
         if let Some(f) = fraction {
             if f.is_empty()
                 || f.len() > 4
@@ -1927,8 +1969,11 @@ pub fn hl7_datetime(text: &str) -> Option<String> {
             out.push_str(f);
         }
         // A UTC offset only means something with a time; FHIR dates cannot carry one.
-        if let Some(z) = offset {
-            out.push_str(&z);
+        if let Some((sign, zh, zm)) = offset {
+            out.push_str(sign);
+            out.push_str(zh);
+            out.push(':');
+            out.push_str(zm);
         }
     } else if fraction.is_some() {
         return None;

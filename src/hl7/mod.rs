@@ -57,5 +57,5 @@ pub use charset::Charset;
 pub use delimiters::Delimiters;
 pub use error::{Error, Location};
 pub use owned::OwnedMessage;
-pub use parse::{Element, Level, Message, Segment};
+pub use parse::{Element, Level, Message, Parts, Segment};
 pub use path::Path;

@@ -538,12 +538,97 @@ impl<'m> Element<'m> {
         })
     }
 
+    /// The parts one level down, split once, for a reader that takes many of them (an XCN
+    /// has 23 components): [`Parts::get`] does not rescan from the start as [`Element::child`]
+    /// does for each.
+    pub fn parts(&self) -> Parts<'m> {
+        let mut parts = Parts {
+            of: *self,
+            level: self.level,
+            bounds: [(0, 0); MAX_PARTS],
+            len: 0,
+            more: false,
+        };
+        let Some((sep, level)) = self.next() else {
+            // No level below: the element is its own only part, as for `child(0)`.
+            parts.bounds[0] = (0, self.raw.len());
+            parts.len = 1;
+            return parts;
+        };
+        parts.level = level;
+        let Some(sep) = sep else {
+            parts.bounds[0] = (0, self.raw.len());
+            parts.len = 1;
+            return parts;
+        };
+        let mut start = 0;
+        for (pos, &b) in self.raw.iter().enumerate() {
+            if b == sep {
+                if parts.len == MAX_PARTS {
+                    parts.more = true;
+                    return parts;
+                }
+                parts.bounds[parts.len] = (start, pos);
+                parts.len += 1;
+                start = pos + 1;
+            }
+        }
+        if parts.len == MAX_PARTS {
+            parts.more = true;
+        } else {
+            parts.bounds[parts.len] = (start, self.raw.len());
+            parts.len += 1;
+        }
+        parts
+    }
+
     fn descend(self, steps: &[(Option<u8>, usize)]) -> Option<Element<'m>> {
         let mut e = self;
         for &(_, n) in steps {
             e = e.child(n)?;
         }
         Some(e)
+    }
+}
+
+/// How many parts [`Parts`] keeps; a value with more reads the rest through [`Element::child`].
+const MAX_PARTS: usize = 32;
+
+/// The parts of an [`Element`] one level down, located once (see [`Element::parts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'m> {
+    of: Element<'m>,
+    level: Level,
+    bounds: [(usize, usize); MAX_PARTS],
+    len: usize,
+    /// More parts follow the ones kept.
+    more: bool,
+}
+
+impl<'m> Parts<'m> {
+    /// The `n`-th (0-based) part, as [`Element::child`] gives it.
+    pub fn get(&self, n: usize) -> Option<Element<'m>> {
+        if n < self.len {
+            let (a, b) = self.bounds[n];
+            Some(Element {
+                raw: self.of.raw.get(a..b)?,
+                level: self.level,
+                ..self.of
+            })
+        } else if self.more {
+            self.of.child(n)
+        } else {
+            None
+        }
+    }
+
+    /// How many parts there are (as `children().count()`).
+    pub fn count(&self) -> usize {
+        if self.more {
+            self.of.children().count()
+        } else {
+            self.len
+        }
     }
 }
 
@@ -567,6 +652,46 @@ ZPI|custom|fields|||\r";
 
     fn path(s: &str) -> Path {
         Path::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parts_are_the_children() {
+        let m = Message::parse(ADT).unwrap();
+        let many = format!(
+            "ZXX|{}\r",
+            (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join("^")
+        );
+        let raw = [ADT, many.as_bytes()].concat();
+        let m2 = Message::parse(&raw).unwrap();
+        let mut elements = Vec::new();
+        for m in [&m, &m2] {
+            for seg in m.segments() {
+                for f in seg.fields() {
+                    elements.push(f);
+                    for r in f.children() {
+                        elements.push(r);
+                        for c in r.children() {
+                            elements.push(c);
+                            elements.extend(c.children());
+                        }
+                    }
+                }
+            }
+        }
+        for e in elements {
+            let p = e.parts();
+            // With no level below, the element is its one part (as `child(0)` gives it).
+            let n = e.children().count();
+            assert_eq!(p.count(), if n == 0 { 1 } else { n });
+            for n in 0..45 {
+                assert_eq!(
+                    p.get(n).map(|x| (x.raw(), x.level())),
+                    e.child(n).map(|x| (x.raw(), x.level())),
+                    "{:?} part {n}",
+                    e.raw()
+                );
+            }
+        }
     }
 
     #[test]
