@@ -549,17 +549,19 @@ impl<'m> Element<'m> {
             len: 0,
             more: false,
         };
-        let Some((sep, level)) = self.next() else {
-            // No level below: the element is its own only part, as for `child(0)`.
-            parts.bounds[0] = (0, self.raw.len());
-            parts.len = 1;
-            return parts;
-        };
-        parts.level = level;
-        let Some(sep) = sep else {
-            parts.bounds[0] = (0, self.raw.len());
-            parts.len = 1;
-            return parts;
+        let sep = match self.next() {
+            Some((Some(sep), level)) => {
+                parts.level = level;
+                sep
+            }
+            // No level below, or no separator for it: the element is its one part, as
+            // `child(0)` gives it.
+            other => {
+                parts.level = other.map_or(self.level, |(_, level)| level);
+                parts.bounds[0] = (0, self.raw.len());
+                parts.len = 1;
+                return parts;
+            }
         };
         let mut start = 0;
         for (pos, &b) in self.raw.iter().enumerate() {

@@ -114,7 +114,9 @@ fn bundle(c: &Clinical, options: &FhirOptions) -> Value {
                         // After resourceType, where a reader looks for it.
                         o.insert_at(1, "id", Value::String(e.id.to_string()));
                     }
-                    fj!({"method": "PUT", "url": cat(&[e.kind, "/", e.id.hyphenated().encode_lower(&mut Uuid::encode_buffer())])})
+                    let mut buf = Uuid::encode_buffer();
+                    let id = e.id.hyphenated().encode_lower(&mut buf);
+                    fj!({"method": "PUT", "url": cat(&[e.kind, "/", id])})
                 }
                 Request::ConditionalUpdate(query) => {
                     fj!({"method": "PUT", "url": cat(&[e.kind, "?", &query])})
