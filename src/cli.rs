@@ -128,6 +128,10 @@ pub enum BenchCommand {
         /// destination does) instead of awaiting each publish's write.
         #[arg(long)]
         queue_writes: bool,
+        /// Publish this HL7 v2 message with the properties the RabbitMQ destination gives
+        /// it (message id, content type, headers) instead of `--size` bytes.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// Send messages over MLLP, stop-and-wait on each connection, and report msgs/s and ACK latency.
     Mllp {
@@ -272,7 +276,24 @@ pub fn run(cli: Cli) -> Result<()> {
             size,
             keep,
             queue_writes,
+            file,
         }) => {
+            let like = match &file {
+                Some(f) => {
+                    let raw =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    let b = batch::split(&raw).map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                    let first = b.messages().next().map(|m| m.raw.to_vec());
+                    Some(first.ok_or_else(|| anyhow!("{}: no HL7 v2 message", f.display()))?)
+                }
+                None => None,
+            };
+            let size = like.as_ref().map_or(size, Vec::len);
+            let with = if like.is_some() {
+                " with the destination's properties"
+            } else {
+                ""
+            };
             let rate = runtime()?.block_on(crate::loadgen::amqp_publish_rate(
                 &url,
                 messages,
@@ -280,9 +301,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 size,
                 keep,
                 queue_writes,
+                like,
             ))?;
             let how = if queue_writes { ", writes queued" } else { "" };
-            println!("amqp: {messages} persistent {size}-byte messages, {outstanding} unconfirmed at most{how}: {rate:.0} msgs/s");
+            println!("amqp: {messages} persistent {size}-byte messages{with}, {outstanding} unconfirmed at most{how}: {rate:.0} msgs/s");
             Ok(())
         }
         Command::Bench(BenchCommand::Mllp {

@@ -12,7 +12,8 @@
 //!   [`metrics`] — named events and the Prometheus registry.
 //! - layer 1: [`convert`] — HL7 v2 → `Clinical`, pure.
 //!   [`store`] — the durable journal (SQLite, group commit, duplicate detection).
-//!   [`mllp::codec`] — MLLP framing. [`tls`] — rustls server/client configuration.
+//!   [`mllp::codec`] — MLLP framing. [`tls`] — rustls server/client configuration. [`net`] —
+//!   listening sockets with a deep accept backlog.
 //! - layer 2: [`route`] — route files compiled once; pure evaluation of a message into
 //!   deliveries; scripts (QuickJS); route tests as data.
 //!   [`mllp::listener`] — the wire: connections, ACK policy.
@@ -43,6 +44,7 @@ pub mod hl7;
 pub mod loadgen;
 pub mod metrics;
 pub mod mllp;
+pub mod net;
 pub mod record;
 pub mod route;
 pub mod store;

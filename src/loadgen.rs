@@ -233,7 +233,9 @@ pub fn fsync_rate(dir: &std::path::Path, secs: f64) -> Result<f64> {
 /// `aorta.bench.raw` (bound with `raw.#`), and deletes the queue after unless `keep`.
 /// Each publish's write is awaited before the next, as lapin's examples do, unless
 /// `queue_writes`: then up to 500 publishes are queued with lapin's I/O thread first and their
-/// writes awaited after, as the destination publishes a batch.
+/// writes awaited after, as the destination publishes a batch. With `like`, that HL7 v2 message
+/// is the payload, published with the properties the destination gives it (message id,
+/// content type, headers), instead of `size` bytes with only `delivery_mode`.
 pub async fn amqp_publish_rate(
     url: &str,
     messages: usize,
@@ -241,6 +243,7 @@ pub async fn amqp_publish_rate(
     size: usize,
     keep: bool,
     queue_writes: bool,
+    like: Option<Vec<u8>>,
 ) -> Result<f64> {
     use lapin::options::*;
     use lapin::types::FieldTable;
@@ -277,10 +280,20 @@ pub async fn amqp_publish_rate(
         FieldTable::default(),
     )
     .await?;
-    let payload = vec![b'x'; size];
+    let (payload, properties) = match like {
+        Some(message) => {
+            let id = uuid::Uuid::now_v7();
+            let key = format!("{id}:q");
+            let p = crate::destination::rabbitmq::hl7_properties(id, &key, &message);
+            (message, p)
+        }
+        None => (
+            vec![b'x'; size],
+            BasicProperties::default().with_delivery_mode(2),
+        ),
+    };
     let started = std::time::Instant::now();
     let mut pending = std::collections::VecDeque::new();
-    let properties = BasicProperties::default().with_delivery_mode(2);
     let mut sent = 0;
     while sent < messages {
         let n = if queue_writes {

@@ -158,6 +158,17 @@ async fn every_message_arrives_even_when_the_broker_drops_the_connection() {
             .map(|s| s.to_string())
             .unwrap();
         assert_eq!(field(&d.data, "MSH-10"), control);
+        let kind = headers
+            .inner()
+            .get("x-hl7-message-type")
+            .and_then(|v| v.as_long_string())
+            .map(|s| s.to_string());
+        assert_eq!(kind.as_deref(), Some("ADT^A01"));
+        assert_eq!(headers.inner().len(), 2, "{headers:?}");
+        assert_eq!(
+            props.content_type().as_ref().map(|c| c.as_str()),
+            Some("x-application/hl7-v2+er7")
+        );
         let message_id = props.message_id().as_ref().unwrap().to_string();
         assert!(message_id.ends_with(":mq"));
         seen.entry(control).or_default().push(message_id);

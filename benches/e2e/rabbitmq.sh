@@ -6,8 +6,10 @@
 #   benches/e2e/rabbitmq.sh e2e [ROUNDS]     256 connections ingesting while delivering
 #
 # Each round first runs `aorta bench amqp --keep` (the broker's raw rate, and the bound queue
-# `aorta.bench.raw` Aorta publishes into) twice — awaiting each publish's write, the issue's
-# reference, and with `--queue-writes`, as the destination publishes — then the engine.
+# `aorta.bench.raw` Aorta publishes into) three times — awaiting each publish's write, the
+# issue's reference; with `--queue-writes`, as the destination publishes; and with `--file`, the
+# first fixture with the properties the destination gives it (message id, content type, two
+# headers), as the broker receives Aorta's messages — then the engine.
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), the sqlite3 command, and a release build
 # (AORTA=path overrides it; AORTA_CLIENT=path the load generator).
 # Rates come from the journal: drain = deliveries / (last sent_at - first sent_at);
@@ -61,6 +63,7 @@ for round in $(seq 1 "$rounds"); do
     "$client" bench amqp --keep --messages 1000 >/dev/null
     queued=$("$client" bench amqp --keep --queue-writes --messages "$n" | grep -Eo '[0-9]+ msgs/s' | head -1)
     raw=$("$client" bench amqp --keep --messages "$n" | grep -Eo '[0-9]+ msgs/s' | head -1)
+    like=$("$client" bench amqp --keep --messages "$n" --file "$root/routes/fixtures/adt-a01.hl7" | grep -Eo '[0-9]+ msgs/s' | head -1)
     if [ "$mode" = drain ]; then
         start; stop
         sqlite3 "$work/data/journal.db" "INSERT OR IGNORE INTO paused VALUES ('q')"
@@ -70,13 +73,13 @@ for round in $(seq 1 "$rounds"); do
         sqlite3 "$work/data/journal.db" "DELETE FROM paused"
         start; drained; stop
         rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / (max(sent_at) - min(sent_at)) AS INT) FROM deliveries WHERE state = 'sent'")
-        echo "round $round: lapin alone $raw (writes queued: $queued), Aorta drain $rate msgs/s"
+        echo "round $round: lapin alone $raw (writes queued: $queued; with Aorta's properties: $like), Aorta drain $rate msgs/s"
     else
         start
         ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
         drained; stop
         rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / ((SELECT max(sent_at) FROM deliveries) - (SELECT min(received_at) FROM messages)) AS INT) FROM deliveries WHERE state = 'sent'")
         p99=$(sqlite3 "$work/data/journal.db" "SELECT (d.sent_at - m.received_at) / 1000 FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY 1 LIMIT 1 OFFSET (SELECT count(*) * 99 / 100 FROM deliveries)")
-        echo "round $round: lapin alone $raw (writes queued: $queued), ingest $ingest, Aorta end to end $rate msgs/s, receipt -> sent p99 $p99 ms"
+        echo "round $round: lapin alone $raw (writes queued: $queued; with Aorta's properties: $like), ingest $ingest, Aorta end to end $rate msgs/s, receipt -> sent p99 $p99 ms"
     fi
 done

@@ -181,7 +181,7 @@ pub async fn start(config: &Config) -> Result<Running> {
                     ),
                     None => None,
                 };
-                let socket = tokio::net::TcpListener::bind(&cfg.bind)
+                let socket = crate::net::listen(&cfg.bind)
                     .await
                     .with_context(|| format!("listener {name}: cannot listen on {}", cfg.bind))?;
                 let addr = socket.local_addr()?;
@@ -221,7 +221,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             ready: ready.clone(),
             token,
         };
-        let socket = tokio::net::TcpListener::bind(&config.admin.bind)
+        let socket = crate::net::listen(&config.admin.bind)
             .await
             .with_context(|| format!("admin: cannot listen on {}", config.admin.bind))?;
         let addr = socket.local_addr()?;

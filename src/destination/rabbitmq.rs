@@ -15,8 +15,9 @@
 //! ```
 //!
 //! A delivery is sent only when the broker confirms it. Messages are persistent
-//! (`delivery_mode = 2`), `message_id` is the idempotency key, and headers carry the message
-//! type and control id. A batch is published back to back and its confirms collected after
+//! (`delivery_mode = 2`), `message_id` is the idempotency key (`<journal message id>:<destination>`),
+//! `content_type` the output format's media type, and for HL7 v2 two headers carry the message
+//! type and control id (`x-hl7-message-type` = `ADT^A01`, `x-hl7-control-id` = MSH-10). A batch is published back to back and its confirms collected after
 //! (pipelined; awaiting each confirm in turn is several times slower). lapin does not recover
 //! connections by itself: any connection or channel error drops them, the deliveries not
 //! confirmed are retried by the worker, and the next batch connects again and re-declares the
@@ -420,27 +421,52 @@ impl Published {
     }
 }
 
-/// Persistent, with the idempotency key as `message_id` and the message's facts as headers.
-fn properties(d: &Outgoing<'_>, parsed: Option<&Message<'_>>) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    let mut put = |k: &str, v: String| {
-        headers.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
+/// The properties the destination publishes an HL7 v2 `payload` with (for `aorta bench amqp
+/// --file`, so the broker's reference rate carries the same properties).
+pub fn hl7_properties(
+    message_id: uuid::Uuid,
+    idempotency_key: &str,
+    payload: &[u8],
+) -> BasicProperties {
+    let d = Outgoing {
+        seq: 0,
+        message_id,
+        idempotency_key,
+        format: "hl7v2",
+        payload,
+        attempt: 1,
     };
-    put("x-aorta-message-id", d.message_id.to_string());
-    put("x-aorta-format", d.format.to_string());
-    if let Some(m) = parsed {
-        let code = m.message_code().unwrap_or_default();
-        let event = m.trigger_event().unwrap_or_default();
-        put("x-hl7-message-type", format!("{code}^{event}"));
-        put(
-            "x-hl7-control-id",
-            m.control_id().unwrap_or_default().into_owned(),
-        );
-    }
-    BasicProperties::default()
+    let parsed = Message::parse(payload).ok();
+    properties(&d, parsed.as_ref())
+}
+
+/// Persistent, with the idempotency key (which begins with the journal's message id) as
+/// `message_id`, the media type as `content_type`, and for HL7 v2 the message type and control
+/// id as headers. Nothing more: the broker decodes the header table of every publish, and
+/// each entry costs it (docs/benchmarks.md: the two headers cost ~10 % of its publish rate).
+fn properties(d: &Outgoing<'_>, parsed: Option<&Message<'_>>) -> BasicProperties {
+    let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_message_id(d.idempotency_key.into())
         .with_content_type(d.content_type().into())
-        .with_app_id("aorta".into())
-        .with_headers(headers)
+        .with_app_id("aorta".into());
+    let Some(m) = parsed else {
+        return props;
+    };
+    let mut headers = FieldTable::default();
+    let code = m.message_code().unwrap_or_default();
+    let event = m.trigger_event().unwrap_or_default();
+    let mut kind = String::with_capacity(code.len() + event.len() + 1);
+    kind.push_str(&code);
+    kind.push('^');
+    kind.push_str(&event);
+    headers.insert(
+        ShortString::from("x-hl7-message-type"),
+        AMQPValue::LongString(kind.into()),
+    );
+    headers.insert(
+        ShortString::from("x-hl7-control-id"),
+        AMQPValue::LongString(m.control_id().unwrap_or_default().into_owned().into()),
+    );
+    props.with_headers(headers)
 }

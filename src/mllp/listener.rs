@@ -391,9 +391,9 @@ impl<S: Store + Clone> MllpListener<S> {
         self
     }
 
-    /// Binds the configured address.
+    /// Binds the configured address (with a deep accept backlog: [`crate::net`]).
     pub async fn bind(&self) -> std::io::Result<TcpListener> {
-        TcpListener::bind(&self.config.bind).await
+        crate::net::listen(&self.config.bind).await
     }
 
     /// Accepts connections until `shutdown` turns true, then waits for every connection to

@@ -199,23 +199,43 @@ pub fn hl7_timestamp(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02}+0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}{month:02}{day:02}{:02}{:02}{:02}+0000",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        );
+    }
+    // Every message's ACK carries one: plain digits instead of `format!`.
+    let mut s = String::with_capacity(19);
+    let mut digits = |v: i64, width: u32| {
+        for p in (0..width).rev() {
+            let d = (v / 10i64.pow(p)) % 10;
+            s.push(char::from(b'0' + u8::try_from(d).unwrap_or(0)));
+        }
+    };
+    digits(year, 4);
+    digits(month, 2);
+    digits(day, 2);
+    digits(rem / 3600, 2);
+    digits(rem % 3600 / 60, 2);
+    digits(rem % 60, 2);
+    s.push_str("+0000");
+    s
 }
 
 /// A 20-character control id for a message Aorta sends (an ACK), unique per envelope id:
 /// the UUIDv7's millisecond time and 32 of its random bits, in hex.
 pub fn control_id_for(id: &uuid::Uuid) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let b = id.as_bytes();
-    b[..6]
-        .iter()
-        .chain(&b[12..16])
-        .map(|x| format!("{x:02X}"))
-        .collect()
+    let mut s = String::with_capacity(20);
+    for &x in b[..6].iter().chain(&b[12..16]) {
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 15)]));
+    }
+    s
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -233,9 +253,27 @@ mod tests {
     fn timestamps_and_control_ids() {
         assert_eq!(hl7_timestamp(0), "19700101000000+0000");
         assert_eq!(hl7_timestamp(1_709_251_199_000_000), "20240229235959+0000");
+        // The digit writer against `format!` across the years and the day.
+        for k in 0..2_000i64 {
+            let micros = k * 7_777_777_777_777 + k * 3_599_999_999;
+            let secs = micros.div_euclid(1_000_000);
+            let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, d) = civil_from_days(days);
+            let want = format!(
+                "{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            );
+            assert_eq!(hl7_timestamp(micros), want, "{micros}");
+        }
         let a = control_id_for(&uuid::Uuid::now_v7());
         assert_eq!(a.len(), 20);
         assert_ne!(a, control_id_for(&uuid::Uuid::now_v7()));
+        let id = uuid::Uuid::from_bytes([
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0, 0, 0, 0, 0, 0, 0xCD, 0xEF, 0x0F, 0xF0,
+        ]);
+        assert_eq!(control_id_for(&id), "0123456789ABCDEF0FF0");
     }
 
     #[test]

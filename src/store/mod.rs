@@ -48,7 +48,7 @@
 //!            next_attempt_at, leased_until, order_key, order_hash, idempotency_key,
 //!            last_error, sent_at, payload BLOB)
 //! indexes: (destination, seq) over queued and leased rows only, message_id
-//! delivery_attempts(seq, attempt, at, outcome ('sent' | 'retry' | 'dead'), detail, micros)
+//! delivery_attempts(seq, attempt, at, outcome ('retry' | 'dead'; 'sent' before 2026-12), detail)
 //! paused(destination PK)           -- destinations whose workers wait
 //! cursors(name PK, position)       -- 'route': the last journal row the route loop has done
 //! ```
@@ -57,8 +57,10 @@
 //! One FIFO per destination: `seq` order. A worker **leases** the next delivery (its lease
 //! expires if the worker dies, and leases left by a previous process are void at start), sends
 //! it, then **marks** it `sent`, `retry` (back to `queued` with a time for the next attempt and
-//! the reason) or `dead` — each mark recorded in `delivery_attempts` with the attempt number,
-//! time and outcome. Head-of-line policy `block` leases only a partition's oldest unsent
+//! the reason) or `dead` — each mark recorded with the attempt number, time and outcome: a
+//! retry or dead letter as a row of `delivery_attempts`, the last (successful) attempt in the
+//! delivery's own row (`state = 'sent'`, `attempts`, `sent_at`), which the mark rewrites anyway:
+//! one row fewer to write per message (the attempt list joins both). Head-of-line policy `block` leases only a partition's oldest unsent
 //! delivery (strict order; a retrying head holds the rest back); `skip` leases the oldest one
 //! that is due. With `concurrency = N`, worker `p` takes the deliveries whose
 //! `order_hash % N = p`: order is kept per order key (e.g. per patient) across N workers.

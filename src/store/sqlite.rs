@@ -698,12 +698,14 @@ fn mark_one(
             return Ok(());
         }
         Mark::Sent => {
+            // The row itself records the successful attempt (its number, time and outcome);
+            // `attempts()` lists it from there.
             tx.prepare_cached(
-                        "UPDATE deliveries SET state = 'sent', attempts = ?2, sent_at = ?3, leased_until = NULL, \
-                         last_error = NULL WHERE seq = ?1",
-                    )?
-                    .execute(params![seq, attempt, now])?;
-            ("sent", None)
+                "UPDATE deliveries SET state = 'sent', attempts = ?2, sent_at = ?3, leased_until = NULL, \
+                 last_error = NULL WHERE seq = ?1",
+            )?
+            .execute(params![seq, attempt, now])?;
+            return Ok(());
         }
         Mark::Retry { at, reason } => {
             tx.prepare_cached(
@@ -1085,7 +1087,11 @@ impl Store for SqliteStore {
     async fn attempts(&self, seq: i64) -> Result<Vec<Attempt>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT attempt, at, outcome, detail FROM delivery_attempts WHERE seq = ?1 ORDER BY attempt",
+                // UNION, not UNION ALL: journals written before the sent attempt moved into
+                // the delivery's row hold it in both places, with the same values.
+                "SELECT attempt, at, outcome, detail FROM delivery_attempts WHERE seq = ?1 \
+                 UNION SELECT attempts, sent_at, 'sent', NULL FROM deliveries WHERE seq = ?1 AND state = 'sent' \
+                 ORDER BY 1",
             )?;
             let rows = stmt.query_map([seq], |r| {
                 Ok(Attempt {
