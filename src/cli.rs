@@ -163,6 +163,11 @@ pub enum BenchCommand {
         /// Seconds to wait for one ACK.
         #[arg(long, default_value_t = 30)]
         ack_timeout: u64,
+        /// Messages per second to offer over all connections (default: as fast as the ACKs
+        /// return). A paced run measures what the engine sustains, with latencies not
+        /// inflated by a backlog.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
 }
 
@@ -317,6 +322,7 @@ pub fn run(cli: Cli) -> Result<()> {
             client_cert,
             fsync_dir,
             ack_timeout,
+            rate,
         }) => {
             let mut payloads = Vec::new();
             for f in &files {
@@ -357,6 +363,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 payloads,
                 tls,
                 ack_timeout: Duration::from_secs(ack_timeout),
+                rate,
             };
             // One thread is plenty for a stop-and-wait client and leaves the cores to the engine
             // being measured.

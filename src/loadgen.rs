@@ -33,6 +33,10 @@ pub struct LoadOptions {
     pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
     /// How long to wait for one ACK.
     pub ack_timeout: Duration,
+    /// Messages per second offered over all connections (0: as fast as the ACKs come back).
+    /// Each connection sends on its own schedule, staggered against the others; a connection
+    /// behind schedule (its ACK came late) sends the next at once, without a catch-up burst.
+    pub rate: f64,
 }
 
 /// The outcome of a run.
@@ -114,6 +118,12 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport> {
     for c in 0..connections {
         let share =
             options.messages / connections + usize::from(c < options.messages % connections);
+        // Connection c sends at started + offset + i × period: together, `rate` a second.
+        let pace = (options.rate > 0.0).then(|| {
+            let period = Duration::from_secs_f64(connections as f64 / options.rate);
+            let offset = Duration::from_secs_f64(c as f64 / options.rate);
+            (started + offset, period)
+        });
         let opts = options.clone();
         let templates = templates.clone();
         let run_id = run_id.clone();
@@ -130,9 +140,20 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport> {
                         .connect(name, stream)
                         .await
                         .context("TLS handshake")?;
-                    connection(tls, c, share, &templates, &run_id, opts.ack_timeout).await
+                    connection(tls, c, share, &templates, &run_id, opts.ack_timeout, pace).await
                 }
-                None => connection(stream, c, share, &templates, &run_id, opts.ack_timeout).await,
+                None => {
+                    connection(
+                        stream,
+                        c,
+                        share,
+                        &templates,
+                        &run_id,
+                        opts.ack_timeout,
+                        pace,
+                    )
+                    .await
+                }
             }
         });
     }
@@ -157,6 +178,7 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(
     templates: &[OwnedMessage],
     run_id: &str,
     ack_timeout: Duration,
+    pace: Option<(Instant, Duration)>,
 ) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     let mut codec = MllpCodec::new(Framing::default(), 16 * 1024 * 1024);
@@ -169,6 +191,10 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(
         let control_id = format!("{run_id}{conn:04X}{i:07X}");
         msg.set(&msh10, &control_id).map_err(|e| anyhow!("{e}"))?;
         let bytes = frame(&msg.encode());
+        if let Some((first, period)) = pace {
+            let at = first + period * u32::try_from(i).unwrap_or(u32::MAX);
+            tokio::time::sleep_until(at.into()).await;
+        }
         let sent_at = Instant::now();
         io.write_all(&bytes).await?;
         io.flush().await?;
@@ -375,4 +401,76 @@ pub async fn http_sink(bind: &str) -> Result<()> {
     });
     axum::serve(socket, app).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::ack::{build_ack, AckCode, AckSpec};
+
+    /// A receiver answering every frame with AA, so that the load generator's own behaviour
+    /// is tested over a real socket.
+    async fn acker() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut codec = MllpCodec::new(Framing::default(), 1 << 20);
+                    let mut buf = BytesMut::new();
+                    loop {
+                        while let Ok(Some(f)) = codec.decode(&mut buf) {
+                            let m = Message::parse(&f).unwrap();
+                            let spec = AckSpec {
+                                code: AckCode::AA,
+                                control_id: "A1".into(),
+                                timestamp: "20260101000000".into(),
+                                text: None,
+                                errors: Vec::new(),
+                            };
+                            let ack = build_ack(&m, &spec).unwrap();
+                            s.write_all(&frame(&ack.encode())).await.unwrap();
+                        }
+                        match s.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn options(addr: SocketAddr, messages: usize, rate: f64) -> LoadOptions {
+        LoadOptions {
+            addr,
+            connections: 4,
+            messages,
+            payloads: vec![SAMPLE_ADT.to_vec()],
+            tls: None,
+            ack_timeout: Duration::from_secs(10),
+            rate,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_message_is_answered_and_checked() {
+        let addr = acker().await;
+        let r = run(options(addr, 50, 0.0)).await.unwrap();
+        assert_eq!((r.sent, r.accepted, r.naks, r.mismatches), (50, 50, 0, 0));
+        assert_eq!(r.latencies.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_paced_run_keeps_to_its_schedule() {
+        let addr = acker().await;
+        // 40 messages at 200/s: the last is due 39/200 s after the start, never sooner.
+        let r = run(options(addr, 40, 200.0)).await.unwrap();
+        assert_eq!((r.sent, r.accepted), (40, 40));
+        assert!(r.elapsed >= Duration::from_millis(195), "{:?}", r.elapsed);
+    }
 }

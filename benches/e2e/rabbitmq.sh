@@ -4,6 +4,9 @@
 #   benches/e2e/rabbitmq.sh drain [ROUNDS]   delivery alone: ingest with the destination paused,
 #                                            then time the drain
 #   benches/e2e/rabbitmq.sh e2e [ROUNDS]     256 connections ingesting while delivering
+#   RATE=12000 benches/e2e/rabbitmq.sh sustained [ROUNDS]
+#                                            the same, the 256 connections paced to offer RATE
+#                                            msgs/s in all (N messages, default 4 s worth)
 #
 # Each round first runs `aorta bench amqp --keep` (the broker's raw rate, and the bound queue
 # `aorta.bench.raw` Aorta publishes into) three times — awaiting each publish's write, the
@@ -13,11 +16,17 @@
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), the sqlite3 command, and a release build
 # (AORTA=path overrides it; AORTA_CLIENT=path the load generator).
 # Rates come from the journal: drain = deliveries / (last sent_at - first sent_at);
-# e2e = deliveries / (last sent_at - first received_at).
+# e2e and sustained = deliveries / (last sent_at - first received_at). Sustained: while the
+# rate printed stays near RATE (and the p99 small), the engine keeps up with that load.
 set -euo pipefail
 mode=${1:-drain}
 rounds=${2:-3}
+rate=0
 n=${N:-20000}
+if [ "$mode" = sustained ]; then
+    rate=${RATE:?RATE=msgs/s is needed for sustained}
+    n=${N:-$((rate * 4))}
+fi
 root=$(cd "$(dirname "$0")/../.." && pwd)
 aorta=${AORTA:-$root/target/release/aorta}
 # The load generator; AORTA_CLIENT keeps it the same while AORTA compares engine builds.
@@ -76,7 +85,7 @@ for round in $(seq 1 "$rounds"); do
         echo "round $round: lapin alone $raw (writes queued: $queued; with Aorta's properties: $like), Aorta drain $rate msgs/s"
     else
         start
-        ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
+        ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" --rate "$rate" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
         drained; stop
         rate=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / ((SELECT max(sent_at) FROM deliveries) - (SELECT min(received_at) FROM messages)) AS INT) FROM deliveries WHERE state = 'sent'")
         p99=$(sqlite3 "$work/data/journal.db" "SELECT (d.sent_at - m.received_at) / 1000 FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY 1 LIMIT 1 OFFSET (SELECT count(*) * 99 / 100 FROM deliveries)")
