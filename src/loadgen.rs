@@ -120,9 +120,10 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport> {
             options.messages / connections + usize::from(c < options.messages % connections);
         // Connection c sends at started + offset + i × period: together, `rate` a second.
         let pace = (options.rate > 0.0).then(|| {
-            let period = Duration::from_secs_f64(connections as f64 / options.rate);
-            let offset = Duration::from_secs_f64(c as f64 / options.rate);
-            (started + offset, period)
+            let secs = |x: f64| Duration::try_from_secs_f64(x).unwrap_or(Duration::MAX);
+            let period = secs(connections as f64 / options.rate);
+            let offset = secs(c as f64 / options.rate);
+            (started.checked_add(offset).unwrap_or(started), period)
         });
         let opts = options.clone();
         let templates = templates.clone();
@@ -192,8 +193,10 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(
         msg.set(&msh10, &control_id).map_err(|e| anyhow!("{e}"))?;
         let bytes = frame(&msg.encode());
         if let Some((first, period)) = pace {
-            let at = first + period * u32::try_from(i).unwrap_or(u32::MAX);
-            tokio::time::sleep_until(at.into()).await;
+            let due = period.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+            if let Some(at) = first.checked_add(due) {
+                tokio::time::sleep_until(at.into()).await;
+            }
         }
         let sent_at = Instant::now();
         io.write_all(&bytes).await?;

@@ -15,13 +15,14 @@
 //! ```
 //!
 //! A delivery is sent only when the broker confirms it. Messages are persistent
-//! (`delivery_mode = 2`), `message_id` is the idempotency key (`<journal message id>:<destination>`),
-//! `content_type` the output format's media type, and for HL7 v2 two headers carry the message
-//! type and control id (`x-hl7-message-type` = `ADT^A01`, `x-hl7-control-id` = MSH-10). A batch is published back to back and its confirms collected after
-//! (pipelined; awaiting each confirm in turn is several times slower). lapin does not recover
-//! connections by itself: any connection or channel error drops them, the deliveries not
-//! confirmed are retried by the worker, and the next batch connects again and re-declares the
-//! exchange.
+//! (`delivery_mode = 2`), `message_id` is the idempotency key
+//! (`<journal message id>:<destination>`), `content_type` the output format's media type, and
+//! for HL7 v2 two headers carry the message type and control id (`x-hl7-message-type` =
+//! `ADT^A01`, `x-hl7-control-id` = MSH-10).
+//! A batch is published back to back and its confirms collected after (pipelined; awaiting
+//! each confirm in turn is several times slower). lapin does not recover connections by
+//! itself: any connection or channel error drops them, the deliveries not confirmed are
+//! retried by the worker, and the next batch connects again and re-declares the exchange.
 
 use std::future::Future;
 use std::pin::Pin;
