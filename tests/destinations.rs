@@ -658,3 +658,83 @@ async fn mllp_destination_to_a_receiver_without_the_cr_trailer() {
     assert_eq!(got, vec![adt("NOCR-1"), adt("NOCR-2"), adt("NOCR-3")]);
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
+    // A receiver whose 200 carries a chunked body finished a moment after the headers (as a
+    // server streaming its acknowledgement does). Counted: connections and requests.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = socket.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + length {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + length);
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n";
+                    if s.write_all(head).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if s.write_all(b"0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dest = http_destination(addr, "");
+    let (e, _dir) = engine_with("http-body", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    // One at a time, as a quiet feed sends: each answer is read whole before the next
+    // message arrives, so its connection is back in the pool by then.
+    for i in 0..5 {
+        exchange(&mut c, &adt(&format!("B-{i}"))).await;
+        wait_for("the request", || requests.load(Ordering::SeqCst) == i + 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    settle(&e.store).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.store.queue_stats("emr").await.unwrap().depth > 0 {
+        assert!(Instant::now() < deadline, "deliveries not all marked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Reading the body lets the client reuse the connection; dropping it unread closed it.
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    e.stop().await.unwrap();
+}

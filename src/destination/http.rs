@@ -257,6 +257,7 @@ impl HttpDestination {
         };
         let status = response.status();
         if status.is_success() {
+            drain(response).await;
             return Outcome::Delivered;
         }
         let retry_after = retry_after_header(&response);
@@ -269,6 +270,24 @@ impl HttpDestination {
                 after: retry_after,
             },
             _ => Outcome::Reject(reason),
+        }
+    }
+}
+
+/// The most of a successful answer's body read (and dropped) so that its connection is kept.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Reads a delivered request's answer to its end: the client puts a connection back in its
+/// pool only once the body is read, so a receiver that sends its acknowledgement after the
+/// headers (chunked, or in a later packet) cost a new connection — and a TLS handshake — per
+/// delivery. A body longer than [`DRAIN_BYTES`] is left: the delivery stands either way, and
+/// that connection closes.
+async fn drain(mut response: reqwest::Response) {
+    let mut read = 0;
+    while read <= DRAIN_BYTES {
+        match response.chunk().await {
+            Ok(Some(c)) => read += c.len(),
+            Ok(None) | Err(_) => return,
         }
     }
 }
