@@ -60,10 +60,11 @@
 //! the reason) or `dead` — each mark recorded with the attempt number, time and outcome: a
 //! retry or dead letter as a row of `delivery_attempts`, the last (successful) attempt in the
 //! delivery's own row (`state = 'sent'`, `attempts`, `sent_at`), which the mark rewrites anyway:
-//! one row fewer to write per message (the attempt list joins both). Head-of-line policy `block` leases only a partition's oldest unsent
-//! delivery (strict order; a retrying head holds the rest back); `skip` leases the oldest one
-//! that is due. With `concurrency = N`, worker `p` takes the deliveries whose
-//! `order_hash % N = p`: order is kept per order key (e.g. per patient) across N workers.
+//! one row fewer to write per message (the attempt list joins both). Head-of-line policy
+//! `block` leases only a partition's oldest unsent delivery (strict order; a retrying head
+//! holds the rest back); `skip` leases the oldest one that is due. With `concurrency = N`,
+//! worker `p` takes the deliveries whose `order_hash % N = p`: order is kept per order key
+//! (e.g. per patient) across N workers.
 //! Queue changes, like routing results, do not wait for their own fsync: losing a lease only
 //! voids it, and losing a `sent` mark in an OS crash means the delivery is sent again, with the
 //! same idempotency key (at least once, as promised).
