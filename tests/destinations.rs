@@ -659,27 +659,38 @@ async fn mllp_destination_to_a_receiver_without_the_cr_trailer() {
     e.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
-    // A receiver whose 200 carries a chunked body finished a moment after the headers (as a
-    // server streaming its acknowledgement does). Counted: connections and requests.
-    use std::sync::atomic::{AtomicUsize, Ordering};
+/// What a raw HTTP/1.1 receiver counted: connections accepted, the most open at once,
+/// requests answered.
+#[derive(Default)]
+struct Sessions {
+    opened: std::sync::atomic::AtomicUsize,
+    open: std::sync::atomic::AtomicUsize,
+    most_open: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicUsize,
+}
+
+/// A raw HTTP/1.1 receiver on loopback: each 200 carries a chunked body finished 20 ms after
+/// the headers (as a server streaming its acknowledgement does); with `close`, it closes the
+/// connection after every answer (`Connection: close`).
+async fn session_receiver(close: bool) -> (std::net::SocketAddr, Arc<Sessions>) {
+    use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let (c, r) = (connections.clone(), requests.clone());
+    let counts = Arc::new(Sessions::default());
+    let c = counts.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = socket.accept().await else {
                 return;
             };
-            c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            c.opened.fetch_add(1, Ordering::SeqCst);
+            let now = c.open.fetch_add(1, Ordering::SeqCst) + 1;
+            c.most_open.fetch_max(now, Ordering::SeqCst);
+            let c = c.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                loop {
+                'session: loop {
                     // One request: headers, then Content-Length bytes of body.
                     let end = loop {
                         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -687,7 +698,7 @@ async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
                         }
                         let mut chunk = [0u8; 4096];
                         match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => break 'session,
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     };
@@ -700,41 +711,92 @@ async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
                     while buf.len() < end + length {
                         let mut chunk = [0u8; 4096];
                         match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => break 'session,
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
                     buf.drain(..end + length);
-                    r.fetch_add(1, Ordering::SeqCst);
-                    let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n";
+                    c.requests.fetch_add(1, Ordering::SeqCst);
+                    let head: &[u8] = if close {
+                        b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n"
+                    };
                     if s.write_all(head).await.is_err() {
-                        return;
+                        break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    if s.write_all(b"0\r\n\r\n").await.is_err() {
-                        return;
+                    if s.write_all(b"0\r\n\r\n").await.is_err() || close {
+                        break;
                     }
                 }
+                // Counted as closed before the socket is: the sender sees the close after.
+                c.open.fetch_sub(1, Ordering::SeqCst);
+                drop(s);
             });
         }
     });
+    (addr, counts)
+}
+
+/// Waits until the destination's queue is empty.
+async fn drained(e: &aorta::daemon::Running, destination: &str) {
+    settle(&e.store).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.store.queue_stats(destination).await.unwrap().depth > 0 {
+        assert!(Instant::now() < deadline, "deliveries not all marked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
+    use std::sync::atomic::Ordering;
+    let (addr, seen) = session_receiver(false).await;
     let dest = http_destination(addr, "");
     let (e, _dir) = engine_with("http-body", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
     let mut c = connect(e.listener_addr("test").unwrap()).await;
     // One at a time, as a quiet feed sends: each answer is read whole before the next
-    // message arrives, so its connection is back in the pool by then.
+    // message arrives.
     for i in 0..5 {
         exchange(&mut c, &adt(&format!("B-{i}"))).await;
-        wait_for("the request", || requests.load(Ordering::SeqCst) == i + 1).await;
+        wait_for("the request", || {
+            seen.requests.load(Ordering::SeqCst) == i + 1
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    settle(&e.store).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while e.store.queue_stats("emr").await.unwrap().depth > 0 {
-        assert!(Instant::now() < deadline, "deliveries not all marked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Then a burst: every next request is ready before the answer before it has ended, the
+    // moment a pooled client opens a second connection.
+    for i in 0..40 {
+        exchange(&mut c, &adt(&format!("C-{i}"))).await;
     }
-    // Reading the body lets the client reuse the connection; dropping it unread closed it.
-    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    drained(&e, "emr").await;
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 45);
+    // Reading the body lets the connection be reused, and the next request waits for it.
+    assert_eq!(seen.opened.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.most_open.load(Ordering::SeqCst), 1);
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connection_cap_holds_when_the_receiver_closes_each_session() {
+    use std::sync::atomic::Ordering;
+    let (addr, seen) = session_receiver(true).await;
+    // Two workers (order per patient), so at most two connections, and never a third while a
+    // closed one is being replaced.
+    let dest = http_destination(addr, "concurrency = 2\norder_key = \"PID-3-1\"");
+    let (e, _dir) = engine_with("http-close", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..30 {
+        exchange(&mut c, &adt(&format!("D-{i}"))).await;
+    }
+    drained(&e, "emr").await;
+    // Each sent once: a closed connection is replaced before the next request, never found
+    // broken by one.
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 30);
+    // One session per request, as the receiver wants, and never more than two at once.
+    assert_eq!(seen.opened.load(Ordering::SeqCst), 30);
+    assert!(seen.most_open.load(Ordering::SeqCst) <= 2);
     e.stop().await.unwrap();
 }

@@ -38,6 +38,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use ::http::HeaderValue;
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -91,15 +93,19 @@ pub enum FhirMode {
 #[derive(Debug)]
 pub struct FhirDestination {
     client: Client,
-    base: String,
+    /// The base URL's path (`/r4`, or empty for a base at the root).
+    path: String,
     mode: FhirMode,
     keep_ids: bool,
 }
 
+/// The most of an answer read: a transaction response lists every entry's outcome.
+const MAX_ANSWER: usize = 32 << 20;
+
 /// One request to make: method, URL relative to the base, `If-None-Exist`, body.
 #[derive(Debug, Clone)]
 struct Request {
-    method: reqwest::Method,
+    method: ::http::Method,
     url: String,
     if_none_exist: Option<String>,
     body: Option<Value>,
@@ -123,9 +129,11 @@ impl FhirDestination {
             config.tls.as_ref(),
             connections,
         )?;
+        let (_, path) = super::link::Origin::split(&base).map_err(|e| format!("base_url: {e}"))?;
+        let path = path.to_string();
         Ok(FhirDestination {
             client,
-            base,
+            path,
             mode: config.mode,
             keep_ids: config.keep_ids,
         })
@@ -157,7 +165,7 @@ impl FhirDestination {
             match self.mode {
                 FhirMode::Transaction | FhirMode::Batch => {
                     let request = Request {
-                        method: reqwest::Method::POST,
+                        method: ::http::Method::POST,
                         url: String::new(),
                         if_none_exist: None,
                         body: Some(bundle),
@@ -170,9 +178,9 @@ impl FhirDestination {
             let id = doc.get("id").and_then(Value::as_str).map(str::to_string);
             let request = Request {
                 method: if id.is_some() {
-                    reqwest::Method::PUT
+                    ::http::Method::PUT
                 } else {
-                    reqwest::Method::POST
+                    ::http::Method::POST
                 },
                 url: match id {
                     Some(id) => format!("{kind}/{id}"),
@@ -265,42 +273,83 @@ impl FhirDestination {
         d: &Outgoing<'_>,
         bundle: bool,
     ) -> (Outcome, Option<String>) {
-        let url = if r.url.is_empty() {
-            self.base.clone()
+        let path = if r.url.is_empty() {
+            self.path.clone()
         } else {
-            format!("{}/{}", self.base, r.url)
+            let mut p = String::with_capacity(self.path.len() + 1 + r.url.len());
+            p.push_str(&self.path);
+            p.push('/');
+            p.push_str(&r.url);
+            p
         };
-        let mut request = self
-            .client
-            .request(r.method.clone(), &url)
-            .header(reqwest::header::ACCEPT, "application/fhir+json")
-            .header("Idempotency-Key", d.idempotency_key);
-        if let Some(q) = &r.if_none_exist {
-            request = request.header("If-None-Exist", q);
+        let mut headers = self.client.headers();
+        headers.insert(
+            ::http::header::ACCEPT,
+            HeaderValue::from_static("application/fhir+json"),
+        );
+        match HeaderValue::from_str(d.idempotency_key) {
+            Ok(v) => {
+                headers.insert("idempotency-key", v);
+            }
+            Err(_) => {
+                return (
+                    Outcome::Reject("the idempotency key is not a header value".into()),
+                    None,
+                )
+            }
         }
+        if let Some(q) = &r.if_none_exist {
+            match HeaderValue::from_str(q) {
+                Ok(v) => {
+                    headers.insert("if-none-exist", v);
+                }
+                Err(_) => {
+                    return (
+                        Outcome::Reject(format!("If-None-Exist {q:?} is not a header value")),
+                        None,
+                    )
+                }
+            }
+        }
+        let mut payload = Bytes::new();
         if let Some(body) = &r.body {
             match serde_json::to_vec(body) {
                 Ok(bytes) => {
-                    request = request
-                        .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
-                        .body(bytes)
+                    headers.insert(
+                        ::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/fhir+json"),
+                    );
+                    payload = Bytes::from(bytes);
                 }
                 Err(e) => return (Outcome::Reject(format!("cannot encode: {e}")), None),
             }
         }
-        let response = match request.send().await {
-            Ok(r) => r,
+        let answer = match self
+            .client
+            .exchange(r.method.clone(), &path, headers, payload, MAX_ANSWER)
+            .await
+        {
+            Ok(a) => a,
             Err(e) => return (http::unanswered(&e), None),
         };
-        let status = response.status();
-        let retry_after = http::retry_after_header(&response);
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .or_else(|| response.headers().get("content-location"))
+        let status = answer.status;
+        let retry_after = http::retry_after_header(&answer.headers);
+        let location = answer
+            .headers
+            .get(::http::header::LOCATION)
+            .or_else(|| answer.headers.get("content-location"))
             .and_then(|v| v.to_str().ok())
             .and_then(type_and_id);
-        let body = response.bytes().await.unwrap_or_default();
+        if bundle && status.is_success() && !answer.whole {
+            return (
+                Outcome::Reject(format!(
+                    "HTTP {status}: the response Bundle is larger than {} MiB; its entries' outcomes were not read",
+                    MAX_ANSWER >> 20
+                )),
+                None,
+            );
+        }
+        let body = answer.body;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if status.is_success() {
             if bundle {
@@ -345,7 +394,7 @@ fn entries_mut(bundle: &mut Value) -> impl Iterator<Item = &mut Value> {
 /// The entry as a request of its own, its references rewritten to what the server answered.
 fn entry_request(entry: &Value, resolved: &HashMap<String, String>) -> Option<Request> {
     let req = entry.get("request")?;
-    let method = reqwest::Method::from_bytes(req.get("method")?.as_str()?.as_bytes()).ok()?;
+    let method = ::http::Method::from_bytes(req.get("method")?.as_str()?.as_bytes()).ok()?;
     let url = req
         .get("url")?
         .as_str()?
@@ -606,7 +655,7 @@ mod tests {
         assert!(FhirDestination::build(&config("ftp://x/fhir"), 1).is_err());
         assert!(FhirDestination::build(&config("http://x/fhir?a=1"), 1).is_err());
         let d = FhirDestination::build(&config("https://x/fhir/"), 1).unwrap();
-        assert_eq!(d.base, "https://x/fhir");
+        assert_eq!(d.path, "/fhir");
     }
 
     #[test]

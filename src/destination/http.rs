@@ -16,13 +16,21 @@
 //! `Retry-After` in seconds or as an HTTP date); any other status → rejected, dead-lettered with the status and
 //! the start of the body; no answer (connection refused or reset, timeout) → retry. Every
 //! request carries `Idempotency-Key` (message id + destination) and `Content-Type` by format.
+//!
+//! Connections: HTTP/1.1, at most the destination's `concurrency` at once (default one), kept
+//! open between deliveries and replaced when the receiver closes one ([`super::link`]). The URL's
+//! placeholders may stand in the path and query only: a destination talks to one origin. Requests
+//! go straight to the receiver (no proxy; `HTTP_PROXY` is not read).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
+use super::link::{Answer, Link, LinkError, Origin};
 use super::{OutTemplate, Outcome, Outgoing};
 use crate::config::Secret;
 
@@ -115,22 +123,24 @@ impl ClientTls {
 #[derive(Debug)]
 pub struct HttpDestination {
     client: Client,
-    url: OutTemplate,
-    method: reqwest::Method,
+    /// The path and query after the origin, a template.
+    path: OutTemplate,
+    method: http::Method,
     content_type: Option<String>,
 }
 
-/// An HTTP client with its fixed headers and credentials (shared by the HTTP and FHIR
-/// destinations).
+/// An HTTP client for one origin with its fixed headers and credentials (shared by the HTTP
+/// and FHIR destinations); its connections are a [`Link`], capped at the destination's
+/// `concurrency`.
 #[derive(Debug)]
 pub struct Client {
-    inner: reqwest::Client,
-    headers: reqwest::header::HeaderMap,
-    basic: Option<(String, String)>,
+    link: Link,
+    headers: HeaderMap,
 }
 
 impl Client {
-    /// Builds a client for `url` (its scheme decides TLS): resolves the secrets, reads TLS files.
+    /// Builds a client for the origin of `url` (its scheme decides TLS): resolves the
+    /// secrets, reads TLS files. At most `connections` connections are open at once.
     pub fn build(
         url: &str,
         extra_headers: &BTreeMap<String, String>,
@@ -139,9 +149,13 @@ impl Client {
         tls: Option<&ClientTls>,
         connections: usize,
     ) -> Result<Client, String> {
-        use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
-        let mut headers = reqwest::header::HeaderMap::new();
-        let mut basic = None;
+        use http::header::{HeaderName, AUTHORIZATION, USER_AGENT};
+        let (origin, _) = Origin::split(url).map_err(|e| format!("url: {e}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("aorta/", env!("CARGO_PKG_VERSION"))),
+        );
         for (k, v) in extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("headers: {k:?} is not a header name"))?;
@@ -149,19 +163,33 @@ impl Client {
                 .map_err(|_| format!("headers.{k}: not a valid header value"))?;
             headers.insert(name, value);
         }
+        let secret = |v: String, what: &str| {
+            HeaderValue::from_str(&v)
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+                .map_err(|_| format!("{what}: not a valid header value"))
+        };
         match auth {
             Some(HttpAuth::Bearer(s)) => {
                 let token = s.resolve().map_err(|e| format!("auth.bearer: {e}"))?;
-                let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| "auth.bearer: not a valid header value".to_string())?;
-                v.set_sensitive(true);
-                headers.insert(AUTHORIZATION, v);
+                headers.insert(
+                    AUTHORIZATION,
+                    secret(format!("Bearer {token}"), "auth.bearer")?,
+                );
             }
             Some(HttpAuth::Basic { user, password }) => {
+                use base64::Engine as _;
                 let password = password
                     .resolve()
                     .map_err(|e| format!("auth.basic.password: {e}"))?;
-                basic = Some((user.clone(), password));
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                headers.insert(
+                    AUTHORIZATION,
+                    secret(format!("Basic {pair}"), "auth.basic")?,
+                );
             }
             Some(HttpAuth::ApiKey { header, value }) => {
                 let name = HeaderName::from_bytes(header.as_bytes())
@@ -169,61 +197,80 @@ impl Client {
                 let key = value
                     .resolve()
                     .map_err(|e| format!("auth.api_key.value: {e}"))?;
-                let mut v = HeaderValue::from_str(&key)
-                    .map_err(|_| "auth.api_key.value: not a valid header value".to_string())?;
-                v.set_sensitive(true);
-                headers.insert(name, v);
+                headers.insert(name, secret(key, "auth.api_key.value")?);
             }
             None => {}
         }
-        // reqwest wants a process-wide rustls provider even for plain http; Aorta uses ring
-        // everywhere (installing twice is refused, which is fine).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(timeout_secs.max(1)))
-            .connect_timeout(Duration::from_secs(timeout_secs.clamp(1, 10)))
-            .pool_max_idle_per_host(connections.max(1));
-        let builder = if url.starts_with("https://") || tls.is_some() {
-            let mut rustls = match tls {
+        let rustls = if origin.https {
+            Some(match tls {
                 Some(t) => t.client_config()?,
                 None => crate::tls::outgoing_config(None, None).map_err(|e| format!("tls: {e}"))?,
-            };
-            rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            builder.tls_backend_preconfigured(rustls)
+            })
         } else {
-            builder
+            if tls.is_some() {
+                return Err("tls: given for an http:// URL; use https://".into());
+            }
+            None
         };
-        let inner = builder
-            .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
-        Ok(Client {
-            inner,
-            headers,
-            basic,
-        })
+        let link = Link::new(
+            origin,
+            rustls,
+            connections,
+            Duration::from_secs(timeout_secs.clamp(1, 10)),
+            Duration::from_secs(timeout_secs.max(1)),
+        )?;
+        Ok(Client { link, headers })
     }
 
-    /// A request with the fixed headers and credentials in place.
-    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let mut request = self.inner.request(method, url);
-        if let Some((user, password)) = &self.basic {
-            request = request.basic_auth(user, Some(password));
-        }
-        request.headers(self.headers.clone())
+    /// The fixed headers and credentials, to add a request's own to.
+    pub fn headers(&self) -> HeaderMap {
+        self.headers.clone()
     }
+
+    /// Sends one request (`path`: path and query, origin-form) and reads up to `body_limit`
+    /// bytes of the answer.
+    pub async fn exchange(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        body_limit: usize,
+    ) -> Result<Answer, LinkError> {
+        self.link
+            .exchange(method, path, headers, body, body_limit)
+            .await
+    }
+
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.link.opened()
+    }
+}
+
+/// The path and query part of a URL template: what follows the origin, with `/` for none.
+/// Placeholders may not stand in the origin: a destination's connections go to one place.
+pub(super) fn path_template(url: &str) -> Result<OutTemplate, String> {
+    let (_, rest) = Origin::split(url)?;
+    let origin = &url[..url.len() - rest.len()];
+    if origin.contains("${") {
+        return Err(format!(
+            "{url:?}: placeholders may stand in the path and query, not in the host or port"
+        ));
+    }
+    let path = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    OutTemplate::parse(&path)
 }
 
 impl HttpDestination {
     /// Builds the client: resolves secrets, reads TLS files, checks the URL template.
     pub fn build(config: &HttpConfig, connections: usize) -> Result<HttpDestination, String> {
-        let url = OutTemplate::parse(&config.url).map_err(|e| format!("url: {e}"))?;
-        if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
-            return Err(format!(
-                "url: {:?} must start with http:// or https://",
-                config.url
-            ));
-        }
-        let method = reqwest::Method::from_bytes(config.method.as_bytes())
+        let path = path_template(&config.url).map_err(|e| format!("url: {e}"))?;
+        let method = http::Method::from_bytes(config.method.as_bytes())
             .map_err(|_| format!("method: {:?} is not an HTTP method", config.method))?;
         let client = Client::build(
             &config.url,
@@ -235,33 +282,47 @@ impl HttpDestination {
         )?;
         Ok(HttpDestination {
             client,
-            url,
+            path,
             method,
             content_type: config.content_type.clone(),
         })
     }
 
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.client.connections_opened()
+    }
+
     /// Sends the delivery and classifies the answer.
     pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
-        let url = self.url.render(d, &url_encode);
+        let path = self.path.render(d, &url_encode);
         let content_type = self.content_type.as_deref().unwrap_or(d.content_type());
-        let request = self
+        let mut headers = self.client.headers();
+        let (Ok(ct), Ok(key)) = (
+            HeaderValue::from_str(content_type),
+            HeaderValue::from_str(d.idempotency_key),
+        ) else {
+            return Outcome::Reject("content type or idempotency key is not a header value".into());
+        };
+        headers.insert(http::header::CONTENT_TYPE, ct);
+        headers.insert("idempotency-key", key);
+        let body = Bytes::copy_from_slice(d.payload);
+        // A delivered request's answer is read (to DRAIN_BYTES) so its connection is kept;
+        // a refusal's start is its reason.
+        let answer = match self
             .client
-            .request(self.method.clone(), &url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .header("Idempotency-Key", d.idempotency_key)
-            .body(d.payload.to_vec());
-        let response = match request.send().await {
-            Ok(r) => r,
+            .exchange(self.method.clone(), &path, headers, body, DRAIN_BYTES)
+            .await
+        {
+            Ok(a) => a,
             Err(e) => return unanswered(&e),
         };
-        let status = response.status();
+        let status = answer.status;
         if status.is_success() {
-            drain(response).await;
             return Outcome::Delivered;
         }
-        let retry_after = retry_after_header(&response);
-        let body = response.text().await.unwrap_or_default();
+        let retry_after = retry_after_header(&answer.headers);
+        let body = String::from_utf8_lossy(&answer.body);
         let snippet: String = body.chars().take(200).collect();
         let reason = format!("HTTP {status}: {}", snippet.trim());
         match status.as_u16() {
@@ -274,41 +335,20 @@ impl HttpDestination {
     }
 }
 
-/// The most of a successful answer's body read (and dropped) so that its connection is kept.
+/// The most of an answer's body read. A longer one is cut: the delivery's outcome stands, and
+/// that connection is closed rather than reused.
 const DRAIN_BYTES: usize = 64 * 1024;
 
-/// Reads a delivered request's answer to its end: the client puts a connection back in its
-/// pool only once the body is read, so a receiver that sends its acknowledgement after the
-/// headers (chunked, or in a later packet) cost a new connection — and a TLS handshake — per
-/// delivery. A body longer than [`DRAIN_BYTES`] is left: the delivery stands either way, and
-/// that connection closes.
-async fn drain(mut response: reqwest::Response) {
-    let mut read = 0;
-    while read <= DRAIN_BYTES {
-        match response.chunk().await {
-            Ok(Some(c)) => read += c.len(),
-            Ok(None) | Err(_) => return,
-        }
-    }
+/// The outcome when a request got no answer: always a retry, saying why (errors name the
+/// host and port, never the path, which may hold message values).
+pub(super) fn unanswered(e: &LinkError) -> Outcome {
+    Outcome::retry(e.to_string())
 }
 
-/// The outcome when a request got no answer: always a retry, saying why without the URL.
-pub(super) fn unanswered(e: &reqwest::Error) -> Outcome {
-    let what = if e.is_timeout() {
-        "no answer within the timeout"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "the request failed"
-    };
-    Outcome::retry(format!("{what}: {}", without_url(e)))
-}
-
-/// The response's `Retry-After`, as a wait from now.
-pub(super) fn retry_after_header(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
+/// The answer's `Retry-After`, as a wait from now.
+pub(super) fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry_after(v, std::time::SystemTime::now()))
 }
@@ -321,21 +361,6 @@ fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or_default())
-}
-
-/// A reqwest error without the URL, which may hold message values.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "<url>");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).

@@ -15,6 +15,7 @@
 pub mod fhir;
 pub mod file;
 pub mod http;
+pub mod link;
 pub mod mllp;
 pub mod rabbitmq;
 
