@@ -669,10 +669,21 @@ struct Sessions {
     requests: std::sync::atomic::AtomicUsize,
 }
 
+/// How a [`session_receiver`] ends its sessions.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// Keeps them open.
+    Never,
+    /// After every answer, saying so (`Connection: close`).
+    EachAnswer,
+    /// Silently, after 50 ms without a request (a server's keep-alive timeout).
+    WhenIdle,
+}
+
 /// A raw HTTP/1.1 receiver on loopback: each 200 carries a chunked body finished 20 ms after
-/// the headers (as a server streaming its acknowledgement does); with `close`, it closes the
-/// connection after every answer (`Connection: close`).
-async fn session_receiver(close: bool) -> (std::net::SocketAddr, Arc<Sessions>) {
+/// the headers (as a server streaming its acknowledgement does); sessions end as `ending` says.
+async fn session_receiver(ending: Ending) -> (std::net::SocketAddr, Arc<Sessions>) {
+    let close = ending == Ending::EachAnswer;
     use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -697,7 +708,16 @@ async fn session_receiver(close: bool) -> (std::net::SocketAddr, Arc<Sessions>) 
                             break p + 4;
                         }
                         let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
+                        let read = s.read(&mut chunk);
+                        let read = if ending == Ending::WhenIdle {
+                            match tokio::time::timeout(Duration::from_millis(50), read).await {
+                                Ok(r) => r,
+                                Err(_) => break 'session,
+                            }
+                        } else {
+                            read.await
+                        };
+                        match read {
                             Ok(0) | Err(_) => break 'session,
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
@@ -752,7 +772,7 @@ async fn drained(e: &aorta::daemon::Running, destination: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
     use std::sync::atomic::Ordering;
-    let (addr, seen) = session_receiver(false).await;
+    let (addr, seen) = session_receiver(Ending::Never).await;
     let dest = http_destination(addr, "");
     let (e, _dir) = engine_with("http-body", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
     let mut c = connect(e.listener_addr("test").unwrap()).await;
@@ -782,7 +802,7 @@ async fn http_keeps_one_connection_when_the_receiver_answers_with_a_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_connection_cap_holds_when_the_receiver_closes_each_session() {
     use std::sync::atomic::Ordering;
-    let (addr, seen) = session_receiver(true).await;
+    let (addr, seen) = session_receiver(Ending::EachAnswer).await;
     // Two workers (order per patient), so at most two connections, and never a third while a
     // closed one is being replaced.
     let dest = http_destination(addr, "concurrency = 2\norder_key = \"PID-3-1\"");
@@ -798,5 +818,35 @@ async fn http_connection_cap_holds_when_the_receiver_closes_each_session() {
     // One session per request, as the receiver wants, and never more than two at once.
     assert_eq!(seen.opened.load(Ordering::SeqCst), 30);
     assert!(seen.most_open.load(Ordering::SeqCst) <= 2);
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_replaces_a_connection_the_receiver_closed_while_idle() {
+    use std::sync::atomic::Ordering;
+    let (addr, seen) = session_receiver(Ending::WhenIdle).await;
+    let dest = http_destination(addr, "");
+    let (e, _dir) = engine_with("http-idle", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    // Each message after the receiver has dropped the connection kept from the one before.
+    for i in 0..5 {
+        exchange(&mut c, &adt(&format!("E-{i}"))).await;
+        wait_for("the request", || {
+            seen.requests.load(Ordering::SeqCst) == i + 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    drained(&e, "emr").await;
+    // Every delivery went once, on a new connection, with no failed attempt in between.
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 5);
+    assert_eq!(seen.opened.load(Ordering::SeqCst), 5);
+    for seq in 1..=5 {
+        let attempts = e.store.attempts(seq).await.unwrap();
+        assert!(
+            attempts.len() == 1 && attempts[0].outcome == "sent",
+            "delivery {seq}: {attempts:?}"
+        );
+    }
     e.stop().await.unwrap();
 }
