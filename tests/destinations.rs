@@ -850,3 +850,66 @@ async fn http_replaces_a_connection_the_receiver_closed_while_idle() {
     }
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_goes_through_a_configured_proxy_with_its_credentials() {
+    use base64::Engine as _;
+    let (addr, seen) = receiver(|_, _| 200).await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("aorta:s3cret")
+    );
+    let (proxy, log) = common::forward_proxy(Some(&basic)).await;
+    let (wrong, refused) = common::forward_proxy(Some("Basic bm9ib2R5Og==")).await;
+    let dest = http_destination(
+        addr,
+        &format!("proxy = {{ url = \"http://{proxy}\", user = \"aorta\", password = \"env:AORTA_TEST_PROXY_PW\" }}"),
+    );
+    let refused_dest = format!(
+        "[destinations.other]\nkind = \"http\"\nurl = \"http://{addr}/hl7/x\"\ntimeout_secs = 5\nretry = {{ initial_ms = 50, max_ms = 200 }}\nproxy = {{ url = \"http://{wrong}\" }}\n"
+    );
+    std::env::set_var("AORTA_TEST_PROXY_PW", "s3cret");
+    let routes =
+        "from = \"test\"\n[[to]]\ndestination = \"emr\"\n[[to]]\ndestination = \"other\"\n";
+    let (e, _dir) = engine_with(
+        "http-proxy",
+        "",
+        &[("emr.toml", routes)],
+        &[&dest, &refused_dest],
+    )
+    .await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..3 {
+        exchange(&mut c, &adt(&format!("P-{i}"))).await;
+    }
+    wait_for("the deliveries through the proxy", || {
+        seen.lock().unwrap().len() == 3
+    })
+    .await;
+    // One connection through the proxy, the request in absolute form, with the credentials.
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].0, format!("POST http://{addr}/hl7/ADT HTTP/1.1"));
+    assert_eq!(log[0].1.as_deref(), Some(basic.as_str()));
+    // A proxy that refuses: retried with the proxy's answer as the reason, nothing sent.
+    let m = e.store.find_by_control_id("P-0").await.unwrap();
+    wait_for("the refusal recorded", || {
+        !refused.lock().unwrap().is_empty()
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = e.store.deliveries_for(m[0].id).await.unwrap();
+        let other = d.iter().find(|x| x.destination == "other").unwrap();
+        let attempts = e.store.attempts(other.seq).await.unwrap();
+        if let Some(a) = attempts.first() {
+            assert_eq!(a.outcome, "retry");
+            let why = a.detail.clone().unwrap_or_default();
+            assert!(why.contains("407"), "{why}");
+            break;
+        }
+        assert!(Instant::now() < until, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.stop().await.unwrap();
+}

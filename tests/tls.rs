@@ -262,18 +262,35 @@ async fn http_destination_over_mutual_tls() {
             other.ca, pki.client_cert, pki.client_key
         ),
     );
+    // The same, through a forward proxy: a CONNECT tunnel, TLS end to end inside it.
+    let (proxy, proxy_log) = common::forward_proxy(None).await;
+    let proxied = format!(
+        "{}proxy = {{ url = \"http://{proxy}\" }}\n",
+        dest(
+            "proxied",
+            &format!(
+                "ca = \"{}\", cert = \"{}\", key = \"{}\"",
+                pki.ca, pki.client_cert, pki.client_key
+            ),
+        )
+    );
     let routes = [(
         "r.toml",
-        "from = \"test\"\n[[to]]\ndestination = \"good\"\n[[to]]\ndestination = \"anonymous\"\n[[to]]\ndestination = \"untrusting\"\n",
+        "from = \"test\"\n[[to]]\ndestination = \"good\"\n[[to]]\ndestination = \"anonymous\"\n[[to]]\ndestination = \"untrusting\"\n[[to]]\ndestination = \"proxied\"\n",
     )];
-    let (e, _d) =
-        common::engine_with("tls-http", "", &routes, &[&good, &anonymous, &untrusting]).await;
+    let (e, _d) = common::engine_with(
+        "tls-http",
+        "",
+        &routes,
+        &[&good, &anonymous, &untrusting, &proxied],
+    )
+    .await;
     let mut c = common::connect(e.listener_addr("test").unwrap()).await;
     for i in 0..3 {
         exchange(&mut c, &adt(&format!("HTTPS-{i}"))).await;
     }
     let until = Instant::now() + Duration::from_secs(20);
-    while received.lock().unwrap().len() < 3 {
+    while received.lock().unwrap().len() < 6 {
         assert!(Instant::now() < until, "never arrived over mutual TLS");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -289,12 +306,20 @@ async fn http_destination_over_mutual_tls() {
                 .any(|(key, body)| *key == format!("{}:good", m[0].id) && body == &m[0].raw),
             "HTTPS-{i} not received whole with its key"
         );
+        assert!(
+            got.iter()
+                .any(|(key, body)| *key == format!("{}:proxied", m[0].id) && body == &m[0].raw),
+            "HTTPS-{i} not received through the proxy"
+        );
         // The two destinations that cannot complete the handshake retry their head (strict
         // order holds the rest back); nothing was sent.
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             let d = e.store.deliveries_for(m[0].id).await.unwrap();
-            let failing: Vec<_> = d.iter().filter(|x| x.destination != "good").collect();
+            let failing: Vec<_> = d
+                .iter()
+                .filter(|x| x.destination != "good" && x.destination != "proxied")
+                .collect();
             assert_eq!(failing.len(), 2);
             for x in &failing {
                 assert!(
@@ -340,9 +365,13 @@ async fn http_destination_over_mutual_tls() {
     }
     assert_eq!(
         received.lock().unwrap().len(),
-        3,
-        "only the good destination delivers"
+        6,
+        "only the good destination delivers, directly and through the proxy"
     );
+    // One tunnel to the receiver, asked for by name and port.
+    let log = proxy_log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].0, format!("CONNECT localhost:{port} HTTP/1.1"));
     e.stop().await.unwrap();
 }
 

@@ -43,7 +43,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http::{self, Client, ClientTls, HttpAuth};
+use super::http::{self, Client, ClientTls, HttpAuth, ProxyConfig};
 use super::{Outcome, Outgoing};
 
 /// `[destinations.NAME]` with `kind = "fhir"`.
@@ -70,6 +70,9 @@ pub struct FhirConfig {
     /// TLS options.
     #[serde(default)]
     pub tls: Option<ClientTls>,
+    /// An HTTP proxy to go through (as for `http`).
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
 }
 
 fn thirty() -> u64 {
@@ -127,6 +130,7 @@ impl FhirDestination {
             config.auth.as_ref(),
             config.timeout_secs,
             config.tls.as_ref(),
+            config.proxy.as_ref(),
             connections,
         )?;
         let (_, path) = super::link::Origin::split(&base).map_err(|e| format!("base_url: {e}"))?;
@@ -373,7 +377,7 @@ impl FhirDestination {
         };
         let reason = format!("HTTP {status}: {}", text.trim());
         let outcome = match status.as_u16() {
-            408 | 429 | 500..=599 => Outcome::Retry {
+            407 | 408 | 429 | 500..=599 => Outcome::Retry {
                 reason,
                 after: retry_after,
             },
@@ -651,6 +655,7 @@ mod tests {
             headers: BTreeMap::new(),
             timeout_secs: 5,
             tls: None,
+            proxy: None,
         };
         assert!(FhirDestination::build(&config("ftp://x/fhir"), 1).is_err());
         assert!(FhirDestination::build(&config("http://x/fhir?a=1"), 1).is_err());

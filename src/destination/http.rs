@@ -12,15 +12,22 @@
 //! tls = { ca = "/etc/aorta/tls/emr-ca.pem", cert = "client.pem", key = "client.key" }   # all optional
 //! ```
 //!
-//! How answers are classified: 2xx → delivered; 408, 429 and 5xx → retry (honouring a
+//! How answers are classified: 2xx → delivered; 407 (a proxy wants other credentials: the
+//! message is not at fault), 408, 429 and 5xx → retry (honouring a
 //! `Retry-After` in seconds or as an HTTP date); any other status → rejected, dead-lettered with the status and
 //! the start of the body; no answer (connection refused or reset, timeout) → retry. Every
 //! request carries `Idempotency-Key` (message id + destination) and `Content-Type` by format.
 //!
 //! Connections: HTTP/1.1, at most the destination's `concurrency` at once (default one), kept
 //! open between deliveries and replaced when the receiver closes one ([`super::link`]). The URL's
-//! placeholders may stand in the path and query only: a destination talks to one origin. Requests
-//! go straight to the receiver (no proxy; `HTTP_PROXY` is not read).
+//! placeholders may stand in the path and query only: a destination talks to one origin.
+//! Requests go straight to the receiver unless a proxy is configured (`HTTP_PROXY` and the like
+//! are not read: what a destination connects to is in its configuration):
+//!
+//! ```toml
+//! proxy = { url = "http://proxy.hospital.local:3128" }            # https:// URLs tunnel (CONNECT)
+//! proxy = { url = "http://proxy:3128", user = "aorta", password = "env:PROXY_PASSWORD" }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +37,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::link::{Answer, Link, LinkError, Origin};
+use super::link::{Answer, Link, LinkError, Origin, Proxy};
 use super::{OutTemplate, Outcome, Outgoing};
 use crate::config::Secret;
 
@@ -58,6 +65,55 @@ pub struct HttpConfig {
     /// TLS options.
     #[serde(default)]
     pub tls: Option<ClientTls>,
+    /// An HTTP proxy to go through.
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// An HTTP proxy for a destination's connections (`proxy = { url = "http://proxy:3128" }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The proxy's address, `http://host:port`.
+    pub url: String,
+    /// A user name, when the proxy asks for credentials (Basic).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Its password, a secret reference.
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+impl ProxyConfig {
+    /// The proxy's address and credentials, secrets resolved.
+    fn resolve(&self) -> Result<Proxy, String> {
+        let (at, rest) = Origin::split(&self.url).map_err(|e| format!("proxy.url: {e}"))?;
+        if !(rest.is_empty() || rest == "/") {
+            return Err(format!(
+                "proxy.url: {:?} must be just http://host:port",
+                self.url
+            ));
+        }
+        let authorization = match (&self.user, &self.password) {
+            (None, None) => None,
+            (Some(user), password) => {
+                use base64::Engine as _;
+                let password = match password {
+                    Some(p) => p.resolve().map_err(|e| format!("proxy.password: {e}"))?,
+                    None => String::new(),
+                };
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let mut v = HeaderValue::from_str(&format!("Basic {pair}")).map_err(|_| {
+                    "proxy: the credentials are not a valid header value".to_string()
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            (None, Some(_)) => return Err("proxy: a password needs a user".into()),
+        };
+        Ok(Proxy { at, authorization })
+    }
 }
 
 fn post() -> String {
@@ -147,6 +203,7 @@ impl Client {
         auth: Option<&HttpAuth>,
         timeout_secs: u64,
         tls: Option<&ClientTls>,
+        proxy: Option<&ProxyConfig>,
         connections: usize,
     ) -> Result<Client, String> {
         use http::header::{HeaderName, AUTHORIZATION, USER_AGENT};
@@ -212,9 +269,11 @@ impl Client {
             }
             None
         };
+        let proxy = proxy.map(ProxyConfig::resolve).transpose()?;
         let link = Link::new(
             origin,
             rustls,
+            proxy,
             connections,
             Duration::from_secs(timeout_secs.clamp(1, 10)),
             Duration::from_secs(timeout_secs.max(1)),
@@ -278,6 +337,7 @@ impl HttpDestination {
             config.auth.as_ref(),
             config.timeout_secs,
             config.tls.as_ref(),
+            config.proxy.as_ref(),
             connections,
         )?;
         Ok(HttpDestination {
@@ -326,7 +386,7 @@ impl HttpDestination {
         let snippet: String = body.chars().take(200).collect();
         let reason = format!("HTTP {status}: {}", snippet.trim());
         match status.as_u16() {
-            408 | 429 | 500..=599 => Outcome::Retry {
+            407 | 408 | 429 | 500..=599 => Outcome::Retry {
                 reason,
                 after: retry_after,
             },

@@ -118,6 +118,16 @@ impl Origin {
     }
 }
 
+/// An HTTP proxy the connections go through: `CONNECT` tunnels for https origins, requests
+/// in absolute form (`POST http://host/path`) for http ones.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// Where the proxy listens (an `http://` URL's host and port).
+    pub at: Origin,
+    /// `Proxy-Authorization`, when the proxy wants credentials.
+    pub authorization: Option<HeaderValue>,
+}
+
 /// Why an exchange got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkError {
@@ -166,6 +176,7 @@ pub struct Link {
     connect_timeout: Duration,
     timeout: Duration,
     host: HeaderValue,
+    proxy: Option<Proxy>,
     opened: AtomicU64,
 }
 
@@ -184,10 +195,16 @@ impl Link {
     pub fn new(
         origin: Origin,
         tls: Option<rustls::ClientConfig>,
+        proxy: Option<Proxy>,
         connections: usize,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Link, String> {
+        if proxy.as_ref().is_some_and(|p| p.at.https) {
+            return Err(
+                "proxy: an https:// proxy is not supported; give its http:// address".into(),
+            );
+        }
         let tls = match (origin.https, tls) {
             (true, Some(mut config)) => {
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -211,6 +228,7 @@ impl Link {
             connect_timeout,
             timeout,
             host,
+            proxy,
             opened: AtomicU64::new(0),
         })
     }
@@ -235,14 +253,36 @@ impl Link {
         body: Bytes,
         body_limit: usize,
     ) -> Result<Answer, LinkError> {
-        let uri: Uri = request_target(path)
-            .parse()
-            .map_err(|_| LinkError::Failed("the request path is not a valid URI path".into()))?;
+        let target = request_target(path);
+        let uri: Uri = match &self.proxy {
+            // A proxy forwarding plain HTTP learns the destination from the request line.
+            Some(_) if !self.origin.https => {
+                let mut absolute =
+                    String::with_capacity(self.origin.authority.len() + target.len() + 7);
+                absolute.push_str("http://");
+                absolute.push_str(&self.origin.authority);
+                absolute.push_str(&target);
+                absolute.parse()
+            }
+            _ => target.parse(),
+        }
+        .map_err(|_| LinkError::Failed("the request path is not a valid URI path".into()))?;
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         request.headers_mut().insert(HOST, self.host.clone());
+        if let Some(Proxy {
+            authorization: Some(auth),
+            ..
+        }) = &self.proxy
+        {
+            if !self.origin.https {
+                request
+                    .headers_mut()
+                    .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+            }
+        }
         // The permit is what keeps the cap: it is held from taking a connection until the
         // connection is back among the idle ones (or dropped).
         let Ok(_permit) = self.slots.acquire().await else {
@@ -323,13 +363,21 @@ impl Link {
 
     async fn connect(&self) -> Result<Sender, LinkError> {
         let o = &self.origin;
-        let tcp = tokio::time::timeout(
+        let first = self.proxy.as_ref().map_or(o, |p| &p.at);
+        let mut tcp = tokio::time::timeout(
             self.connect_timeout,
-            TcpStream::connect((o.host.as_str(), o.port)),
+            TcpStream::connect((first.host.as_str(), first.port)),
         )
         .await
-        .map_err(|_| LinkError::Connect(format!("no connection to {} in time", o.authority)))?
-        .map_err(|e| LinkError::Connect(format!("{}: {e}", o.authority)))?;
+        .map_err(|_| LinkError::Connect(format!("no connection to {} in time", first.authority)))?
+        .map_err(|e| LinkError::Connect(format!("{}: {e}", first.authority)))?;
+        if let (Some(p), true) = (&self.proxy, o.https) {
+            tokio::time::timeout(self.connect_timeout, tunnel(&mut tcp, o, p))
+                .await
+                .map_err(|_| {
+                    LinkError::Connect(format!("proxy {}: no tunnel in time", p.at.authority))
+                })??;
+        }
         let _ = tcp.set_nodelay(true);
         let sender = match &self.tls {
             None => handshake(tcp).await?,
@@ -347,6 +395,53 @@ impl Link {
         self.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(origin = %o.authority, "connection opened");
         Ok(sender)
+    }
+}
+
+/// Asks the proxy for a tunnel to `origin` (`CONNECT host:port`) and reads its answer: a 2xx
+/// opens the tunnel, anything else is why there is none.
+async fn tunnel(tcp: &mut TcpStream, origin: &Origin, proxy: &Proxy) -> Result<(), LinkError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = format!("{}:{}", bracketed(&origin.host), origin.port);
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &proxy.authorization {
+        head.push_str("Proxy-Authorization: ");
+        head.push_str(auth.to_str().unwrap_or_default());
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let fail = |e: String| LinkError::Connect(format!("proxy {}: {e}", proxy.at.authority));
+    tcp.write_all(head.as_bytes())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    // Byte by byte up to the blank line: what follows is the origin's, TLS from here on.
+    let mut answer = Vec::with_capacity(256);
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() >= 16 * 1024 {
+            return Err(fail("its answer to CONNECT has no end".into()));
+        }
+        let b = tcp.read_u8().await.map_err(|e| fail(e.to_string()))?;
+        answer.push(b);
+    }
+    let status_line = String::from_utf8_lossy(&answer);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    let code = status_line.split(' ').nth(1).unwrap_or_default();
+    if code.len() == 3 && code.starts_with('2') {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "CONNECT {target} answered {:?}",
+            status_line.trim()
+        )))
+    }
+}
+
+/// An IPv6 address in brackets, as it stands in a URL; a name as it is.
+fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') {
+        std::borrow::Cow::Owned(format!("[{host}]"))
+    } else {
+        std::borrow::Cow::Borrowed(host)
     }
 }
 

@@ -305,3 +305,75 @@ pub fn make_pki(dir: &std::path::Path) -> Pki {
         client_key: write("client.key", client_key.serialize_pem()),
     }
 }
+
+/// What a [`forward_proxy`] saw: the first request line of each connection (`CONNECT host:port
+/// HTTP/1.1`, or an absolute-form request) and its `Proxy-Authorization`.
+pub type ProxyLog = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A forward HTTP proxy on 127.0.0.1:0: `CONNECT` opens a tunnel; a plain request in absolute
+/// form is passed on, with the rest of the connection, to the host it names. With `auth`, a
+/// connection without that `Proxy-Authorization` value gets a 407 and is closed.
+pub async fn forward_proxy(auth: Option<&str>) -> (SocketAddr, ProxyLog) {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let log: ProxyLog = Default::default();
+    let (l, auth) = (log.clone(), auth.map(str::to_string));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = socket.accept().await else {
+                return;
+            };
+            let (l, auth) = (l.clone(), auth.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read_u8().await {
+                        Ok(b) => head.push(b),
+                        Err(_) => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let line = text.lines().next().unwrap_or_default().to_string();
+                let given = text.lines().find_map(|h| {
+                    let (k, v) = h.split_once(':')?;
+                    k.eq_ignore_ascii_case("proxy-authorization")
+                        .then(|| v.trim().to_string())
+                });
+                l.lock().unwrap().push((line.clone(), given.clone()));
+                if auth.is_some() && given != auth {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let mut parts = line.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let host = if method == "CONNECT" {
+                    target.to_string()
+                } else {
+                    let rest = target.strip_prefix("http://").unwrap_or(target);
+                    rest.split('/').next().unwrap_or_default().to_string()
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(&host).await else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                };
+                if method == "CONNECT" {
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                } else if server.write_all(&head).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (addr, log)
+}
