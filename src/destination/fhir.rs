@@ -10,7 +10,10 @@
 //! headers = { "X-Tenant" = "north" }
 //! timeout_secs = 30
 //! tls = { ca = "/etc/aorta/tls/fhir-ca.pem" }     # all optional, as for `http`
+//! proxy = { url = "http://proxy:3128" }          # optional, as for `http`
 //! ```
+//!
+//! Connections as for `http`: at most `concurrency` (default one) HTTP/1.1 connections, kept.
 //!
 //! What a delivery becomes (its route output is `format = "fhir"`, a transaction Bundle):
 //! - `transaction` (default): the Bundle is POSTed to the base URL as one transaction — the
@@ -31,7 +34,7 @@
 //!
 //! How answers are classified: a 2xx is delivered only if every entry of a batch or transaction
 //! response has a 2xx status too (servers differ in how atomic a transaction is); an entry or a
-//! request answered 408, 429 or 5xx, no answer or a timeout → retry (honouring `Retry-After`);
+//! request answered 407, 408, 429 or 5xx, no answer or a timeout → retry (honouring `Retry-After`);
 //! any other 4xx → rejected, dead-lettered with the server's OperationOutcome text (issue
 //! severity, code, diagnostics or details, and FHIRPath location) for an operator to read.
 
