@@ -176,7 +176,7 @@ pub enum BenchCommand {
 pub enum Hl7Command {
     /// Print the decoded value at each path, one per line (an empty line when absent).
     ///
-    /// Paths: PID-5-1, PID-3(1)-1, OBX(2)-5 (Terser, 0-based indexes) or PID.5.1, OBX[2].5
+    /// Paths: PID-5-1, PID-3(1)-1, OBX(2)-5 (Terser, 0-based indexes) or PID.5.1, OBX\[2\].5
     /// (dotted, 1-based indexes).
     Get {
         /// Message file, or - for stdin.

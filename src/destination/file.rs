@@ -174,7 +174,7 @@ impl FileDestination {
     }
 
     /// Writes each delivery of a leased batch into its own file, with one sync for the whole
-    /// group instead of two per file (see [`write_group`]). Files appear in queue order; after
+    /// group instead of two per file (see `write_group`). Files appear in queue order; after
     /// a failure the rest are not tried (`None`), so an outage cannot reorder them.
     pub async fn send_group(&self, all: &[Outgoing<'_>]) -> Vec<Option<Outcome>> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; all.len()];

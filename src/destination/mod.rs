@@ -8,7 +8,7 @@
 //! A destination never sleeps, retries or touches the journal: it classifies. The worker
 //! (`daemon::delivery`) owns the retry policy ([`RetryPolicy`]), ordering and rate limits.
 //! One file per kind, each with its configuration, build and send: [`http`], [`fhir`],
-//! [`file`], [`mllp`], [`rabbitmq`].
+//! [`file`](mod@file), [`mllp`], [`rabbitmq`].
 //! Every delivery carries an idempotency key (message id + destination) that a destination
 //! passes on where its protocol has a place for it (`Idempotency-Key` header, file name).
 

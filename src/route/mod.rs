@@ -9,7 +9,7 @@
 //! One route per file, `routes/NAME.toml`, compiled once at load ([`RouteSet::load`]): every
 //! path, regex, code table and script is checked then, and every error is reported with its
 //! file, line, route and key. Evaluation is pure — no I/O, no clock, no tokio — so a route can be
-//! tested from data (`routes/NAME.test.toml`, see [`test`]).
+//! tested from data (`routes/NAME.test.toml`, see [`test`](mod@test)).
 //!
 //! ```toml
 //! # routes/adt-to-emr.toml

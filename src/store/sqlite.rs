@@ -1,5 +1,5 @@
 //! The embedded journal: a segment log as the durability point ([`super::log`], written by
-//! the log thread in [`super::logwriter`]), indexed into SQLite (WAL mode) by one writer thread
+//! the log thread in `store::logwriter`), indexed into SQLite (WAL mode) by one writer thread
 //! that also owns routing results and the destination queues; reader connections for queries.
 
 use std::path::{Path, PathBuf};

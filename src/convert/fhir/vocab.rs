@@ -1,9 +1,9 @@
 //! Vocabulary for the v2 → FHIR conversion: coding-system names to URIs, and the v2 tables whose
 //! codes FHIR replaces with its own (from the ConceptMaps of HL7's v2-to-FHIR implementation
-//! guide: AdministrativeSex, MaritalStatus, PatientClass[EncounterClass], ResultStatus,
+//! guide: AdministrativeSex, MaritalStatus, PatientClass\[EncounterClass\], ResultStatus,
 //! ObservationResultStatusCodesInterpretation, OrderControlCode[ServiceRequest.status],
-//! OrderStatus, AllergenType, AllergySeverity, CompletionStatus, FillerStatusCodes[Appointment],
-//! TelecommunicationUseCode, TelecommunicationEquipmentType, AddressType[Use], NameType).
+//! OrderStatus, AllergenType, AllergySeverity, CompletionStatus, FillerStatusCodes\[Appointment\],
+//! TelecommunicationUseCode, TelecommunicationEquipmentType, AddressType\[Use\], NameType).
 
 /// The FHIR URI of a v2 coding system name (HL7 table 0396), when it has a well-known one.
 pub fn system_uri(name: &str) -> Option<String> {
