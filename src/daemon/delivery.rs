@@ -99,8 +99,7 @@ impl<S: Store> Worker<S> {
         // A pipelining destination's batch whose outcomes are pending while the next one is
         // leased and published: the broker confirms one batch while the next goes out.
         let mut pending: Option<Pending> = None;
-        // The next batch, leased while the one before was written (a group) or sent one by
-        // one.
+        // A grouping destination's next batch, leased while the one before was written.
         let mut ahead: Option<Vec<Leased>> = None;
         loop {
             if *shutdown.borrow() {
@@ -249,65 +248,33 @@ impl<S: Store> Worker<S> {
                 }
                 self.release(next).await;
             }
-            // One at a time. The next batch is leased meanwhile (as for a group above): the
-            // lease waits its turn in the journal's writer behind the messages coming in, and
-            // a worker that waited for it after each batch sat idle that long. It goes out
-            // only if this batch went whole, so order holds.
-            let last = batch.last().map_or(0, |d| d.seq);
-            let one_by_one = async {
-                // One outcome per delivery; `None`: not tried (held back, or shutting down).
-                let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
-                // Under `block`, a delivery that will be retried holds back the rest.
-                let mut held = false;
-                for out in &outs {
-                    if held || *shutdown.borrow() {
-                        outcomes.push(None);
-                        continue;
+            // One outcome per delivery; `None`: not tried (held back, or shutting down).
+            let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
+            // Under `block`, a delivery that will be retried holds back the rest.
+            let mut held = false;
+            for out in &outs {
+                if held || *shutdown.borrow() {
+                    outcomes.push(None);
+                    continue;
+                }
+                if let Some(gap) = gap {
+                    let now = Instant::now();
+                    if next_send > now {
+                        tokio::time::sleep(next_send - now).await;
                     }
-                    if let Some(gap) = gap {
-                        let now = Instant::now();
-                        if next_send > now {
-                            tokio::time::sleep(next_send - now).await;
-                        }
-                        next_send = next_send.max(now) + gap;
-                    }
-                    counters.in_flight.inc();
-                    let started = Instant::now();
-                    let outcome = self.destination.send(out).await;
-                    counters.latency.observe(started.elapsed().as_secs_f64());
-                    counters.in_flight.dec();
-                    held = policy == HeadOfLine::Block && matches!(outcome, Outcome::Retry { .. });
-                    outcomes.push(Some(outcome));
+                    next_send = next_send.max(now) + gap;
                 }
-                outcomes
-            };
-            // Under a rate limit a batch takes long to send: a batch leased ahead would spend
-            // its lease waiting, and the lease round trip does not matter there.
-            let ahead_lease = async {
-                if gap.is_some() {
-                    return None;
-                }
-                match self
-                    .store
-                    .lease_after(name, self.partition, policy, lease_micros, batch_size, last)
-                    .await
-                {
-                    Ok(Lease::Leased(next)) => Some(next),
-                    _ => None,
-                }
-            };
-            let (outcomes, next) = tokio::join!(one_by_one, ahead_lease);
+                counters.in_flight.inc();
+                let started = Instant::now();
+                let outcome = self.destination.send(out).await;
+                counters.latency.observe(started.elapsed().as_secs_f64());
+                counters.in_flight.dec();
+                held = policy == HeadOfLine::Block && matches!(outcome, Outcome::Retry { .. });
+                outcomes.push(Some(outcome));
+            }
             drop(outs);
-            let whole = outcomes
-                .iter()
-                .all(|o| matches!(o, Some(Outcome::Delivered | Outcome::Reject(_))));
             self.record(&batch, outcomes, &counters, &mut shutdown)
                 .await;
-            if whole && !*shutdown.borrow() {
-                ahead = next;
-            } else {
-                self.release(next).await;
-            }
         }
     }
 
