@@ -168,6 +168,10 @@ pub enum BenchCommand {
         /// inflated by a backlog.
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// Spread the messages over this many patients (PID-3-1 set per message; default: the
+        /// messages' own), for destinations that keep order per patient (`order_key`).
+        #[arg(long, default_value_t = 0)]
+        patients: usize,
     },
 }
 
@@ -323,6 +327,7 @@ pub fn run(cli: Cli) -> Result<()> {
             fsync_dir,
             ack_timeout,
             rate,
+            patients,
         }) => {
             let mut payloads = Vec::new();
             for f in &files {
@@ -364,6 +369,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 tls,
                 ack_timeout: Duration::from_secs(ack_timeout),
                 rate,
+                patients,
             };
             // One thread is plenty for a stop-and-wait client and leaves the cores to the engine
             // being measured.

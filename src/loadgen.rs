@@ -37,6 +37,10 @@ pub struct LoadOptions {
     /// Each connection sends on its own schedule, staggered against the others; a connection
     /// behind schedule (its ACK came late) sends the next at once, without a catch-up burst.
     pub rate: f64,
+    /// Patients to spread the messages over (PID-3-1 set to one of `patients` ids, message by
+    /// message), so that a destination keeping order per patient has keys to spread; 0 keeps
+    /// the messages' own.
+    pub patients: usize,
 }
 
 /// The outcome of a run.
@@ -141,20 +145,9 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport> {
                         .connect(name, stream)
                         .await
                         .context("TLS handshake")?;
-                    connection(tls, c, share, &templates, &run_id, opts.ack_timeout, pace).await
+                    connection(tls, c, share, &templates, &run_id, &opts, pace).await
                 }
-                None => {
-                    connection(
-                        stream,
-                        c,
-                        share,
-                        &templates,
-                        &run_id,
-                        opts.ack_timeout,
-                        pace,
-                    )
-                    .await
-                }
+                None => connection(stream, c, share, &templates, &run_id, &opts, pace).await,
             }
         });
     }
@@ -178,9 +171,11 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(
     count: usize,
     templates: &[OwnedMessage],
     run_id: &str,
-    ack_timeout: Duration,
+    opts: &LoadOptions,
     pace: Option<(Instant, Duration)>,
 ) -> Result<LoadReport> {
+    let ack_timeout = opts.ack_timeout;
+    let pid3 = Path::new(*b"PID", 3).with_component(1);
     let mut report = LoadReport::default();
     let mut codec = MllpCodec::new(Framing::default(), 16 * 1024 * 1024);
     let mut buf = BytesMut::with_capacity(4096);
@@ -191,6 +186,12 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(
         let mut msg = templates[i % templates.len()].clone();
         let control_id = format!("{run_id}{conn:04X}{i:07X}");
         msg.set(&msh10, &control_id).map_err(|e| anyhow!("{e}"))?;
+        if opts.patients > 0 && msg.find_segment(b"PID", 0).is_some() {
+            // Consecutive messages of a connection go to different patients.
+            let patient = (i.wrapping_mul(7919).wrapping_add(conn)) % opts.patients;
+            msg.set(&pid3, &format!("LG{patient:07}"))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
         let bytes = frame(&msg.encode());
         if let Some((first, period)) = pace {
             let due = period.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
@@ -412,21 +413,26 @@ mod tests {
     use crate::hl7::ack::{build_ack, AckCode, AckSpec};
 
     /// A receiver answering every frame with AA, so that the load generator's own behaviour
-    /// is tested over a real socket.
-    async fn acker() -> SocketAddr {
+    /// is tested over a real socket. It keeps each message's PID-3-1.
+    async fn acker() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let patients: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let seen = patients.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut codec = MllpCodec::new(Framing::default(), 1 << 20);
                     let mut buf = BytesMut::new();
                     loop {
                         while let Ok(Some(f)) = codec.decode(&mut buf) {
                             let m = Message::parse(&f).unwrap();
+                            let pid = m.get(&Path::parse("PID-3-1").unwrap()).unwrap_or_default();
+                            seen.lock().unwrap().push(pid.to_string());
                             let spec = AckSpec {
                                 code: AckCode::AA,
                                 control_id: "A1".into(),
@@ -445,7 +451,7 @@ mod tests {
                 });
             }
         });
-        addr
+        (addr, patients)
     }
 
     fn options(addr: SocketAddr, messages: usize, rate: f64) -> LoadOptions {
@@ -457,20 +463,40 @@ mod tests {
             tls: None,
             ack_timeout: Duration::from_secs(10),
             rate,
+            patients: 0,
         }
     }
 
     #[tokio::test]
     async fn every_message_is_answered_and_checked() {
-        let addr = acker().await;
+        let (addr, patients) = acker().await;
         let r = run(options(addr, 50, 0.0)).await.unwrap();
         assert_eq!((r.sent, r.accepted, r.naks, r.mismatches), (50, 50, 0, 0));
         assert_eq!(r.latencies.len(), 50);
+        // The messages' own patient, unchanged.
+        let p = patients.lock().unwrap();
+        assert!(p.len() == 50 && p.iter().all(|id| id == "100001"), "{p:?}");
+    }
+
+    #[tokio::test]
+    async fn messages_can_be_spread_over_patients() {
+        let (addr, patients) = acker().await;
+        let r = run(LoadOptions {
+            patients: 10,
+            ..options(addr, 200, 0.0)
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.accepted, 200);
+        let p = patients.lock().unwrap();
+        let distinct: std::collections::BTreeSet<&String> = p.iter().collect();
+        assert_eq!(distinct.len(), 10, "{distinct:?}");
+        assert!(distinct.iter().all(|id| id.starts_with("LG")));
     }
 
     #[tokio::test]
     async fn a_paced_run_keeps_to_its_schedule() {
-        let addr = acker().await;
+        let (addr, _) = acker().await;
         // 40 messages at 200/s: the last is due 39/200 s after the start, never sooner.
         let r = run(options(addr, 40, 200.0)).await.unwrap();
         assert_eq!((r.sent, r.accepted), (40, 40));

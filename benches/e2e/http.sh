@@ -9,6 +9,8 @@
 #                                           the same, the 256 connections paced to offer RATE
 #                                           msgs/s in all (N messages, default 4 s worth)
 #
+# CONCURRENCY=N sends with N workers and connections, order kept per patient (PID-3-1);
+# PATIENTS=N spreads the messages over N patients (default 1000 with CONCURRENCY > 1).
 # AORTA_OLD=path runs a second engine build in each round too, alternately with AORTA (the
 # release build by default); AORTA_CLIENT=path keeps the load generator and the sink the same.
 # Needs the sqlite3 command. Rates come from the journal: drain = deliveries / (last sent_at -
@@ -45,13 +47,17 @@ watch = false
 [destinations.h]
 kind = "http"
 url = "http://127.0.0.1:18080/in/\${MSH-9-1}"
+concurrency = ${CONCURRENCY:-1}
+$([ "${CONCURRENCY:-1}" -gt 1 ] && echo 'order_key = "PID-3-1"')
 [listeners.in]
 kind = "mllp"
 bind = "127.0.0.1:12575"
 EOF
 printf 'name = "all"\nfrom = ["in"]\n[[to]]\ndestination = "h"\n' >"$work/routes/all.toml"
-files=()
-for f in "$root"/routes/fixtures/*.hl7; do files+=(--file "$f"); done
+patients=${PATIENTS:-0}
+[ "${CONCURRENCY:-1}" -gt 1 ] && patients=${PATIENTS:-1000}
+load=(--patients "$patients")
+for f in "$root"/routes/fixtures/*.hl7; do load+=(--file "$f"); done
 
 "$client" bench http-sink --bind 127.0.0.1:18080 >/dev/null 2>&1 &
 sink=$!
@@ -71,7 +77,7 @@ for round in $(seq 1 "$rounds"); do
             start; stop
             sqlite3 "$work/data/journal.db" "INSERT OR IGNORE INTO paused VALUES ('h')"
             start
-            "$client" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${files[@]}" >/dev/null
+            "$client" bench mllp --addr 127.0.0.1:12575 --connections 64 --messages "$n" "${load[@]}" >/dev/null
             stop
             sqlite3 "$work/data/journal.db" "DELETE FROM paused"
             start; drained; stop
@@ -79,7 +85,7 @@ for round in $(seq 1 "$rounds"); do
             line="$line $name drain $r msgs/s;"
         else
             start
-            ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" --rate "$rate" "${files[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
+            ingest=$("$client" bench mllp --addr 127.0.0.1:12575 --connections 256 --messages "$n" --rate "$rate" "${load[@]}" | grep -Eo '[0-9]+ msgs/s' | head -1)
             drained; stop
             r=$(sqlite3 "$work/data/journal.db" "SELECT CAST(count(*) * 1e6 / ((SELECT max(sent_at) FROM deliveries) - (SELECT min(received_at) FROM messages)) AS INT) FROM deliveries WHERE state = 'sent'")
             p99=$(sqlite3 "$work/data/journal.db" "SELECT (d.sent_at - m.received_at) / 1000 FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY 1 LIMIT 1 OFFSET (SELECT count(*) * 99 / 100 FROM deliveries)")
