@@ -139,6 +139,7 @@ impl Converter {
                 }
             }
             "DG1" => self.dg1(&mut r),
+            "FT1" => self.ft1(&mut r),
             "PR1" => self.pr1(&mut r),
             "RXA" => self.rxa(&mut r),
             "RXR" => self.rxr(&mut r),
@@ -1035,6 +1036,30 @@ impl Converter {
         });
     }
 
+    fn ft1(&mut self, r: &mut Reader<'_, '_>) {
+        let charge = Charge {
+            id: r.text(2, 1),
+            start: r.dtm_at(4, 1),
+            end: r.dtm_at(4, 2),
+            posted: r.dtm(5),
+            r#type: r.cwe(6),
+            code: r.cwe(7),
+            quantity: r.number(10),
+            amount: r.money(11),
+            unit_amount: r.money(12),
+            department: r.cwe(13),
+            diagnoses: r.cwes(19),
+            performers: r.xcns(20),
+            ordered_by: r.xcns(21).into_iter().next(),
+            entered_by: r.xcns(24).into_iter().next(),
+            procedure: r.cwe(25),
+            drug: r.cwe(29),
+            performing_facility: r.xon(32),
+            ordering_facility: r.xon(33),
+        };
+        self.out.charges.push(charge);
+    }
+
     fn in1(&mut self, r: &mut Reader<'_, '_>) {
         self.out.insurance.push(Insurance {
             plan: r.cwe(2),
@@ -1481,6 +1506,21 @@ impl<'m> Reader<'_, 'm> {
 
     fn date_at(&mut self, field: usize, comp: usize) -> Option<String> {
         self.dtm_at(field, comp)
+    }
+
+    /// A CP's price (MO in component 1: quantity & denomination).
+    fn money(&mut self, field: usize) -> Option<Money> {
+        let rep = self.first(field)?;
+        let amount = sub_text(&rep, 1, 1)?;
+        let Some(value) = parse_number(&amount) else {
+            let p = self.place(field);
+            self.warnings.push(format!("{p}: not an amount"));
+            return None;
+        };
+        Some(Money {
+            value,
+            currency: sub_text(&rep, 1, 2),
+        })
     }
 
     fn cwe(&self, field: usize) -> Option<Code> {

@@ -57,6 +57,9 @@ pub struct Clinical {
     /// Who pays what insurance does not (GT1).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guarantors: Vec<Guarantor>,
+    /// Financial transactions: charges, credits, payments (FT1 of DFT^P03/P11 and BAR).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<Charge>,
     /// A scheduled appointment (SIU: SCH with AIS/AIG/AIL/AIP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub appointment: Option<Appointment>,
@@ -1227,6 +1230,77 @@ pub struct Guarantor {
     /// Primary language (GT1-36).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<Code>,
+}
+
+/// A financial transaction (FT1): what was done for the patient, and what it costs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Charge {
+    /// The transaction's id (FT1-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When the service was given (FT1-4, a date range: start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// See `start` (FT1-4 end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// When the transaction was posted (FT1-5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posted: Option<String>,
+    /// Transaction type (FT1-6, table 0017: CG charge, CD credit, PY payment, AJ adjustment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<Code>,
+    /// What is charged (FT1-7, the transaction code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// How many (FT1-10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<f64>,
+    /// The amount in all (FT1-11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// The amount of one (FT1-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_amount: Option<Money>,
+    /// The department charging (FT1-13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<Code>,
+    /// The diagnoses it is for (FT1-19).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diagnoses: Vec<Code>,
+    /// Who performed it (FT1-20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub performers: Vec<Person>,
+    /// Who ordered it (FT1-21).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordered_by: Option<Person>,
+    /// Who entered the transaction (FT1-24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entered_by: Option<Person>,
+    /// The procedure (FT1-25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procedure: Option<Code>,
+    /// The drug (FT1-29, an NDC code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drug: Option<Code>,
+    /// Where it was performed (FT1-32).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performing_facility: Option<Organization>,
+    /// Where it was ordered (FT1-33).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_facility: Option<Organization>,
+}
+
+/// An amount of money (CP/MO: quantity and denomination).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Money {
+    /// The amount.
+    pub value: f64,
+    /// ISO 4217 currency (MO-2), e.g. `USD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// Insurance coverage (IN1).

@@ -305,6 +305,7 @@ impl<'a> Builder<'a> {
         self.procedures();
         self.immunizations();
         self.coverages();
+        self.charges();
         self.referrals();
         self.accident();
         self.death();
@@ -1115,6 +1116,115 @@ impl<'a> Builder<'a> {
         });
         if let Some(o) = self.resource_mut(account) {
             o.insert("guarantor", Value::Array(guarantor));
+        }
+    }
+
+    // ----- ChargeItem (FT1; Aorta's own map: the guide has no FT1 sheet) -----
+
+    /// Each FT1 as a ChargeItem of the patient and the visit: code FT1-7 (else the FT1-25
+    /// procedure), identifier FT1-2, status `billable` for a charge (FT1-6 `CG`, or none given;
+    /// credits, payments and adjustments `unknown`), occurrence FT1-4, enteredDate FT1-5,
+    /// quantity FT1-10, priceOverride FT1-11, costCenter the FT1-13 department as an
+    /// Organization, reason FT1-19, performers FT1-20, enterer FT1-24, product FT1-29,
+    /// performing and requesting organizations FT1-32/33, and the patient's Account. A
+    /// transaction with no code at all stays in the record only (R4 requires one).
+    fn charges(&mut self) {
+        let Some(patient) = self.patient else {
+            return;
+        };
+        if self.c.charges.is_empty() {
+            return;
+        }
+        let account = self.account();
+        let message = self.message_key();
+        for (n, ch) in self.c.charges.iter().enumerate() {
+            let code = self.concept(if ch.code.is_some() {
+                &ch.code
+            } else {
+                &ch.procedure
+            });
+            if code.is_null() {
+                continue;
+            }
+            let ids: Vec<Value> = ch
+                .id
+                .iter()
+                .map(|v| {
+                    self.identifier(&Identifier {
+                        value: Some(v.clone()),
+                        ..Identifier::default()
+                    })
+                })
+                .collect();
+            let key = match &ch.id {
+                Some(t) => cat(&[&patient.to_string(), "|", t]),
+                None => cat(&[&message, "|", &n.to_string()]),
+            };
+            let id = self.uuid(&["ChargeItem", &key]);
+            let charge = ch
+                .r#type
+                .as_ref()
+                .and_then(|t| t.code.as_deref())
+                .is_none_or(|t| t.eq_ignore_ascii_case("CG"));
+            let occurrence = match (&ch.start, &ch.end) {
+                (Some(_), Some(end)) if Some(end) != ch.start.as_ref() => {
+                    fj!({"occurrencePeriod": {"start": self.dt(&ch.start), "end": self.dt(&ch.end)}})
+                }
+                _ => fj!({"occurrenceDateTime": self.dt(&ch.start)}),
+            };
+            let performers: Vec<Value> = self
+                .practitioners(&ch.performers)
+                .into_iter()
+                .map(|p| fj!({"actor": reference(p)}))
+                .collect();
+            let enterer = ch.entered_by.as_ref().and_then(|p| self.practitioner(p));
+            let department = ch.department.as_ref().and_then(|d| {
+                let ids: Vec<Value> = d
+                    .code
+                    .iter()
+                    .map(|v| {
+                        self.identifier(&Identifier {
+                            value: Some(v.clone()),
+                            ..Identifier::default()
+                        })
+                    })
+                    .collect();
+                self.organization(d.display.as_deref(), ids)
+            });
+            let facility = |b: &mut Self, o: &Option<crate::record::clinical::Organization>| {
+                o.as_ref().and_then(|o| {
+                    let ids = o.identifier.iter().map(|i| b.identifier(i)).collect();
+                    b.organization(o.name.as_deref(), ids)
+                })
+            };
+            let performing = facility(self, &ch.performing_facility);
+            let requesting = facility(self, &ch.ordering_facility);
+            let money = |m: &Option<crate::record::clinical::Money>| {
+                m.as_ref()
+                    .map_or(Value::Null, |m| fj!({"value": m.value, "currency": &m.currency}))
+            };
+            let reason: Vec<Value> = ch.diagnoses.iter().map(|d| self.concept_of(d)).collect();
+            let mut resource = fj!({
+                "resourceType": "ChargeItem",
+                "identifier": ids,
+                "status": if charge { "billable" } else { "unknown" },
+                "code": code,
+                "subject": reference(patient),
+                "context": opt_ref(self.encounter),
+                "performer": performers,
+                "performingOrganization": opt_ref(performing),
+                "requestingOrganization": opt_ref(requesting),
+                "costCenter": opt_ref(department),
+                "quantity": ch.quantity.map(|q| fj!({"value": q})),
+                "priceOverride": money(&ch.amount),
+                "enterer": opt_ref(enterer),
+                "enteredDate": self.dt(&ch.posted),
+                "reason": reason,
+                "productCodeableConcept": self.concept(&ch.drug),
+                "account": account.map(|a| vec![reference(a)]),
+            });
+            merge_into(&mut resource, occurrence);
+            self.push("ChargeItem", id, resource, Request::Update);
         }
     }
 
