@@ -554,19 +554,14 @@ impl Converter {
         o.result_status = r.text(25, 1);
         o.parent_id = r.ei(29).or_else(|| r.ei(26));
         o.reasons = r.cwes(31);
-        o.interpreters = r.ndls(32);
+        o.interpreters = r.ndl_roles(32, None);
         // OBR-34/35 (NDL): technicians and transcriptionists, as table 0443 names them.
         for (field, code, display) in [(34, "TN", "Technician"), (35, "TR", "Transcriptionist")] {
-            for person in r.ndls(field) {
-                o.report_performers.push(Role {
-                    role: Some(Code {
-                        display: Some(display.into()),
-                        ..Code::table("0443", code)
-                    }),
-                    person: Some(person),
-                    ..Role::default()
-                });
-            }
+            let role = Code {
+                display: Some(display.into()),
+                ..Code::table("0443", code)
+            };
+            o.report_performers.extend(r.ndl_roles(field, Some(role)));
         }
         o.details = [46, 47].into_iter().flat_map(|f| r.cwes(f)).collect();
         let alternate = r.cxs(53);
@@ -1611,6 +1606,75 @@ impl<'m> Reader<'_, 'm> {
                 (id.is_some() || name.is_some()).then_some(Person { id, name })
             })
             .collect()
+    }
+
+    /// An NDL field (OBR-32 to 35) as roles (NDL[PractitionerRole]): the person (see
+    /// [`Reader::ndls`]), and with the CNN layout the period NDL-2/3 and the place NDL-4 to 11
+    /// (point of care, room, bed, facility, status, building, floor).
+    fn ndl_roles(&mut self, field: usize, role: Option<Code>) -> Vec<Role> {
+        let people = self.ndls(field);
+        let cnn = self.xcns_at(field, 1);
+        if people != cnn {
+            return people
+                .into_iter()
+                .map(|p| Role {
+                    role: role.clone(),
+                    person: Some(p),
+                    ..Role::default()
+                })
+                .collect();
+        }
+        let mut out = Vec::new();
+        for rep in self.reps(field) {
+            let rep = rep.parts();
+            let c = rep.component(0);
+            let part = |n: usize| {
+                c.as_ref()
+                    .and_then(|c| c.child(n - 1))
+                    .and_then(|x| clean(x.text()))
+            };
+            let id = part(1).map(|v| Identifier {
+                value: Some(v),
+                ..Identifier::default()
+            });
+            let name = Name {
+                family: part(2),
+                given: part(3).into_iter().collect(),
+                ..Name::default()
+            };
+            let name = (name != Name::default()).then_some(name);
+            if id.is_none() && name.is_none() {
+                continue;
+            }
+            let location = Location {
+                point_of_care: comp_text(&rep, 4),
+                room: comp_text(&rep, 5),
+                bed: comp_text(&rep, 6),
+                facility: comp_text(&rep, 7),
+                status: comp_text(&rep, 8),
+                building: comp_text(&rep, 10),
+                floor: comp_text(&rep, 11),
+                ..Location::default()
+            };
+            let at = |n: usize, this: &mut Self| {
+                let t = comp_text(&rep, n)?;
+                let iso = hl7_datetime(&t);
+                if iso.is_none() {
+                    let p = this.place(field);
+                    this.warnings.push(format!("{p}: not a valid HL7 date/time"));
+                }
+                iso
+            };
+            out.push(Role {
+                role: role.clone(),
+                person: Some(Person { id, name }),
+                start: at(2, self),
+                end: at(3, self),
+                location: (location != Location::default()).then_some(location),
+                ..Role::default()
+            });
+        }
+        out
     }
 
     /// People in an NDL field (OBR-32 to 35): the CNN in component 1's subcomponents, or — as

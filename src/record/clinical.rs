@@ -756,9 +756,9 @@ pub struct Order {
     /// Reason for study (OBR-31).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<Code>,
-    /// Principal result interpreter (OBR-32-1).
+    /// Principal result interpreter (OBR-32: the person, with the NDL's period and place).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub interpreters: Vec<Person>,
+    pub interpreters: Vec<Role>,
     /// Who else made the report: technicians (OBR-34), transcriptionists (OBR-35), and PRT
     /// after OBR with role `TN`, `TR` or `ARI`.
     #[serde(skip_serializing_if = "Vec::is_empty")]

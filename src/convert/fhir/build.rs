@@ -1520,7 +1520,12 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let dr = self.uuid(&["DiagnosticReport", &key]);
-            let interpreters = self.practitioners(&order.interpreters);
+            // OBR-32 → resultsInterpreter(PractitionerRole), NDL[PractitionerRole].
+            let interpreters: Vec<Uuid> = order
+                .interpreters
+                .iter()
+                .filter_map(|r| self.role(r))
+                .collect();
             let report_performers: Vec<Uuid> = order
                 .report_performers
                 .iter()
