@@ -29,6 +29,8 @@ struct Converter {
     pending_orc: Option<Order>,
     /// The order OBX and SPM segments belong to now.
     current_order: Option<usize>,
+    /// The immunization (RXA) the OBX segments after it report on (VXU's ORDER.OBSERVATION).
+    current_immunization: Option<usize>,
     /// The PID identifiers an MRG's merge keeps.
     last_pid_ids: Vec<Identifier>,
     /// Where the next NTE goes.
@@ -497,6 +499,7 @@ impl Converter {
 
     fn orc(&mut self, r: &mut Reader<'_, '_>) {
         self.flush_orc();
+        self.current_immunization = None;
         let priority = r.text(7, 6);
         self.pending_orc = Some(Order {
             control: r.text(1, 1),
@@ -536,6 +539,7 @@ impl Converter {
     }
 
     fn obr(&mut self, r: &mut Reader<'_, '_>) {
+        self.current_immunization = None;
         let mut o = self.take_order();
         fill(&mut o.placer_id, r.ei(2));
         fill(&mut o.filler_id, r.ei(3));
@@ -669,6 +673,7 @@ impl Converter {
         let interpretation = r.cwes(8);
         let obs = Observation {
             order: self.current_order,
+            immunization: self.current_immunization,
             value_type,
             code: r.cwe(3),
             sub_id: r.text(4, 1),
@@ -984,6 +989,7 @@ impl Converter {
             location: r.pl(27),
             location_address: r.xads(28).into_iter().next(),
         });
+        self.current_immunization = Some(self.out.immunizations.len() - 1);
         self.note_target = NoteTarget::None;
     }
 
@@ -1661,7 +1667,8 @@ impl<'m> Reader<'_, 'm> {
                 let iso = hl7_datetime(&t);
                 if iso.is_none() {
                     let p = this.place(field);
-                    this.warnings.push(format!("{p}: not a valid HL7 date/time"));
+                    this.warnings
+                        .push(format!("{p}: not a valid HL7 date/time"));
                 }
                 iso
             };

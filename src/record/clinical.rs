@@ -876,6 +876,10 @@ pub struct Observation {
     /// Index of the order it belongs to in [`Clinical::orders`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<usize>,
+    /// Index of the immunization it reports on in [`Clinical::immunizations`] (an OBX after
+    /// RXA: VXU's ORDER.OBSERVATION group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immunization: Option<usize>,
     /// Value type (OBX-2: NM, ST, CWE, SN, TX, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_type: Option<String>,

@@ -1200,8 +1200,10 @@ impl<'a> Builder<'a> {
             let performing = facility(self, &ch.performing_facility);
             let requesting = facility(self, &ch.ordering_facility);
             let money = |m: &Option<crate::record::clinical::Money>| {
-                m.as_ref()
-                    .map_or(Value::Null, |m| fj!({"value": m.value, "currency": &m.currency}))
+                m.as_ref().map_or(
+                    Value::Null,
+                    |m| fj!({"value": m.value, "currency": &m.currency}),
+                )
             };
             let reason: Vec<Value> = ch.diagnoses.iter().map(|d| self.concept_of(d)).collect();
             let mut resource = fj!({
@@ -1778,6 +1780,8 @@ impl<'a> Builder<'a> {
                 "referenceRange": o.reference_range.as_ref().filter(|_| o.more_values.is_empty()).map(|r| vec![self.reference_range(r, o)]),
                 "note": notes,
                 "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
+                // VXU's ORDER.OBSERVATION: partOf the Immunization (the guide's VXU_V04 map).
+                "partOf": o.immunization.zip(self.patient).and_then(|(i, p)| self.immunization_key(i, p)).map(|(im, _, _)| vec![reference(im)]),
                 "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),
             });
             merge_into(&mut resource, self.observation_value(o));
@@ -2305,26 +2309,36 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The id, identifiers and request of immunization `n` (also what its Observations'
+    /// `partOf` points at, built before it).
+    fn immunization_key(&self, n: usize, patient: Uuid) -> Option<(Uuid, Vec<Value>, Request)> {
+        let im = self.c.immunizations.get(n)?;
+        let ids: Vec<Value> = im.identifiers.iter().map(|i| self.identifier(i)).collect();
+        let (request, key) = self.keyed_request(&ids, false);
+        let id = self.uuid(&[
+            "Immunization",
+            &key.unwrap_or_else(|| {
+                format!(
+                    "{patient}|{}|{}|{n}",
+                    im.vaccine
+                        .as_ref()
+                        .and_then(|c| c.code.as_deref())
+                        .unwrap_or_default(),
+                    im.administered_at.as_deref().unwrap_or_default()
+                )
+            }),
+        ]);
+        Some((id, ids, request))
+    }
+
     fn immunizations(&mut self) {
         let Some(patient) = self.patient else {
             return;
         };
         for (n, im) in self.c.immunizations.iter().enumerate() {
-            let ids: Vec<Value> = im.identifiers.iter().map(|i| self.identifier(i)).collect();
-            let (request, key) = self.keyed_request(&ids, false);
-            let id = self.uuid(&[
-                "Immunization",
-                &key.unwrap_or_else(|| {
-                    format!(
-                        "{patient}|{}|{}|{n}",
-                        im.vaccine
-                            .as_ref()
-                            .and_then(|c| c.code.as_deref())
-                            .unwrap_or_default(),
-                        im.administered_at.as_deref().unwrap_or_default()
-                    )
-                }),
-            ]);
+            let Some((id, ids, request)) = self.immunization_key(n, patient) else {
+                continue;
+            };
             let manufacturer = im.manufacturer.clone().and_then(|m| {
                 let ids = m
                     .code

@@ -195,6 +195,91 @@ mod tests {
     }
 
     #[test]
+    fn charges_become_charge_items() {
+        let b = bundle(b"MSH|^~\\&|BILL|F|FIN|G|20240101||DFT^P03|C1|P|2.5\rEVN|P03|20240101\rPID|1||7^^^H^MR||DOE^JANE|||||||||||||ACC-1^^^H^AN\rPV1|1|O\rFT1|1|T-100||20240101^20240102|20240103|CG|71045^Xray chest^C4|||2|100&USD|50&USD|RAD^Radiology^L||||||29857009^Chest pain^SCT|42^Smith^Adam^^^^^^NPI&2.16.840.1.113883.4.6&ISO||||7^Jones^Ann|||||0182-1061-05^ASPIRIN^NDC|||Good Health^L^4544\rFT1|2|||20240101||PY\r");
+        let items = of_type(&b, "ChargeItem");
+        // The second FT1 names nothing charged: R4 requires a code, so it stays in the record.
+        assert_eq!(items.len(), 1);
+        let c = &items[0]["resource"];
+        assert_eq!(c["status"], "billable");
+        assert_eq!(c["identifier"][0]["value"], "T-100");
+        assert_eq!(c["code"]["coding"][0]["code"], "71045");
+        assert_eq!(c["occurrencePeriod"]["start"], "2024-01-01");
+        assert_eq!(c["occurrencePeriod"]["end"], "2024-01-02");
+        assert_eq!(c["enteredDate"], "2024-01-03");
+        assert_eq!(c["quantity"]["value"], 2.0);
+        assert_eq!(c["priceOverride"]["value"], 100.0);
+        assert_eq!(c["priceOverride"]["currency"], "USD");
+        assert_eq!(c["reason"][0]["coding"][0]["code"], "29857009");
+        assert_eq!(
+            c["productCodeableConcept"]["coding"][0]["code"],
+            "0182-1061-05"
+        );
+        let resource = |r: &Value| {
+            let url = r["reference"].as_str().unwrap();
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["fullUrl"] == url)
+                .map(|e| e["resource"].clone())
+                .unwrap()
+        };
+        assert_eq!(
+            resource(&c["performer"][0]["actor"])["name"][0]["family"],
+            "Smith"
+        );
+        assert_eq!(resource(&c["enterer"])["name"][0]["family"], "Jones");
+        assert_eq!(resource(&c["costCenter"])["name"], "Radiology");
+        assert_eq!(
+            resource(&c["performingOrganization"])["name"],
+            "Good Health"
+        );
+        assert_eq!(resource(&c["subject"])["resourceType"], "Patient");
+        assert_eq!(resource(&c["account"][0])["resourceType"], "Account");
+        assert_eq!(resource(&c["context"])["resourceType"], "Encounter");
+        // A re-sent transaction is the same ChargeItem (keyed by the patient and FT1-2).
+        let again = bundle(b"MSH|^~\\&|BILL|F|FIN|G|20240105||DFT^P03|C2|P|2.5\rPID|1||7^^^H^MR\rFT1|1|T-100||20240101|20240103|CG|71045^Xray chest^C4\r");
+        assert_eq!(
+            of_type(&again, "ChargeItem")[0]["fullUrl"],
+            items[0]["fullUrl"]
+        );
+    }
+
+    #[test]
+    fn immunization_observations_are_part_of_the_immunization() {
+        let b = bundle(b"MSH|^~\\&|IIS|F|EHR|G|20240101||VXU^V04^VXU_V04|V1|P|2.5.1\rPID|1||7^^^H^MR||DOE^JANE\rOBX|1|CWE|30945-0^Vaccination contraindication^LN||1^none^L||||||F\rORC|RE||IZ-1^IIS\rRXA|0|1|20240101||08^HepB^CVX|0.5|mL^mL^UCUM\rOBX|2|CWE|64994-7^Funding eligibility^LN||V02^VFC^HL70064||||||F\r");
+        let im = of_type(&b, "Immunization");
+        let obs = of_type(&b, "Observation");
+        assert_eq!(obs.len(), 2);
+        // The person's observation stands alone; the one in the ORDER group is partOf it.
+        assert!(obs[0]["resource"].get("partOf").is_none());
+        assert_eq!(
+            obs[1]["resource"]["partOf"][0]["reference"],
+            im[0]["fullUrl"]
+        );
+    }
+
+    #[test]
+    fn the_result_interpreter_is_a_practitioner_role_at_its_place() {
+        let b = bundle(b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|R1|P|2.5.1\rPID|1||7^^^H^MR\rOBR|1|P1|F1|718-7^Hemoglobin^LN|||||||||||||||||||||F|||||||55&ROBIN&ANN^20240101^^LAB1^Room01^^GHH\rOBX|1|NM|718-7^Hemoglobin^LN||13.2|g/dL^g/dL^UCUM||||F\r");
+        let report = &of_type(&b, "DiagnosticReport")[0]["resource"];
+        let url = report["resultsInterpreter"][0]["reference"]
+            .as_str()
+            .unwrap();
+        let entries = b["entry"].as_array().unwrap();
+        let find =
+            |u: &str| entries.iter().find(|e| e["fullUrl"] == u).unwrap()["resource"].clone();
+        let role = find(url);
+        assert_eq!(role["resourceType"], "PractitionerRole");
+        assert_eq!(role["period"]["start"], "2024-01-01");
+        let who = find(role["practitioner"]["reference"].as_str().unwrap());
+        assert_eq!(who["name"][0]["family"], "ROBIN");
+        let room = find(role["location"][0]["reference"].as_str().unwrap());
+        assert_eq!(room["name"], "Room01");
+    }
+
+    #[test]
     fn results_become_a_report_with_its_observations() {
         let b = bundle(b"MSH|^~\\&|LAB|F|EHR|G|20240101||ORU^R01|R1|P|2.5.1\rPID|1||7^^^H^MR\rOBR|1|P1^EHR|F1^LAB|718-7^Hemoglobin^LN|||20240101080000+0100|||||||||||||||20240101090000+0100|||F\rOBX|1|NM|718-7^Hemoglobin^LN||13.2|g/dL^g/dL^UCUM|12-16|N|||F|||20240101080000+0100\rOBX|2|SN|2345-7^Glucose^LN||>^200|mg/dL^^UCUM||H|||F\r");
         let report = of_type(&b, "DiagnosticReport");
