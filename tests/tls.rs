@@ -274,15 +274,20 @@ async fn http_destination_over_mutual_tls() {
             ),
         )
     );
+    // By address, with the name the certificate carries given (`server_name`).
+    let by_address = format!(
+        "[destinations.by_address]\nkind = \"http\"\nurl = \"https://127.0.0.1:{port}/in\"\ntimeout_secs = 5\nretry = {{ initial_ms = 50, max_ms = 200 }}\ntls = {{ ca = \"{}\", cert = \"{}\", key = \"{}\", server_name = \"localhost\" }}\n",
+        pki.ca, pki.client_cert, pki.client_key
+    );
     let routes = [(
         "r.toml",
-        "from = \"test\"\n[[to]]\ndestination = \"good\"\n[[to]]\ndestination = \"anonymous\"\n[[to]]\ndestination = \"untrusting\"\n[[to]]\ndestination = \"proxied\"\n",
+        "from = \"test\"\n[[to]]\ndestination = \"good\"\n[[to]]\ndestination = \"anonymous\"\n[[to]]\ndestination = \"untrusting\"\n[[to]]\ndestination = \"proxied\"\n[[to]]\ndestination = \"by_address\"\n",
     )];
     let (e, _d) = common::engine_with(
         "tls-http",
         "",
         &routes,
-        &[&good, &anonymous, &untrusting, &proxied],
+        &[&good, &anonymous, &untrusting, &proxied, &by_address],
     )
     .await;
     let mut c = common::connect(e.listener_addr("test").unwrap()).await;
@@ -290,7 +295,7 @@ async fn http_destination_over_mutual_tls() {
         exchange(&mut c, &adt(&format!("HTTPS-{i}"))).await;
     }
     let until = Instant::now() + Duration::from_secs(20);
-    while received.lock().unwrap().len() < 6 {
+    while received.lock().unwrap().len() < 9 {
         assert!(Instant::now() < until, "never arrived over mutual TLS");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -311,6 +316,11 @@ async fn http_destination_over_mutual_tls() {
                 .any(|(key, body)| *key == format!("{}:proxied", m[0].id) && body == &m[0].raw),
             "HTTPS-{i} not received through the proxy"
         );
+        assert!(
+            got.iter()
+                .any(|(key, _)| *key == format!("{}:by_address", m[0].id)),
+            "HTTPS-{i} not received by address"
+        );
         // The two destinations that cannot complete the handshake retry their head (strict
         // order holds the rest back); nothing was sent.
         let until = Instant::now() + Duration::from_secs(10);
@@ -318,7 +328,7 @@ async fn http_destination_over_mutual_tls() {
             let d = e.store.deliveries_for(m[0].id).await.unwrap();
             let failing: Vec<_> = d
                 .iter()
-                .filter(|x| x.destination != "good" && x.destination != "proxied")
+                .filter(|x| !["good", "proxied", "by_address"].contains(&x.destination.as_str()))
                 .collect();
             assert_eq!(failing.len(), 2);
             for x in &failing {
@@ -365,8 +375,8 @@ async fn http_destination_over_mutual_tls() {
     }
     assert_eq!(
         received.lock().unwrap().len(),
-        6,
-        "only the good destination delivers, directly and through the proxy"
+        9,
+        "only the good destination delivers: directly, through the proxy, and by address"
     );
     // One tunnel to the receiver, asked for by name and port.
     let log = proxy_log.lock().unwrap().clone();

@@ -9,7 +9,8 @@
 //! auth = { bearer = "env:EMR_TOKEN" }                   # or { basic = { user = "aorta", password = "env:P" } }
 //!                                                       # or { api_key = { header = "X-API-Key", value = "file:/etc/aorta/key" } }
 //! timeout_secs = 30
-//! tls = { ca = "/etc/aorta/tls/emr-ca.pem", cert = "client.pem", key = "client.key" }   # all optional
+//! tls = { ca = "/etc/aorta/tls/emr-ca.pem", cert = "client.pem", key = "client.key" }   # all optional;
+//!                                                       # server_name = "emr.example.org" when the URL has an address
 //! ```
 //!
 //! How answers are classified: 2xx → delivered; 407 (a proxy wants other credentials: the
@@ -158,7 +159,7 @@ pub struct ClientTls {
     /// Its key (PEM).
     #[serde(default)]
     pub key: Option<PathBuf>,
-    /// The name the receiver's certificate must carry (MLLP; default: the address's host).
+    /// The name the receiver's certificate must carry (default: the address's or URL's host).
     #[serde(default)]
     pub server_name: Option<String>,
 }
@@ -260,8 +261,11 @@ impl Client {
         }
         let rustls = if origin.https {
             Some(match tls {
-                Some(t) => t.client_config()?,
-                None => crate::tls::outgoing_config(None, None).map_err(|e| format!("tls: {e}"))?,
+                Some(t) => (t.client_config()?, t.server_name.clone()),
+                None => (
+                    crate::tls::outgoing_config(None, None).map_err(|e| format!("tls: {e}"))?,
+                    None,
+                ),
             })
         } else {
             if tls.is_some() {

@@ -190,11 +190,11 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// A link to `origin` with at most `connections` connections; `tls` is required for an
-    /// https origin. `timeout` bounds a whole exchange, connecting included.
+    /// A link to `origin` with at most `connections` connections; `tls` (configuration, and
+    /// the name the certificate must carry when not the host) is required for an https origin. `timeout` bounds a whole exchange, connecting included.
     pub fn new(
         origin: Origin,
-        tls: Option<rustls::ClientConfig>,
+        tls: Option<(rustls::ClientConfig, Option<String>)>,
         proxy: Option<Proxy>,
         connections: usize,
         connect_timeout: Duration,
@@ -206,10 +206,12 @@ impl Link {
             );
         }
         let tls = match (origin.https, tls) {
-            (true, Some(mut config)) => {
+            (true, Some((mut config, server_name))) => {
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
-                    .map_err(|_| format!("{:?} is not a valid TLS server name", origin.host))?;
+                // The name the certificate must carry: the URL's host unless given.
+                let name = server_name.unwrap_or_else(|| origin.host.clone());
+                let name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
                 Some((
                     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
                     name,
