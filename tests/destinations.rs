@@ -913,3 +913,54 @@ async fn http_goes_through_a_configured_proxy_with_its_credentials() {
     }
     e.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_gives_up_on_a_receiver_that_never_answers_and_closes_its_connection() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncReadExt;
+    // Reads requests, never answers; counts connections, and how many are open at once.
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let seen = Arc::new(Sessions::default());
+    let c = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = socket.accept().await else {
+                return;
+            };
+            c.opened.fetch_add(1, Ordering::SeqCst);
+            let now = c.open.fetch_add(1, Ordering::SeqCst) + 1;
+            c.most_open.fetch_max(now, Ordering::SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                c.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let dest = format!(
+        "[destinations.emr]\nkind = \"http\"\nurl = \"http://{addr}/hl7/x\"\ntimeout_secs = 1\nretry = {{ initial_ms = 300, max_ms = 300 }}\n"
+    );
+    let (e, _dir) = engine_with("http-hang", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    exchange(&mut c, &adt("H-1")).await;
+    let m = e.store.find_by_control_id("H-1").await.unwrap();
+    wait_for("two attempts", || seen.opened.load(Ordering::SeqCst) >= 2).await;
+    let d = e.store.deliveries_for(m[0].id).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let attempts = loop {
+        let a = e.store.attempts(d[0].seq).await.unwrap();
+        if !a.is_empty() || Instant::now() > until {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let first = attempts.first().expect("an attempt recorded");
+    assert_eq!(first.outcome, "retry");
+    let why = first.detail.clone().unwrap_or_default();
+    assert!(why.contains("no answer within the timeout"), "{why}");
+    // The timed-out connection was closed before the next attempt opened one.
+    assert_eq!(seen.most_open.load(Ordering::SeqCst), 1);
+    e.stop().await.unwrap();
+}
