@@ -42,6 +42,23 @@ struct Converter {
     role_target: RoleTarget,
 }
 
+/// A CNN held in a component's subcomponents (id & family name & given name ...): the person,
+/// or `None` when it names no one.
+fn cnn_of(c: &Element<'_>) -> Option<Person> {
+    let part = |n: usize| c.child(n - 1).and_then(|x| clean(x.text()));
+    let id = part(1).map(|v| Identifier {
+        value: Some(v),
+        ..Identifier::default()
+    });
+    let name = Name {
+        family: part(2),
+        given: part(3).into_iter().collect(),
+        ..Name::default()
+    };
+    let name = (name != Name::default()).then_some(name);
+    (id.is_some() || name.is_some()).then_some(Person { id, name })
+}
+
 /// The fields AL1 and IAM share at the same positions: type (2), allergen (3), severity (4),
 /// reactions (5).
 fn allergy_fields(r: &Reader<'_, '_>) -> Allergy {
@@ -1596,32 +1613,20 @@ impl<'m> Reader<'_, 'm> {
     fn xcns_at(&self, field: usize, comp: usize) -> Vec<Person> {
         self.reps(field)
             .iter()
-            .filter_map(|rep| {
-                let c = rep.child(comp - 1)?;
-                let part = |n: usize| c.child(n - 1).and_then(|x| clean(x.text()));
-                let id = part(1).map(|v| Identifier {
-                    value: Some(v),
-                    ..Identifier::default()
-                });
-                let name = Name {
-                    family: part(2),
-                    given: part(3).into_iter().collect(),
-                    ..Name::default()
-                };
-                let name = (name != Name::default()).then_some(name);
-                (id.is_some() || name.is_some()).then_some(Person { id, name })
-            })
+            .filter_map(|rep| cnn_of(&rep.child(comp - 1)?))
             .collect()
     }
 
-    /// An NDL field (OBR-32 to 35) as roles (NDL[PractitionerRole]): the person (see
-    /// [`Reader::ndls`]), and with the CNN layout the period NDL-2/3 and the place NDL-4 to 11
+    /// An NDL field (OBR-32 to 35) as roles (NDL[PractitionerRole]): the person — the CNN in
+    /// component 1's subcomponents, or, as senders also write it, an XCN laid out in
+    /// components — and with the CNN layout the period NDL-2/3 and the place NDL-4 to 11
     /// (point of care, room, bed, facility, status, building, floor).
     fn ndl_roles(&mut self, field: usize, role: Option<Code>) -> Vec<Role> {
-        let people = self.ndls(field);
         let cnn = self.xcns_at(field, 1);
-        if people != cnn {
-            return people
+        let xcn: Vec<Person> = self.reps(field).iter().filter_map(xcn_of).collect();
+        // The layout that yields names wins; with none, the CNN's ids.
+        if !(cnn.iter().any(|p| p.name.is_some()) || xcn.iter().all(|p| p.name.is_none())) {
+            return xcn
                 .into_iter()
                 .map(|p| Role {
                     role: role.clone(),
@@ -1633,25 +1638,9 @@ impl<'m> Reader<'_, 'm> {
         let mut out = Vec::new();
         for rep in self.reps(field) {
             let rep = rep.parts();
-            let c = rep.component(0);
-            let part = |n: usize| {
-                c.as_ref()
-                    .and_then(|c| c.child(n - 1))
-                    .and_then(|x| clean(x.text()))
-            };
-            let id = part(1).map(|v| Identifier {
-                value: Some(v),
-                ..Identifier::default()
-            });
-            let name = Name {
-                family: part(2),
-                given: part(3).into_iter().collect(),
-                ..Name::default()
-            };
-            let name = (name != Name::default()).then_some(name);
-            if id.is_none() && name.is_none() {
+            let Some(person) = rep.component(0).as_ref().and_then(cnn_of) else {
                 continue;
-            }
+            };
             let location = Location {
                 point_of_care: comp_text(&rep, 4),
                 room: comp_text(&rep, 5),
@@ -1674,7 +1663,7 @@ impl<'m> Reader<'_, 'm> {
             };
             out.push(Role {
                 role: role.clone(),
-                person: Some(Person { id, name }),
+                person: Some(person),
                 start: at(2, self),
                 end: at(3, self),
                 location: (location != Location::default()).then_some(location),
@@ -1682,19 +1671,6 @@ impl<'m> Reader<'_, 'm> {
             });
         }
         out
-    }
-
-    /// People in an NDL field (OBR-32 to 35): the CNN in component 1's subcomponents, or — as
-    /// senders also write it — an XCN laid out in components.
-    fn ndls(&self, field: usize) -> Vec<Person> {
-        let cnn = self.xcns_at(field, 1);
-        let xcn: Vec<Person> = self.reps(field).iter().filter_map(xcn_of).collect();
-        // The layout that yields names wins; with none, the CNN's ids.
-        if cnn.iter().any(|p| p.name.is_some()) || xcn.iter().all(|p| p.name.is_none()) {
-            cnn
-        } else {
-            xcn
-        }
     }
 
     fn xads(&self, field: usize) -> Vec<Address> {

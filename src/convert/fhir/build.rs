@@ -1119,6 +1119,14 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// An identifier that is only a value (no authority, no type).
+    fn plain_identifier(&self, value: &str) -> Value {
+        self.identifier(&Identifier {
+            value: Some(value.to_string()),
+            ..Identifier::default()
+        })
+    }
+
     // ----- ChargeItem (FT1; Aorta's own map: the guide has no FT1 sheet) -----
 
     /// Each FT1 as a ChargeItem of the patient and the visit: code FT1-7 (else the FT1-25
@@ -1146,16 +1154,7 @@ impl<'a> Builder<'a> {
             if code.is_null() {
                 continue;
             }
-            let ids: Vec<Value> = ch
-                .id
-                .iter()
-                .map(|v| {
-                    self.identifier(&Identifier {
-                        value: Some(v.clone()),
-                        ..Identifier::default()
-                    })
-                })
-                .collect();
+            let ids: Vec<Value> = ch.id.iter().map(|v| self.plain_identifier(v)).collect();
             let key = match &ch.id {
                 Some(t) => cat(&[&patient.to_string(), "|", t]),
                 None => cat(&[&message, "|", &n.to_string()]),
@@ -1179,16 +1178,7 @@ impl<'a> Builder<'a> {
                 .collect();
             let enterer = ch.entered_by.as_ref().and_then(|p| self.practitioner(p));
             let department = ch.department.as_ref().and_then(|d| {
-                let ids: Vec<Value> = d
-                    .code
-                    .iter()
-                    .map(|v| {
-                        self.identifier(&Identifier {
-                            value: Some(v.clone()),
-                            ..Identifier::default()
-                        })
-                    })
-                    .collect();
+                let ids: Vec<Value> = d.code.iter().map(|v| self.plain_identifier(v)).collect();
                 self.organization(d.display.as_deref(), ids)
             });
             let facility = |b: &mut Self, o: &Option<crate::record::clinical::Organization>| {
