@@ -678,6 +678,8 @@ enum Ending {
     EachAnswer,
     /// Silently, after 50 ms without a request (a server's keep-alive timeout).
     WhenIdle,
+    /// Never, and it never answers either (a hung receiver).
+    NeverAnswers,
 }
 
 /// A raw HTTP/1.1 receiver on loopback: each 200 carries a chunked body finished 20 ms after
@@ -737,6 +739,9 @@ async fn session_receiver(ending: Ending) -> (std::net::SocketAddr, Arc<Sessions
                     }
                     buf.drain(..end + length);
                     c.requests.fetch_add(1, Ordering::SeqCst);
+                    if ending == Ending::NeverAnswers {
+                        continue;
+                    }
                     let head: &[u8] = if close {
                         b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n"
                     } else {
@@ -917,28 +922,7 @@ async fn http_goes_through_a_configured_proxy_with_its_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_gives_up_on_a_receiver_that_never_answers_and_closes_its_connection() {
     use std::sync::atomic::Ordering;
-    use tokio::io::AsyncReadExt;
-    // Reads requests, never answers; counts connections, and how many are open at once.
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let seen = Arc::new(Sessions::default());
-    let c = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = socket.accept().await else {
-                return;
-            };
-            c.opened.fetch_add(1, Ordering::SeqCst);
-            let now = c.open.fetch_add(1, Ordering::SeqCst) + 1;
-            c.most_open.fetch_max(now, Ordering::SeqCst);
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
-                c.open.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
+    let (addr, seen) = session_receiver(Ending::NeverAnswers).await;
     let dest = format!(
         "[destinations.emr]\nkind = \"http\"\nurl = \"http://{addr}/hl7/x\"\ntimeout_secs = 1\nretry = {{ initial_ms = 300, max_ms = 300 }}\n"
     );
