@@ -98,18 +98,11 @@ impl ProxyConfig {
         let authorization = match (&self.user, &self.password) {
             (None, None) => None,
             (Some(user), password) => {
-                use base64::Engine as _;
                 let password = match password {
                     Some(p) => p.resolve().map_err(|e| format!("proxy.password: {e}"))?,
                     None => String::new(),
                 };
-                let pair =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                let mut v = HeaderValue::from_str(&format!("Basic {pair}")).map_err(|_| {
-                    "proxy: the credentials are not a valid header value".to_string()
-                })?;
-                v.set_sensitive(true);
-                Some(v)
+                Some(basic(user, &password, "proxy")?)
             }
             (None, Some(_)) => return Err("proxy: a password needs a user".into()),
         };
@@ -221,14 +214,6 @@ impl Client {
                 .map_err(|_| format!("headers.{k}: not a valid header value"))?;
             headers.insert(name, value);
         }
-        let secret = |v: String, what: &str| {
-            HeaderValue::from_str(&v)
-                .map(|mut v| {
-                    v.set_sensitive(true);
-                    v
-                })
-                .map_err(|_| format!("{what}: not a valid header value"))
-        };
         match auth {
             Some(HttpAuth::Bearer(s)) => {
                 let token = s.resolve().map_err(|e| format!("auth.bearer: {e}"))?;
@@ -238,16 +223,10 @@ impl Client {
                 );
             }
             Some(HttpAuth::Basic { user, password }) => {
-                use base64::Engine as _;
                 let password = password
                     .resolve()
                     .map_err(|e| format!("auth.basic.password: {e}"))?;
-                let pair =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                headers.insert(
-                    AUTHORIZATION,
-                    secret(format!("Basic {pair}"), "auth.basic")?,
-                );
+                headers.insert(AUTHORIZATION, basic(user, &password, "auth.basic")?);
             }
             Some(HttpAuth::ApiKey { header, value }) => {
                 let name = HeaderName::from_bytes(header.as_bytes())
@@ -304,11 +283,21 @@ impl Client {
             .exchange(method, path, headers, body, body_limit)
             .await
     }
+}
 
-    /// Connections opened so far.
-    pub fn connections_opened(&self) -> u64 {
-        self.link.opened()
-    }
+/// A header value holding a secret: marked sensitive, so it is never printed.
+fn secret(v: String, what: &str) -> Result<HeaderValue, String> {
+    let mut v =
+        HeaderValue::from_str(&v).map_err(|_| format!("{what}: not a valid header value"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// `Basic` credentials (RFC 7617) as a header value, encoded once at build.
+fn basic(user: &str, password: &str, what: &str) -> Result<HeaderValue, String> {
+    use base64::Engine as _;
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    secret(format!("Basic {pair}"), what)
 }
 
 /// The path and query part of a URL template: what follows the origin, with `/` for none.
@@ -350,11 +339,6 @@ impl HttpDestination {
             method,
             content_type: config.content_type.clone(),
         })
-    }
-
-    /// Connections opened so far.
-    pub fn connections_opened(&self) -> u64 {
-        self.client.connections_opened()
     }
 
     /// Sends the delivery and classifies the answer.

@@ -13,7 +13,6 @@
 //! new connection. An answer whose body is longer than the caller reads, an exchange cut by
 //! the timeout, or a broken connection: that connection is dropped, never reused.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -177,7 +176,6 @@ pub struct Link {
     timeout: Duration,
     host: HeaderValue,
     proxy: Option<Proxy>,
-    opened: AtomicU64,
 }
 
 impl std::fmt::Debug for Link {
@@ -191,7 +189,8 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// A link to `origin` with at most `connections` connections; `tls` (configuration, and
-    /// the name the certificate must carry when not the host) is required for an https origin. `timeout` bounds a whole exchange, connecting included.
+    /// the name the certificate must carry when not the host) is required for an https
+    /// origin. `timeout` bounds a whole exchange, connecting included.
     pub fn new(
         origin: Origin,
         tls: Option<(rustls::ClientConfig, Option<String>)>,
@@ -231,18 +230,7 @@ impl Link {
             timeout,
             host,
             proxy,
-            opened: AtomicU64::new(0),
         })
-    }
-
-    /// The origin this link connects to.
-    pub fn origin(&self) -> &Origin {
-        &self.origin
-    }
-
-    /// Connections opened so far (a test and a log line read it).
-    pub fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
     }
 
     /// Sends `method path` (origin-form: path and query) with `headers` and `body`, and reads
@@ -394,7 +382,6 @@ impl Link {
                 handshake(tls).await?
             }
         };
-        self.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(origin = %o.authority, "connection opened");
         Ok(sender)
     }
