@@ -13,6 +13,7 @@
 # issue's reference; with `--queue-writes`, as the destination publishes; and with `--file`, the
 # first fixture with the properties the destination gives it (message id, content type, two
 # headers), as the broker receives Aorta's messages — then the engine.
+# CONCURRENCY=N publishes with N workers (order kept per patient, PID-3-1).
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), the sqlite3 command, and a release build
 # (AORTA=path overrides it; AORTA_CLIENT=path the load generator).
 # Rates come from the journal: drain = deliveries / (last sent_at - first sent_at);
@@ -54,12 +55,17 @@ exchange = "aorta.bench"
 exchange_kind = "topic"
 declare = true
 routing_key = "raw.\${MSH-9-1}"
+concurrency = ${CONCURRENCY:-1}
+$([ "${CONCURRENCY:-1}" -gt 1 ] && echo 'order_key = "PID-3-1"')
 [listeners.in]
 kind = "mllp"
 bind = "127.0.0.1:12575"
 EOF
 printf 'name = "all"\nfrom = ["in"]\n[[to]]\ndestination = "q"\n' >"$work/routes/all.toml"
-files=()
+# With several workers the messages go to 1,000 patients (PATIENTS=N), so order keys spread.
+patients=${PATIENTS:-0}
+[ "${CONCURRENCY:-1}" -gt 1 ] && patients=${PATIENTS:-1000}
+files=(--patients "$patients")
 for f in "$root"/routes/fixtures/*.hl7; do files+=(--file "$f"); done
 
 # shellcheck source=benches/e2e/common.sh
