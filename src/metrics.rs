@@ -74,6 +74,8 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Age of the oldest waiting delivery, per destination.
     pub queue_oldest_seconds: GaugeVec,
+    /// Connections a destination opened to its receiver (reconnections show as a rising count).
+    pub destination_connections: IntCounterVec,
 }
 
 impl Metrics {
@@ -279,6 +281,11 @@ impl Metrics {
             delivery_seconds,
             queue_depth,
             queue_oldest_seconds,
+            destination_connections: counter(
+                "aorta_destination_connections_opened_total",
+                "Connections a destination opened to its receiver",
+                &["destination"],
+            ),
             route_seconds,
             connections_open,
             ack_latency,

@@ -846,6 +846,13 @@ async fn http_replaces_a_connection_the_receiver_closed_while_idle() {
     // Every delivery went once, on a new connection, with no failed attempt in between.
     assert_eq!(seen.requests.load(Ordering::SeqCst), 5);
     assert_eq!(seen.opened.load(Ordering::SeqCst), 5);
+    // Operations see the reconnections (the queue watcher counts them every 2 s).
+    wait_for("the connection count", || {
+        e.metrics
+            .render()
+            .contains("aorta_destination_connections_opened_total{destination=\"emr\"} 5")
+    })
+    .await;
     for seq in 1..=5 {
         let attempts = e.store.attempts(seq).await.unwrap();
         assert!(

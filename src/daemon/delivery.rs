@@ -402,12 +402,22 @@ impl<S: Store> Worker<S> {
 /// Keeps the queue-depth and oldest-age gauges of the destinations current.
 pub async fn watch_queues<S: Store>(
     store: S,
-    names: Vec<String>,
+    destinations: Vec<(String, Arc<Destination>)>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The connection counts last seen: the counter moves by what each destination added.
+    let mut opened = vec![0u64; destinations.len()];
     loop {
-        for name in &names {
+        for ((name, destination), seen) in destinations.iter().zip(opened.iter_mut()) {
+            let now = destination.connections_opened();
+            if now > *seen {
+                metrics
+                    .destination_connections
+                    .with_label_values(&[name])
+                    .inc_by(now - *seen);
+                *seen = now;
+            }
             if let Ok(stats) = store.queue_stats(name).await {
                 metrics
                     .queue_depth

@@ -95,6 +95,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     let mut worker_tasks = JoinSet::new();
     let mut wakes: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
     let mut order_keys = HashMap::new();
+    let mut built_destinations = Vec::new();
     for (name, d) in &config.destinations {
         if let Some(k) = &d.queue.order_key {
             let target = Hl7Target::parse(k)
@@ -104,6 +105,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         let built = Destination::build(&d.settings, &d.queue)
             .map_err(|e| anyhow::anyhow!("destination {name}: {e}"))?;
         let built = Arc::new(built);
+        built_destinations.push((name.clone(), built.clone()));
         let n = d.queue.concurrency.max(1);
         for index in 0..n {
             let wake = Arc::new(Notify::new());
@@ -125,7 +127,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     }
     worker_tasks.spawn(delivery::watch_queues(
         store.clone(),
-        config.destinations.keys().cloned().collect(),
+        built_destinations,
         metrics.clone(),
         workers_stop_rx,
     ));

@@ -146,6 +146,11 @@ impl FhirDestination {
         })
     }
 
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.client.connections_opened()
+    }
+
     /// Sends the delivery and classifies the answer.
     pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
         if d.format != "fhir" {

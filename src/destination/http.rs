@@ -264,6 +264,11 @@ impl Client {
         Ok(Client { link, headers })
     }
 
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.link.opened()
+    }
+
     /// The fixed headers and credentials, to add a request's own to.
     pub fn headers(&self) -> HeaderMap {
         self.headers.clone()
@@ -339,6 +344,11 @@ impl HttpDestination {
             method,
             content_type: config.content_type.clone(),
         })
+    }
+
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.client.connections_opened()
     }
 
     /// Sends the delivery and classifies the answer.

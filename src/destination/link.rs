@@ -13,6 +13,7 @@
 //! new connection. An answer whose body is longer than the caller reads, an exchange cut by
 //! the timeout, or a broken connection: that connection is dropped, never reused.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -176,6 +177,7 @@ pub struct Link {
     timeout: Duration,
     host: HeaderValue,
     proxy: Option<Proxy>,
+    opened: AtomicU64,
 }
 
 impl std::fmt::Debug for Link {
@@ -230,7 +232,13 @@ impl Link {
             timeout,
             host,
             proxy,
+            opened: AtomicU64::new(0),
         })
+    }
+
+    /// Connections opened so far.
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Sends `method path` (origin-form: path and query) with `headers` and `body`, and reads
@@ -382,6 +390,7 @@ impl Link {
                 handshake(tls).await?
             }
         };
+        self.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(origin = %o.authority, "connection opened");
         Ok(sender)
     }

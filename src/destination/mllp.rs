@@ -73,6 +73,11 @@ pub struct MllpDestination {
 }
 
 impl MllpDestination {
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.sender.connections_opened()
+    }
+
     /// Checks the address and reads TLS files; connects on first send.
     pub fn build(config: &MllpConfig) -> Result<MllpDestination, String> {
         let host = config

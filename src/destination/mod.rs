@@ -232,6 +232,18 @@ impl Destination {
         })
     }
 
+    /// Connections to the receiver opened so far (0 for files): steady while connections are
+    /// kept, rising with every reconnection.
+    pub fn connections_opened(&self) -> u64 {
+        match self {
+            Destination::Http(h) => h.connections_opened(),
+            Destination::Fhir(f) => f.connections_opened(),
+            Destination::Mllp(m) => m.connections_opened(),
+            Destination::Rabbitmq(r) => r.connections_opened(),
+            Destination::File(_) => 0,
+        }
+    }
+
     /// Sends one delivery.
     pub async fn send(&self, d: &Outgoing<'_>) -> Outcome {
         match self {

@@ -154,6 +154,11 @@ impl RabbitDestination {
         })
     }
 
+    /// Broker connections opened so far (the first, and each reconnection).
+    pub fn connections_opened(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     async fn connect(&self) -> Result<(Connection, Channel), String> {
         let props = ConnectionProperties::default()
             .with_connection_name("aorta".into())

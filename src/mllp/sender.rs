@@ -58,6 +58,7 @@ pub struct MllpSender {
     ack_timeout: Duration,
     framing: Framing,
     conn: tokio::sync::Mutex<Option<Connection>>,
+    opened: std::sync::atomic::AtomicU64,
 }
 
 /// An open connection with its read buffer and frame decoder.
@@ -99,6 +100,7 @@ impl MllpSender {
             ack_timeout,
             framing,
             conn: tokio::sync::Mutex::new(None),
+            opened: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -128,6 +130,11 @@ impl MllpSender {
         }
     }
 
+    /// Connections opened so far (the first, and each after a broken one).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Sends one message and returns the answer that names its control id.
     pub async fn send(&self, message: &[u8]) -> Result<Answer, SendError> {
         let control_id = Message::parse(message)
@@ -138,6 +145,8 @@ impl MllpSender {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             let s = self.connect().await?;
+            self.opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             *guard = Some((s, BytesMut::new(), MllpCodec::new(self.framing, MAX_ANSWER)));
         }
         let result = match guard.as_mut() {
