@@ -238,6 +238,50 @@ mod tests {
         assert_eq!(resource(&c["subject"])["resourceType"], "Patient");
         assert_eq!(resource(&c["account"][0])["resourceType"], "Account");
         assert_eq!(resource(&c["context"])["resourceType"], "Encounter");
+        // Read back, the ChargeItem is the record's charge again (FHIR input feeds routes).
+        let back = read::to_clinical(&b).unwrap();
+        let ch = &back.charges[0];
+        assert_eq!(ch.id.as_deref(), Some("T-100"));
+        assert_eq!(
+            ch.code.as_ref().and_then(|c| c.code.as_deref()),
+            Some("71045")
+        );
+        assert_eq!(
+            (ch.start.as_deref(), ch.end.as_deref()),
+            (Some("2024-01-01"), Some("2024-01-02"))
+        );
+        assert_eq!(ch.posted.as_deref(), Some("2024-01-03"));
+        assert_eq!(
+            ch.r#type.as_ref().and_then(|t| t.code.as_deref()),
+            Some("CG")
+        );
+        assert_eq!(ch.quantity, Some(2.0));
+        assert_eq!(
+            ch.amount.as_ref().map(|m| (m.value, m.currency.as_deref())),
+            Some((100.0, Some("USD")))
+        );
+        assert_eq!(
+            ch.department.as_ref().and_then(|d| d.code.as_deref()),
+            Some("RAD")
+        );
+        assert_eq!(ch.diagnoses[0].code.as_deref(), Some("29857009"));
+        let family =
+            |p: &crate::record::clinical::Person| p.name.as_ref().and_then(|n| n.family.clone());
+        assert_eq!(family(&ch.performers[0]).as_deref(), Some("Smith"));
+        assert_eq!(
+            ch.entered_by.as_ref().and_then(family).as_deref(),
+            Some("Jones")
+        );
+        assert_eq!(
+            ch.drug.as_ref().and_then(|d| d.code.as_deref()),
+            Some("0182-1061-05")
+        );
+        assert_eq!(
+            ch.performing_facility
+                .as_ref()
+                .and_then(|o| o.name.as_deref()),
+            Some("Good Health")
+        );
         // A re-sent transaction is the same ChargeItem (keyed by the patient and FT1-2).
         let again = bundle(b"MSH|^~\\&|BILL|F|FIN|G|20240105||DFT^P03|C2|P|2.5\rPID|1||7^^^H^MR\rFT1|1|T-100||20240101|20240103|CG|71045^Xray chest^C4\r");
         assert_eq!(

@@ -18,7 +18,7 @@ use super::vocab;
 use crate::record::clinical::*;
 
 /// The resource types [`to_clinical`] reads; others in a Bundle are named in the warnings.
-pub const READS: [&str; 15] = [
+pub const READS: [&str; 16] = [
     "Patient",
     "RelatedPerson",
     "Coverage",
@@ -34,6 +34,7 @@ pub const READS: [&str; 15] = [
     "PractitionerRole",
     "Organization",
     "Location",
+    "ChargeItem",
 ];
 
 /// The record of a FHIR document (a Bundle or one resource).
@@ -174,6 +175,9 @@ pub fn to_clinical(doc: &Value) -> Result<Clinical, String> {
     }
     for cov in of("Coverage") {
         c.insurance.push(r.coverage(cov));
+    }
+    for ch in of("ChargeItem") {
+        c.charges.push(r.charge(ch));
     }
     for d in of("Condition") {
         // A problem-list entry is a problem (PRB), any other Condition a diagnosis (DG1).
@@ -688,6 +692,55 @@ impl<'a> Reader<'a> {
 
     /// A Coverage as IN1 reads it: plan and group classes, payor, period, type, policy number,
     /// relationship, and the insured when a RelatedPerson is the subscriber.
+    /// A ChargeItem as the FT1 it was made of (the map in `build`'s `charges`, read back).
+    fn charge(&self, ch: &Value) -> Charge {
+        let organization = |key: &str| {
+            let reference = ch.get(key)?;
+            let org = self.resolve(reference);
+            Some(Organization {
+                name: self.display_of(reference),
+                identifier: org.and_then(|o| array(o, "identifier").next().map(identifier)),
+            })
+        };
+        let money = ch.get("priceOverride").and_then(|m| {
+            Some(Money {
+                value: number(m.get("value"))?,
+                currency: string(m, "currency"),
+            })
+        });
+        Charge {
+            id: array(ch, "identifier")
+                .next()
+                .and_then(|i| string(i, "value")),
+            start: string(ch, "occurrenceDateTime")
+                .or_else(|| ch.get("occurrencePeriod").and_then(|p| string(p, "start"))),
+            end: ch.get("occurrencePeriod").and_then(|p| string(p, "end")),
+            posted: string(ch, "enteredDate"),
+            r#type: (str_at(ch, "status") == Some("billable")).then(|| Code::table("0017", "CG")),
+            code: concept(ch.get("code")),
+            quantity: number(ch.pointer("/quantity/value")),
+            amount: money,
+            department: organization("costCenter").map(|o| Code {
+                code: o.identifier.and_then(|i| i.value),
+                display: o.name,
+                ..Code::default()
+            }),
+            diagnoses: array(ch, "reason")
+                .filter_map(|r| concept(Some(r)))
+                .collect(),
+            performers: array(ch, "performer")
+                .filter_map(|p| p.get("actor"))
+                .map(|a| self.person(a))
+                .filter(|p| p.id.is_some() || p.name.is_some())
+                .collect(),
+            entered_by: ch.get("enterer").map(|e| self.person(e)),
+            drug: concept(ch.get("productCodeableConcept")),
+            performing_facility: organization("performingOrganization"),
+            ordering_facility: organization("requestingOrganization"),
+            ..Charge::default()
+        }
+    }
+
     fn coverage(&self, c: &Value) -> Insurance {
         let class = |kind: &str| {
             array(c, "class").find(|k| {
