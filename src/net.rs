@@ -47,6 +47,20 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// The TLS handshake of an outgoing connection, bounded by `timeout` (MLLP sender, HTTP
+/// destinations); the error says which part failed, without the peer's address.
+pub async fn tls_handshake(
+    connector: &tokio_rustls::TlsConnector,
+    name: &rustls::pki_types::ServerName<'static>,
+    tcp: tokio::net::TcpStream,
+    timeout: std::time::Duration,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

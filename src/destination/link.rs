@@ -380,13 +380,9 @@ impl Link {
         let sender = match &self.tls {
             None => handshake(tcp).await?,
             Some((connector, name)) => {
-                let tls = tokio::time::timeout(
-                    self.connect_timeout,
-                    connector.connect(name.clone(), tcp),
-                )
-                .await
-                .map_err(|_| LinkError::Connect("TLS handshake timed out".into()))?
-                .map_err(|e| LinkError::Connect(format!("TLS: {e}")))?;
+                let tls = crate::net::tls_handshake(connector, name, tcp, self.connect_timeout)
+                    .await
+                    .map_err(LinkError::Connect)?;
                 handshake(tls).await?
             }
         };

@@ -118,13 +118,9 @@ impl MllpSender {
         match &self.tls {
             None => Ok(Box::new(tcp)),
             Some((connector, name)) => {
-                let s = tokio::time::timeout(
-                    self.connect_timeout,
-                    connector.connect(name.clone(), tcp),
-                )
-                .await
-                .map_err(|_| SendError::Connect("TLS handshake timed out".into()))?
-                .map_err(|e| SendError::Connect(format!("TLS: {e}")))?;
+                let s = crate::net::tls_handshake(connector, name, tcp, self.connect_timeout)
+                    .await
+                    .map_err(SendError::Connect)?;
                 Ok(Box::new(s))
             }
         }
