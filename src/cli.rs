@@ -104,6 +104,12 @@ pub enum BenchCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: String,
+        /// Speak HTTP/2 without TLS (prior knowledge, h2c) instead of HTTP/1.1.
+        #[arg(long)]
+        http2: bool,
+        /// Milliseconds each answer takes (a receiver that does work per message).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// The broker's raw rate for persistent, confirmed publishing (what the RabbitMQ
     /// destination is measured against), without Aorta.
@@ -275,9 +281,15 @@ pub fn run(cli: Cli) -> Result<()> {
             tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "starting aorta");
             runtime()?.block_on(crate::daemon::run(&c))
         }
-        Command::Bench(BenchCommand::HttpSink { bind }) => {
-            runtime()?.block_on(crate::loadgen::http_sink(&bind))
-        }
+        Command::Bench(BenchCommand::HttpSink {
+            bind,
+            http2,
+            delay_ms,
+        }) => runtime()?.block_on(crate::loadgen::http_sink(
+            &bind,
+            http2,
+            std::time::Duration::from_millis(delay_ms),
+        )),
         Command::Bench(BenchCommand::Amqp {
             url,
             messages,

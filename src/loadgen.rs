@@ -378,14 +378,18 @@ pub async fn amqp_publish_rate(
 }
 
 /// A receiver for benchmarks: answers every request on `bind` with 200 and counts them
-/// (printed every second while they arrive).
-pub async fn http_sink(bind: &str) -> Result<()> {
+/// (printed every second while they arrive); HTTP/1.1, or HTTP/2 without TLS (`http2`); each
+/// answer after `delay` (a receiver doing work per message).
+pub async fn http_sink(bind: &str, http2: bool, delay: std::time::Duration) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     let count = std::sync::Arc::new(AtomicU64::new(0));
     let c = count.clone();
     let app = axum::Router::new().fallback(move || {
         let c = c.clone();
         async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             c.fetch_add(1, Ordering::Relaxed);
             "ok"
         }
@@ -403,8 +407,20 @@ pub async fn http_sink(bind: &str) -> Result<()> {
             }
         }
     });
-    axum::serve(socket, app).await?;
-    Ok(())
+    if !http2 {
+        axum::serve(socket, app).await?;
+        return Ok(());
+    }
+    loop {
+        let (stream, _) = socket.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 #[cfg(test)]

@@ -955,3 +955,137 @@ async fn http_gives_up_on_a_receiver_that_never_answers_and_closes_its_connectio
     assert_eq!(seen.most_open.load(Ordering::SeqCst), 1);
     e.stop().await.unwrap();
 }
+
+/// What an HTTP/2 receiver saw: connections accepted, requests in flight now and at most,
+/// and each request's (MSH-10, HTTP version).
+#[derive(Default)]
+struct H2Seen {
+    opened: std::sync::atomic::AtomicUsize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+    got: Mutex<Vec<(String, axum::http::Version)>>,
+}
+
+/// An HTTP/2 receiver without TLS (prior knowledge) on loopback: each answer takes 50 ms, so
+/// that requests sent at once overlap.
+async fn h2_receiver() -> (std::net::SocketAddr, Arc<H2Seen>) {
+    use http_body_util::BodyExt;
+    use std::sync::atomic::Ordering;
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let seen = Arc::new(H2Seen::default());
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = socket.accept().await else {
+                return;
+            };
+            s.opened.fetch_add(1, Ordering::SeqCst);
+            let s = s.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let s = s.clone();
+                    async move {
+                        let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        s.most_in_flight.fetch_max(now, Ordering::SeqCst);
+                        let version = req.version();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        s.got
+                            .lock()
+                            .unwrap()
+                            .push((field(&body, "MSH-10"), version));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        s.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                        ))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_workers_share_one_connection_and_keep_order_per_patient() {
+    use std::sync::atomic::Ordering;
+    let (addr, seen) = h2_receiver().await;
+    let dest = http_destination(
+        addr,
+        "concurrency = 4\norder_key = \"PID-3-1\"\nhttp2 = true",
+    );
+    let (e, _dir) = engine_with("http2", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    let patients = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"];
+    for n in 0..48 {
+        let p = patients[n % patients.len()];
+        let msg = format!("MSH|^~\\&|SEND|FAC|RECV|RFAC|20240101120000||ADT^A08^ADT_A01|{p}-{n}|P|2.5.1\rPID|1||{p}^^^H^MR||DOE^JOHN\r");
+        exchange(&mut c, msg.as_bytes()).await;
+    }
+    drained(&e, "emr").await;
+    let got = seen.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 48, "each delivery once");
+    assert!(got.iter().all(|(_, v)| *v == axum::http::Version::HTTP_2));
+    // One session, the workers' requests on it at once (as streams), never more than four.
+    assert_eq!(seen.opened.load(Ordering::SeqCst), 1);
+    let most = seen.most_in_flight.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} requests in flight at most");
+    for p in patients {
+        let order: Vec<usize> = got
+            .iter()
+            .filter(|(i, _)| i.starts_with(&format!("{p}-")))
+            .map(|(i, _)| i.rsplit('-').next().unwrap().parse().unwrap())
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted, "{p} out of order");
+        assert_eq!(order.len(), 6);
+    }
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_a_receiver_speaking_only_http1_retries_and_sends_nothing() {
+    let (addr, seen) = receiver(|_, _| 200).await;
+    let dest = http_destination(addr, "http2 = true");
+    let (e, _dir) = engine_with("http2-h1", "", &[("emr.toml", TO_EMR)], &[&dest]).await;
+    let mut c = connect(e.listener_addr("test").unwrap()).await;
+    exchange(&mut c, &adt("H2-1")).await;
+    settle(&e.store).await;
+    let m = e.store.find_by_control_id("H2-1").await.unwrap();
+    let d = e.store.deliveries_for(m[0].id).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let attempts = loop {
+        let a = e.store.attempts(d[0].seq).await.unwrap();
+        if a.len() >= 2 || Instant::now() > until {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert!(
+        attempts.iter().all(|a| a.outcome == "retry"),
+        "{attempts:?}"
+    );
+    let why = attempts[0].detail.clone().unwrap_or_default();
+    assert!(why.contains("does the receiver speak HTTP/2"), "{why}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing got through as HTTP/1.1"
+    );
+    e.stop().await.unwrap();
+}
+
+#[test]
+fn http2_through_a_forwarding_proxy_is_refused_at_build() {
+    let config: aorta::destination::http::HttpConfig = toml::from_str(
+        "url = \"http://emr.local/in\"\nhttp2 = true\nproxy = { url = \"http://proxy:3128\" }\n",
+    )
+    .unwrap();
+    let e = aorta::destination::http::HttpDestination::build(&config, 1).unwrap_err();
+    assert!(e.contains("http2"), "{e}");
+}

@@ -434,3 +434,124 @@ async fn a_tls_listener_keeps_its_connection_limit() {
     let _ = second.read_to_end(&mut out).await;
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
 }
+
+/// HTTP/2 over TLS: the destination offers only `h2` in ALPN. A receiver agreeing to it gets
+/// every delivery as HTTP/2 on one connection; one that speaks HTTP/1.1 only is refused
+/// before any request, with the reason, and the delivery waits to be retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_destination_over_tls_agrees_h2_by_alpn() {
+    use aorta::store::Store;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("tls-http2-pki");
+    let pki = make_pki(&dir);
+    let config = aorta::tls::TlsConfig {
+        cert: pki.server_cert.clone().into(),
+        key: pki.server_key.clone().into(),
+        client_ca: None,
+    }
+    .server_config()
+    .unwrap();
+    // The HTTP/2 receiver.
+    let mut h2_config = (*config).clone();
+    h2_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(h2_config));
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let h2_port = socket.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<(String, axum::http::Version)>>> = Arc::default();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let (g, o) = (got.clone(), opened.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = socket.accept().await else {
+                return;
+            };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            o.fetch_add(1, Ordering::SeqCst);
+            let g = g.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let g = g.clone();
+                    async move {
+                        let version = req.version();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        g.lock().unwrap().push((field(&body, "MSH-10"), version));
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                        ))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service),
+            );
+        }
+    });
+    // The HTTP/1.1-only receiver (the engine's own HTTPS server, no ALPN).
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let h1_port = socket.local_addr().unwrap().port();
+    tokio::spawn(aorta::admin::serve(
+        socket,
+        Some(config),
+        16,
+        app,
+        std::future::pending(),
+    ));
+    let dest = |name: &str, port: u16| {
+        format!(
+            "[destinations.{name}]\nkind = \"http\"\nurl = \"https://localhost:{port}/in\"\ntimeout_secs = 5\nhttp2 = true\nconcurrency = 2\norder_key = \"PID-3-1\"\nretry = {{ initial_ms = 50, max_ms = 200 }}\ntls = {{ ca = \"{}\" }}\n",
+            pki.ca
+        )
+    };
+    let routes = [(
+        "r.toml",
+        "from = \"test\"\n[[to]]\ndestination = \"h2\"\n[[to]]\ndestination = \"h1\"\n",
+    )];
+    let (e, _d) = common::engine_with(
+        "tls-http2",
+        "",
+        &routes,
+        &[&dest("h2", h2_port), &dest("h1", h1_port)],
+    )
+    .await;
+    let mut c = common::connect(e.listener_addr("test").unwrap()).await;
+    for i in 0..6 {
+        exchange(&mut c, &adt(&format!("H2TLS-{i}"))).await;
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 6 {
+        assert!(Instant::now() < until, "never arrived over HTTP/2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    assert!(got.iter().all(|(_, v)| *v == axum::http::Version::HTTP_2));
+    let mut ids: Vec<_> = got.iter().map(|(i, _)| i.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0..6).map(|i| format!("H2TLS-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    // The HTTP/1.1 receiver: refused at the handshake, the reason recorded.
+    let m = e.store.find_by_control_id("H2TLS-0").await.unwrap();
+    let d = e.store.deliveries_for(m[0].id).await.unwrap();
+    let h1 = d.iter().find(|d| d.destination == "h1").unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let attempts = loop {
+        let a = e.store.attempts(h1.seq).await.unwrap();
+        if !a.is_empty() || Instant::now() > until {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let first = attempts.first().expect("an attempt recorded");
+    assert_eq!(first.outcome, "retry");
+    let why = first.detail.clone().unwrap_or_default();
+    assert!(why.contains("does not offer HTTP/2"), "{why}");
+    e.stop().await.unwrap();
+}

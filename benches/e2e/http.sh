@@ -11,6 +11,8 @@
 #
 # CONCURRENCY=N sends with N workers and connections, order kept per patient (PID-3-1);
 # PATIENTS=N spreads the messages over N patients (default 1000 with CONCURRENCY > 1).
+# HTTP2=true sends over one HTTP/2 connection (h2c), CONCURRENCY requests on it at once.
+# DELAY_MS=N makes the sink take N ms per answer (a receiver doing work per message).
 # AORTA_OLD=path runs a second engine build in each round too, alternately with AORTA (the
 # release build by default); AORTA_CLIENT=path keeps the load generator and the sink the same.
 # Needs the sqlite3 command. Rates come from the journal: drain = deliveries / (last sent_at -
@@ -48,6 +50,7 @@ watch = false
 kind = "http"
 url = "http://127.0.0.1:18080/in/\${MSH-9-1}"
 concurrency = ${CONCURRENCY:-1}
+http2 = ${HTTP2:-false}
 $([ "${CONCURRENCY:-1}" -gt 1 ] && echo 'order_key = "PID-3-1"')
 [listeners.in]
 kind = "mllp"
@@ -59,7 +62,10 @@ patients=${PATIENTS:-0}
 load=(--patients "$patients")
 for f in "$root"/routes/fixtures/*.hl7; do load+=(--file "$f"); done
 
-"$client" bench http-sink --bind 127.0.0.1:18080 >/dev/null 2>&1 &
+sink_args=(--bind 127.0.0.1:18080)
+[ "${HTTP2:-false}" = true ] && sink_args+=(--http2)
+[ -n "${DELAY_MS:-}" ] && sink_args+=(--delay-ms "$DELAY_MS")
+"$client" bench http-sink "${sink_args[@]}" >/dev/null 2>&1 &
 sink=$!
 sleep 0.5
 

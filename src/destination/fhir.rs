@@ -13,7 +13,8 @@
 //! proxy = { url = "http://proxy:3128" }          # optional, as for `http`
 //! ```
 //!
-//! Connections as for `http`: at most `concurrency` (default one) HTTP/1.1 connections, kept.
+//! Connections as for `http`: at most `concurrency` (default one) HTTP/1.1 connections, kept;
+//! or, with `http2 = true`, one HTTP/2 connection carrying up to `concurrency` requests.
 //!
 //! What a delivery becomes (its route output is `format = "fhir"`, a transaction Bundle):
 //! - `transaction` (default): the Bundle is POSTed to the base URL as one transaction — the
@@ -76,6 +77,9 @@ pub struct FhirConfig {
     /// An HTTP proxy to go through (as for `http`).
     #[serde(default)]
     pub proxy: Option<ProxyConfig>,
+    /// HTTP/2 on one connection, as for `http`.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 fn thirty() -> u64 {
@@ -134,7 +138,10 @@ impl FhirDestination {
             config.timeout_secs,
             config.tls.as_ref(),
             config.proxy.as_ref(),
-            connections,
+            super::http::Connections {
+                max: connections,
+                http2: config.http2,
+            },
         )?;
         let (_, path) = super::link::Origin::split(&base).map_err(|e| format!("base_url: {e}"))?;
         let path = path.to_string();
@@ -664,6 +671,7 @@ mod tests {
             timeout_secs: 5,
             tls: None,
             proxy: None,
+            http2: false,
         };
         assert!(FhirDestination::build(&config("ftp://x/fhir"), 1).is_err());
         assert!(FhirDestination::build(&config("http://x/fhir?a=1"), 1).is_err());

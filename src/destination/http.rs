@@ -11,6 +11,7 @@
 //! timeout_secs = 30
 //! tls = { ca = "/etc/aorta/tls/emr-ca.pem", cert = "client.pem", key = "client.key" }   # all optional;
 //!                                                       # server_name = "emr.example.org" when the URL has an address
+//! http2 = false                                         # true: one HTTP/2 connection (below)
 //! ```
 //!
 //! How answers are classified: 2xx → delivered; 407 (a proxy wants other credentials: the
@@ -22,6 +23,9 @@
 //! Connections: HTTP/1.1, at most the destination's `concurrency` at once (default one), kept
 //! open between deliveries and replaced when the receiver closes one ([`super::link`]). The URL's
 //! placeholders may stand in the path and query only: a destination talks to one origin.
+//! `http2 = true` sends over one HTTP/2 connection instead, up to `concurrency` requests on it
+//! at once (without TLS by prior knowledge, h2c; over TLS only when the receiver agrees `h2`
+//! by ALPN): a receiver that accepts one session still gets the parallel workers.
 //! Requests go straight to the receiver unless a proxy is configured (`HTTP_PROXY` and the like
 //! are not read: what a destination connects to is in its configuration):
 //!
@@ -69,6 +73,9 @@ pub struct HttpConfig {
     /// An HTTP proxy to go through.
     #[serde(default)]
     pub proxy: Option<ProxyConfig>,
+    /// HTTP/2 on one connection, `concurrency` requests on it at once (see [`super::link`]).
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// An HTTP proxy for a destination's connections (`proxy = { url = "http://proxy:3128" }`).
@@ -179,6 +186,16 @@ pub struct HttpDestination {
     content_type: Option<String>,
 }
 
+/// How a [`Client`] connects: at most `max` HTTP/1.1 connections, or with `http2` one HTTP/2
+/// connection carrying at most `max` requests at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// The cap (connections, or requests on the HTTP/2 connection).
+    pub max: usize,
+    /// HTTP/2 instead of HTTP/1.1.
+    pub http2: bool,
+}
+
 /// An HTTP client for one origin with its fixed headers and credentials (shared by the HTTP
 /// and FHIR destinations); its connections are a [`Link`], capped at the destination's
 /// `concurrency`.
@@ -190,7 +207,7 @@ pub struct Client {
 
 impl Client {
     /// Builds a client for the origin of `url` (its scheme decides TLS): resolves the
-    /// secrets, reads TLS files. At most `connections` connections are open at once.
+    /// secrets, reads TLS files; connects as `connections` says.
     pub fn build(
         url: &str,
         extra_headers: &BTreeMap<String, String>,
@@ -198,7 +215,7 @@ impl Client {
         timeout_secs: u64,
         tls: Option<&ClientTls>,
         proxy: Option<&ProxyConfig>,
-        connections: usize,
+        connections: Connections,
     ) -> Result<Client, String> {
         use http::header::{HeaderName, AUTHORIZATION, USER_AGENT};
         let (origin, _) = Origin::split(url).map_err(|e| format!("url: {e}"))?;
@@ -257,7 +274,8 @@ impl Client {
             origin,
             rustls,
             proxy,
-            connections,
+            connections.max,
+            connections.http2,
             Duration::from_secs(timeout_secs.clamp(1, 10)),
             Duration::from_secs(timeout_secs.max(1)),
         )?;
@@ -336,7 +354,10 @@ impl HttpDestination {
             config.timeout_secs,
             config.tls.as_ref(),
             config.proxy.as_ref(),
-            connections,
+            Connections {
+                max: connections,
+                http2: config.http2,
+            },
         )?;
         Ok(HttpDestination {
             client,

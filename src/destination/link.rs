@@ -12,6 +12,12 @@
 //! connection could not even start (the receiver closed it while idle) goes once more on a
 //! new connection. An answer whose body is longer than the caller reads, an exchange cut by
 //! the timeout, or a broken connection: that connection is dropped, never reused.
+//!
+//! With `http2 = true` the link keeps **one** HTTP/2 connection (prior knowledge for http://,
+//! ALPN `h2` for https://) and sends up to `connections` requests on it at once, as streams:
+//! a receiver that accepts one session only still gets a destination's parallel workers
+//! (`concurrency` with `order_key`). A connection that closed or broke is replaced by one
+//! new connection, never by several.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -21,7 +27,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::{http1::SendRequest, http2};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -163,6 +169,7 @@ pub struct Answer {
 }
 
 type Sender = SendRequest<Full<Bytes>>;
+type Sender2 = http2::SendRequest<Full<Bytes>>;
 
 /// Up to `connections` HTTP/1.1 connections to one origin (see the module doc).
 pub struct Link {
@@ -173,6 +180,8 @@ pub struct Link {
     )>,
     slots: Semaphore,
     idle: Mutex<Vec<Sender>>,
+    /// HTTP/2: the one connection (`None` before the first request and after it closed).
+    h2: Option<tokio::sync::Mutex<Option<Sender2>>>,
     connect_timeout: Duration,
     timeout: Duration,
     host: HeaderValue,
@@ -190,7 +199,8 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// A link to `origin` with at most `connections` connections; `tls` (configuration, and
+    /// A link to `origin` with at most `connections` connections (with `http2`, one
+    /// connection carrying at most `connections` requests at once); `tls` (configuration, and
     /// the name the certificate must carry when not the host) is required for an https
     /// origin. `timeout` bounds a whole exchange, connecting included.
     pub fn new(
@@ -198,6 +208,7 @@ impl Link {
         tls: Option<(rustls::ClientConfig, Option<String>)>,
         proxy: Option<Proxy>,
         connections: usize,
+        http2: bool,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Link, String> {
@@ -206,9 +217,18 @@ impl Link {
                 "proxy: an https:// proxy is not supported; give its http:// address".into(),
             );
         }
+        if http2 && proxy.is_some() && !origin.https {
+            // A forwarding proxy takes HTTP/1.1 requests in absolute form; only a tunnel
+            // (https://) carries HTTP/2 end to end.
+            return Err("http2: through a proxy only for https:// URLs".into());
+        }
         let tls = match (origin.https, tls) {
             (true, Some((mut config, server_name))) => {
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                config.alpn_protocols = vec![if http2 {
+                    b"h2".to_vec()
+                } else {
+                    b"http/1.1".to_vec()
+                }];
                 // The name the certificate must carry: the URL's host unless given.
                 let name = server_name.unwrap_or_else(|| origin.host.clone());
                 let name = rustls::pki_types::ServerName::try_from(name.clone())
@@ -228,6 +248,7 @@ impl Link {
             tls,
             slots: Semaphore::new(connections.max(1)),
             idle: Mutex::new(Vec::new()),
+            h2: http2.then(|| tokio::sync::Mutex::new(None)),
             connect_timeout,
             timeout,
             host,
@@ -253,6 +274,20 @@ impl Link {
     ) -> Result<Answer, LinkError> {
         let target = request_target(path);
         let uri: Uri = match &self.proxy {
+            // HTTP/2 takes scheme and authority from the URI (its :scheme and :authority).
+            _ if self.h2.is_some() => {
+                let scheme = if self.origin.https {
+                    "https://"
+                } else {
+                    "http://"
+                };
+                let mut absolute =
+                    String::with_capacity(self.origin.authority.len() + target.len() + 8);
+                absolute.push_str(scheme);
+                absolute.push_str(&self.origin.authority);
+                absolute.push_str(&target);
+                absolute.parse()
+            }
             // A proxy forwarding plain HTTP learns the destination from the request line.
             Some(_) if !self.origin.https => {
                 let mut absolute =
@@ -269,7 +304,11 @@ impl Link {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        request.headers_mut().insert(HOST, self.host.clone());
+        if self.h2.is_some() {
+            *request.version_mut() = http::Version::HTTP_2;
+        } else {
+            request.headers_mut().insert(HOST, self.host.clone());
+        }
         if let Some(Proxy {
             authorization: Some(auth),
             ..
@@ -286,7 +325,13 @@ impl Link {
         let Ok(_permit) = self.slots.acquire().await else {
             return Err(LinkError::Failed("the destination is shutting down".into()));
         };
-        match tokio::time::timeout(self.timeout, self.send(request, body_limit)).await {
+        let exchange = async {
+            match &self.h2 {
+                Some(conn) => self.send2(conn, request, body_limit).await,
+                None => self.send(request, body_limit).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(r) => r,
             Err(_) => Err(LinkError::Timeout),
         }
@@ -315,36 +360,68 @@ impl Link {
                 _ => return Err(LinkError::Failed(error_chain(e.error()))),
             },
         };
-        let (parts, mut incoming) = response.into_parts();
-        let mut body = Vec::new();
-        let mut whole = true;
-        loop {
-            match incoming.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if body.len() + data.len() > body_limit {
-                            body.extend_from_slice(&data[..body_limit - body.len()]);
-                            whole = false;
-                            break;
-                        }
-                        body.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(e)) => return Err(LinkError::Failed(error_chain(&e))),
-            }
-        }
-        if whole && !sender.is_closed() {
+        let answer = read_body(response, body_limit).await?;
+        if answer.whole && !sender.is_closed() {
             if let Ok(mut idle) = self.idle.lock() {
                 idle.push(sender);
             }
         }
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: Bytes::from(body),
-            whole,
-        })
+        Ok(answer)
+    }
+
+    /// An exchange as one stream of the HTTP/2 connection, opening it first when there is
+    /// none (or it has closed).
+    async fn send2(
+        &self,
+        conn: &tokio::sync::Mutex<Option<Sender2>>,
+        request: Request<Full<Bytes>>,
+        body_limit: usize,
+    ) -> Result<Answer, LinkError> {
+        let (mut sender, fresh) = {
+            // Held while connecting, so that requests arriving meanwhile wait for this
+            // connection instead of opening their own.
+            let mut slot = conn.lock().await;
+            match slot.as_ref() {
+                Some(s) if !s.is_closed() => (s.clone(), false),
+                _ => {
+                    *slot = None;
+                    let s = self.connect2().await?;
+                    *slot = Some(s.clone());
+                    (s, true)
+                }
+            }
+        };
+        let failed = |e: hyper::Error| {
+            let mut why = error_chain(&e);
+            if fresh && !self.origin.https {
+                // Without TLS nothing agrees the protocol first: an HTTP/1.1 server just
+                // drops the HTTP/2 preface, and this is all the client sees of it.
+                why.push_str(" (on a new connection: does the receiver speak HTTP/2 without TLS? it was asked to: http2 = true)");
+            }
+            LinkError::Failed(why)
+        };
+        // Ready once the receiver allows another stream (its SETTINGS_MAX_CONCURRENT_STREAMS).
+        sender.ready().await.map_err(failed)?;
+        let response = sender.send_request(request).await.map_err(failed)?;
+        read_body(response, body_limit).await
+    }
+
+    /// Opens the HTTP/2 connection; it runs as a task of its own until every handle to it is
+    /// dropped or the receiver closes it.
+    async fn connect2(&self) -> Result<Sender2, LinkError> {
+        let stream = self.open().await?;
+        let (sender, connection) =
+            http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| LinkError::Connect(format!("HTTP/2: {}", error_chain(&e))))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(origin = %self.origin.authority, "HTTP/2 connection opened");
+        Ok(sender)
     }
 
     /// An idle connection ready for a request, if one is left open.
@@ -360,6 +437,15 @@ impl Link {
     }
 
     async fn connect(&self) -> Result<Sender, LinkError> {
+        let sender = handshake(self.open().await?).await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(origin = %self.origin.authority, "connection opened");
+        Ok(sender)
+    }
+
+    /// A byte stream to the origin: TCP (through the proxy's tunnel, if any), then TLS for
+    /// an https origin, its ALPN agreed.
+    async fn open(&self) -> Result<Box<dyn Io>, LinkError> {
         let o = &self.origin;
         let first = self.proxy.as_ref().map_or(o, |p| &p.at);
         let mut tcp = tokio::time::timeout(
@@ -377,19 +463,58 @@ impl Link {
                 })??;
         }
         let _ = tcp.set_nodelay(true);
-        let sender = match &self.tls {
-            None => handshake(tcp).await?,
+        Ok(match &self.tls {
+            None => Box::new(tcp),
             Some((connector, name)) => {
                 let tls = crate::net::tls_handshake(connector, name, tcp, self.connect_timeout)
                     .await
                     .map_err(LinkError::Connect)?;
-                handshake(tls).await?
+                if self.h2.is_some() && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(LinkError::Connect(format!(
+                        "{}: the receiver does not offer HTTP/2 (ALPN h2); set http2 = false",
+                        o.authority
+                    )));
+                }
+                Box::new(tls)
             }
-        };
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(origin = %o.authority, "connection opened");
-        Ok(sender)
+        })
     }
+}
+
+/// The byte stream under a connection: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// Reads an answer's body up to `body_limit` bytes.
+async fn read_body(
+    response: http::Response<hyper::body::Incoming>,
+    body_limit: usize,
+) -> Result<Answer, LinkError> {
+    let (parts, mut incoming) = response.into_parts();
+    let mut body = Vec::new();
+    let mut whole = true;
+    loop {
+        match incoming.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if body.len() + data.len() > body_limit {
+                        body.extend_from_slice(&data[..body_limit - body.len()]);
+                        whole = false;
+                        break;
+                    }
+                    body.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => return Err(LinkError::Failed(error_chain(&e))),
+        }
+    }
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: Bytes::from(body),
+        whole,
+    })
 }
 
 /// Asks the proxy for a tunnel to `origin` (`CONNECT host:port`) and reads its answer: a 2xx
@@ -441,10 +566,7 @@ fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
 
 /// Starts HTTP/1.1 on an open stream; the connection runs as a task of its own until the
 /// sender is dropped or the receiver closes it.
-async fn handshake<S>(stream: S) -> Result<Sender, LinkError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn handshake(stream: Box<dyn Io>) -> Result<Sender, LinkError> {
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| LinkError::Connect(error_chain(&e)))?;
