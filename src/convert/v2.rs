@@ -967,17 +967,23 @@ impl Converter {
         let orc = self.pending_orc.take();
         let mut identifiers = Vec::new();
         let mut ordering_provider = Vec::new();
+        let mut order = None;
         if let Some(o) = orc {
             // ORC[Immunization]: typed PLAC and FILL.
-            let typed = |id: Option<Identifier>, kind: &str| {
-                id.map(|mut i| {
+            let typed = |id: &Option<Identifier>, kind: &str| {
+                id.clone().map(|mut i| {
                     i.r#type = Some(kind.into());
                     i
                 })
             };
-            identifiers.extend(typed(o.placer_id, "PLAC"));
-            identifiers.extend(typed(o.filler_id, "FILL"));
-            ordering_provider = o.ordering_provider;
+            identifiers.extend(typed(&o.placer_id, "PLAC"));
+            identifiers.extend(typed(&o.filler_id, "FILL"));
+            ordering_provider = o.ordering_provider.clone();
+            // The order itself as well (VXU_V04's ORC[ServiceRequest], "if the system wants
+            // to know about the order that led to the immunization event"): routes see it
+            // among the orders, and the OBX after the RXA are based on it.
+            self.out.orders.push(o);
+            order = Some(self.out.orders.len() - 1);
         }
         let lot_numbers = r
             .reps(15)
@@ -1005,6 +1011,7 @@ impl Converter {
             entered_at: r.dtm(22),
             location: r.pl(27),
             location_address: r.xads(28).into_iter().next(),
+            order,
         });
         self.current_immunization = Some(self.out.immunizations.len() - 1);
         self.note_target = NoteTarget::None;
@@ -2326,7 +2333,13 @@ mod tests {
         assert_eq!(iz.amount, Some(0.5));
         assert_eq!(iz.lot_numbers, vec!["LOT1"]);
         assert_eq!(iz.route.as_ref().unwrap().code.as_deref(), Some("IM"));
-        assert!(vxu.orders.is_empty());
+        // The ORC is the order the immunization fulfils, among the record's orders.
+        assert_eq!(vxu.orders.len(), 1);
+        assert_eq!(iz.order, Some(0));
+        assert_eq!(
+            vxu.orders[0].filler_id.as_ref().unwrap().value.as_deref(),
+            Some("IZ-1")
+        );
 
         let siu = convert(
             "MSH|^~\\&|SCHED|H|||20240301||SIU^S12|M5|P|2.5\n\

@@ -1209,6 +1209,9 @@ pub struct Immunization {
     /// See `location`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location_address: Option<Address>,
+    /// The order (ORC) it fulfils: an index into the record's orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<usize>,
 }
 
 /// A guarantor of the patient's bill (GT1).

@@ -1769,7 +1769,10 @@ impl<'a> Builder<'a> {
                 // With components the range is theirs (OBX[Observation-Component]).
                 "referenceRange": o.reference_range.as_ref().filter(|_| o.more_values.is_empty()).map(|r| vec![self.reference_range(r, o)]),
                 "note": notes,
-                "basedOn": order.and(o.order).and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
+                // An OBX after RXA: the order the immunization fulfils.
+                "basedOn": order.and(o.order)
+                    .or_else(|| o.immunization.and_then(|i| self.c.immunizations.get(i)?.order))
+                    .and_then(|i| self.service_request_of(i)).map(|r| vec![reference(r)]),
                 // VXU's ORDER.OBSERVATION: partOf the Immunization (the guide's VXU_V04 map).
                 "partOf": o.immunization.zip(self.patient).and_then(|(i, p)| self.immunization_key(i, p)).map(|(im, _, _)| vec![reference(im)]),
                 "specimen": o.order.and_then(|i| self.order_specimens.get(&i)).and_then(|s| s.first().copied()).map(reference),

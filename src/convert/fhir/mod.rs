@@ -302,6 +302,23 @@ mod tests {
             obs[1]["resource"]["partOf"][0]["reference"],
             im[0]["fullUrl"]
         );
+        // The ORC is also the order that led to it (VXU_V04's ORC[ServiceRequest]), which
+        // that observation is based on; no DiagnosticReport is made of it.
+        let sr = of_type(&b, "ServiceRequest");
+        assert_eq!(sr.len(), 1);
+        assert_eq!(sr[0]["resource"]["identifier"][0]["value"], "IZ-1");
+        assert_eq!(
+            sr[0]["resource"]["subject"]["reference"],
+            of_type(&b, "Patient")[0]["fullUrl"]
+        );
+        assert_eq!(
+            obs[1]["resource"]["basedOn"][0]["reference"],
+            sr[0]["fullUrl"]
+        );
+        assert!(obs[0]["resource"].get("basedOn").is_none());
+        assert!(of_type(&b, "DiagnosticReport").is_empty());
+        // The immunization keeps the order's numbers, typed.
+        assert_eq!(im[0]["resource"]["identifier"][0]["value"], "IZ-1");
     }
 
     #[test]
