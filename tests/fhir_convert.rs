@@ -484,7 +484,7 @@ fn agreement_with_microsoft_fhir_converter() {
     }
     assert_eq!(n_cases, 132);
     // The floor is what this commit measured (docs/fhir.md), so a regression fails the build.
-    assert!(share >= 0.88, "agreement fell to {:.1}%", 100.0 * share);
+    assert!(share >= 0.883, "agreement fell to {:.1}%", 100.0 * share);
 }
 
 /// FHIR input: every corpus message taken v2 → FHIR Bundle → record → HL7 v2 keeps what the

@@ -2349,6 +2349,38 @@ impl<'a> Builder<'a> {
             performers.extend(ordering.into_iter().map(|p| fj!({"function": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "OP"}]}, "actor": reference(p)})));
             let status =
                 vocab::immunization_status(im.completion_status.as_deref(), im.action.as_deref());
+            // RXA-9 (NIP001, as the CDC's immunization guide reads it, which RXA[Immunization]
+            // defers to): `00` a new record from the one who gave it; any other code a
+            // historical record from another source — not the primary source, and its origin.
+            let origin = im.notes.iter().find(|c| {
+                c.system
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("NIP001"))
+            });
+            let primary = origin.is_none_or(|c| c.code.as_deref() == Some("00"));
+            // VXU's ORDER.OBSERVATION: the funding program eligibility (LOINC 64994-7) and
+            // the funding source (30963-3) are the Immunization's own elements too, as the
+            // VXU_V04 map's note says.
+            let about = |loinc: &'static str| {
+                self.c
+                    .observations
+                    .iter()
+                    .filter(move |o| {
+                        o.immunization == Some(n)
+                            && o.code.as_ref().is_some_and(|c| {
+                                c.code.as_deref() == Some(loinc)
+                                    && c.system
+                                        .as_deref()
+                                        .is_some_and(|s| s.eq_ignore_ascii_case("LN"))
+                            })
+                    })
+                    .filter_map(|o| match &o.value {
+                        Some(ObxValue::Coded(c)) => Some(c),
+                        _ => None,
+                    })
+            };
+            let eligibility: Vec<Value> = about("64994-7").map(|c| self.concept_of(c)).collect();
+            let funding = about("30963-3").next().map(|c| self.concept_of(c));
             // RXA-27 with the RXA-28 address.
             let location = im.location.as_ref().and_then(|l| self.location(l));
             if let (Some(loc), Some(a)) = (location, &im.location_address) {
@@ -2368,7 +2400,8 @@ impl<'a> Builder<'a> {
                 // Immunization.occurrence[x] is required.
                 "occurrenceDateTime": im.administered_at.as_deref().map(|t| self.datetime(t)),
                 "occurrenceString": if im.administered_at.is_none() { Some("unknown") } else { None },
-                "primarySource": true,
+                "primarySource": primary,
+                "reportOrigin": origin.filter(|_| !primary).map(|c| self.concept_of(c)),
                 "manufacturer": opt_ref(manufacturer),
                 "lotNumber": im.lot_numbers.first(),
                 "expirationDate": im.expires.as_deref().map(|d| d.get(..10).unwrap_or(d)),
@@ -2377,6 +2410,8 @@ impl<'a> Builder<'a> {
                 "doseQuantity": im.amount.filter(|a| a.is_finite() && *a != 999.0).map(|a| self.quantity(a, &im.units)),
                 "performer": performers,
                 "reasonCode": im.indications.iter().map(|c| self.concept_of(c)).collect::<Vec<_>>(),
+                "programEligibility": eligibility,
+                "fundingSource": funding,
                 // RXA-22 when the record is an addition (RXA-21 `A`), as RXA[Immunization] says.
                 "recorded": if im.action.as_deref().is_none_or(|a| a.eq_ignore_ascii_case("A")) { self.dt(&im.entered_at) } else { Value::Null },
                 "location": location.map(reference),

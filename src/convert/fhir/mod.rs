@@ -319,6 +319,23 @@ mod tests {
         assert!(of_type(&b, "DiagnosticReport").is_empty());
         // The immunization keeps the order's numbers, typed.
         assert_eq!(im[0]["resource"]["identifier"][0]["value"], "IZ-1");
+        // The eligibility OBX is the Immunization's programEligibility too; no RXA-9 here,
+        // so the record is the giver's own.
+        let iz = &im[0]["resource"];
+        assert_eq!(iz["programEligibility"][0]["coding"][0]["code"], "V02");
+        assert!(iz.get("fundingSource").is_none());
+        assert_eq!(iz["primarySource"], true);
+        assert!(iz.get("reportOrigin").is_none());
+
+        // A historical record (RXA-9 `01`, NIP001) is not from the primary source; funding
+        // source OBX 30963-3.
+        let b = bundle(b"MSH|^~\\&|IIS|F|EHR|G|20240101||VXU^V04^VXU_V04|V2|P|2.5.1\rPID|1||7^^^H^MR||DOE^JANE\rORC|RE||IZ-2^IIS\rRXA|0|1|20140101||88^flu^CVX|999|||01^Historical Administration^NIP001\rOBX|1|CWE|30963-3^Vaccine funding source^LN||PHC70^Private^CDCPHINVS||||||F\r");
+        let iz = &of_type(&b, "Immunization")[0]["resource"];
+        assert_eq!(iz["primarySource"], false);
+        assert_eq!(iz["reportOrigin"]["coding"][0]["code"], "01");
+        assert_eq!(iz["fundingSource"]["coding"][0]["code"], "PHC70");
+        // 999 is "unknown" in the CDC guide, not a dose.
+        assert!(iz.get("doseQuantity").is_none());
     }
 
     #[test]
