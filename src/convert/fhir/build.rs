@@ -1333,7 +1333,11 @@ impl<'a> Builder<'a> {
             self.shared_resource("Location", key, Request::Update, || resource)
         });
         let discharged = v.discharged_at.is_some();
-        let status = vocab::encounter_status(self.c.message.event.as_deref(), discharged);
+        let status = vocab::encounter_status(
+            self.c.message.event.as_deref(),
+            v.class.as_ref().and_then(|c| c.code.as_deref()),
+            discharged,
+        );
         let resource = fj!({
             "identifier": ids,
             "status": status,

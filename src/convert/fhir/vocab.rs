@@ -283,14 +283,38 @@ pub fn encounter_class(code: &str) -> (&'static str, String, Option<&'static str
     }
 }
 
-/// Encounter.status from the event and the visit's dates.
-pub fn encounter_status(event: Option<&str>, discharged: bool) -> &'static str {
-    // The guide's Event[EncounterStatus] map first (A01/A02/A13 in progress, A03 finished,
-    // A04/A05 planned, A08 unknown — it does not say —, A11 cancelled), then Aorta's reading of
-    // the events it leaves out; a discharge time (PV1-45) ends any visit not cancelled.
-    match event.unwrap_or_default() {
-        "A11" | "A27" | "A38" => "cancelled",
-        _ if discharged => "finished",
+/// Encounter.status from the event, the patient class (PV1-2) and the visit's dates.
+pub fn encounter_status(
+    event: Option<&str>,
+    class: Option<&str>,
+    discharged: bool,
+) -> &'static str {
+    // As the guide's message maps say: ADT_A11 takes MSH[Encounter] (Event[EncounterStatus]:
+    // cancelled; A27/A38 cancel too); otherwise PV1[Encounter] — a discharge time (PV1-45)
+    // finishes the visit, else PV1-2 through PatientClass[EncounterStatus] (P planned, U
+    // unknown, the other classes in progress). Only without a known class does the event
+    // decide: the Event[EncounterStatus] map (A01/A02/A13 in progress, A03 finished, A04/A05
+    // planned, A08 unknown — it does not say —), then Aorta's reading of the events it
+    // leaves out.
+    let event = event.unwrap_or_default();
+    if matches!(event, "A11" | "A27" | "A38") {
+        return "cancelled";
+    }
+    if discharged {
+        return "finished";
+    }
+    match class
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "P" => return "planned",
+        "U" => return "unknown",
+        "E" | "I" | "O" | "R" | "B" | "C" | "N" => return "in-progress",
+        _ => {}
+    }
+    match event {
         "A03" | "A07" => "finished",
         "A04" | "A05" | "A14" => "planned",
         "A08" | "" => "unknown",
@@ -737,12 +761,25 @@ mod tests {
         assert_eq!(observation_status(Some("C")), "corrected");
         assert_eq!(request_status(None, Some("NW")), "active");
         assert_eq!(request_status(Some("CM"), Some("NW")), "completed");
-        assert_eq!(encounter_status(Some("A03"), false), "finished");
-        assert_eq!(encounter_status(Some("A04"), false), "planned");
-        assert_eq!(encounter_status(Some("A08"), false), "unknown");
-        assert_eq!(encounter_status(Some("A08"), true), "finished");
-        assert_eq!(encounter_status(Some("A13"), false), "in-progress");
-        assert_eq!(encounter_status(Some("A11"), true), "cancelled");
+        // Without a class, the event.
+        assert_eq!(encounter_status(Some("A03"), None, false), "finished");
+        assert_eq!(encounter_status(Some("A04"), None, false), "planned");
+        assert_eq!(encounter_status(Some("A08"), None, false), "unknown");
+        assert_eq!(encounter_status(Some("A08"), None, true), "finished");
+        assert_eq!(encounter_status(Some("A13"), None, false), "in-progress");
+        assert_eq!(encounter_status(Some("A11"), Some("I"), true), "cancelled");
+        // PV1-2 through PatientClass[EncounterStatus], unless PV1-45 ends the visit.
+        assert_eq!(
+            encounter_status(Some("A08"), Some("I"), false),
+            "in-progress"
+        );
+        assert_eq!(
+            encounter_status(Some("A04"), Some("O"), false),
+            "in-progress"
+        );
+        assert_eq!(encounter_status(Some("A01"), Some("P"), false), "planned");
+        assert_eq!(encounter_status(Some("A01"), Some("U"), false), "unknown");
+        assert_eq!(encounter_status(Some("A03"), Some("I"), true), "finished");
         assert_eq!(gender("m"), Some("male"));
     }
 }
