@@ -939,14 +939,7 @@ async fn http_gives_up_on_a_receiver_that_never_answers_and_closes_its_connectio
     let m = e.store.find_by_control_id("H-1").await.unwrap();
     wait_for("two attempts", || seen.opened.load(Ordering::SeqCst) >= 2).await;
     let d = e.store.deliveries_for(m[0].id).await.unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    let attempts = loop {
-        let a = e.store.attempts(d[0].seq).await.unwrap();
-        if !a.is_empty() || Instant::now() > until {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let attempts = common::attempts_for(&e.store, d[0].seq, 1).await;
     let first = attempts.first().expect("an attempt recorded");
     assert_eq!(first.outcome, "retry");
     let why = first.detail.clone().unwrap_or_default();
@@ -1058,14 +1051,7 @@ async fn http2_to_a_receiver_speaking_only_http1_retries_and_sends_nothing() {
     settle(&e.store).await;
     let m = e.store.find_by_control_id("H2-1").await.unwrap();
     let d = e.store.deliveries_for(m[0].id).await.unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    let attempts = loop {
-        let a = e.store.attempts(d[0].seq).await.unwrap();
-        if a.len() >= 2 || Instant::now() > until {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let attempts = common::attempts_for(&e.store, d[0].seq, 2).await;
     assert!(attempts.len() >= 2, "{attempts:?}");
     assert!(
         attempts.iter().all(|a| a.outcome == "retry"),

@@ -541,14 +541,7 @@ async fn http2_destination_over_tls_agrees_h2_by_alpn() {
     let m = e.store.find_by_control_id("H2TLS-0").await.unwrap();
     let d = e.store.deliveries_for(m[0].id).await.unwrap();
     let h1 = d.iter().find(|d| d.destination == "h1").unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    let attempts = loop {
-        let a = e.store.attempts(h1.seq).await.unwrap();
-        if !a.is_empty() || Instant::now() > until {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let attempts = common::attempts_for(&e.store, h1.seq, 1).await;
     let first = attempts.first().expect("an attempt recorded");
     assert_eq!(first.outcome, "retry");
     let why = first.detail.clone().unwrap_or_default();

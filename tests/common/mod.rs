@@ -146,6 +146,24 @@ pub async fn settle(store: &aorta::store::SqliteStore) {
     }
 }
 
+/// The attempts recorded for delivery `seq`, once there are at least `n` (or after 10 s, what
+/// there is).
+pub async fn attempts_for(
+    store: &aorta::store::SqliteStore,
+    seq: i64,
+    n: usize,
+) -> Vec<aorta::store::Attempt> {
+    use aorta::store::Store;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = store.attempts(seq).await.unwrap();
+        if a.len() >= n || std::time::Instant::now() > until {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The Node.js test tools' directory (`tests/fhir`), its npm packages installed when missing
 /// (one installer at a time across test processes).
 pub fn fhir_tools() -> PathBuf {
