@@ -171,7 +171,8 @@ pub struct Answer {
 type Sender = SendRequest<Full<Bytes>>;
 type Sender2 = http2::SendRequest<Full<Bytes>>;
 
-/// Up to `connections` HTTP/1.1 connections to one origin (see the module doc).
+/// Up to `connections` HTTP/1.1 connections to one origin, or one HTTP/2 connection carrying
+/// up to `connections` requests (see the module doc).
 pub struct Link {
     origin: Origin,
     tls: Option<(
@@ -180,7 +181,7 @@ pub struct Link {
     )>,
     slots: Semaphore,
     idle: Mutex<Vec<Sender>>,
-    /// HTTP/2: the one connection (`None` before the first request and after it closed).
+    /// HTTP/2: the one connection (`None` before the first request, and after a connect failed).
     h2: Option<tokio::sync::Mutex<Option<Sender2>>>,
     connect_timeout: Duration,
     timeout: Duration,
@@ -273,31 +274,23 @@ impl Link {
         body_limit: usize,
     ) -> Result<Answer, LinkError> {
         let target = request_target(path);
-        let uri: Uri = match &self.proxy {
-            // HTTP/2 takes scheme and authority from the URI (its :scheme and :authority).
-            _ if self.h2.is_some() => {
-                let scheme = if self.origin.https {
-                    "https://"
-                } else {
-                    "http://"
-                };
-                let mut absolute =
-                    String::with_capacity(self.origin.authority.len() + target.len() + 8);
-                absolute.push_str(scheme);
-                absolute.push_str(&self.origin.authority);
-                absolute.push_str(&target);
-                absolute.parse()
-            }
-            // A proxy forwarding plain HTTP learns the destination from the request line.
-            Some(_) if !self.origin.https => {
-                let mut absolute =
-                    String::with_capacity(self.origin.authority.len() + target.len() + 7);
-                absolute.push_str("http://");
-                absolute.push_str(&self.origin.authority);
-                absolute.push_str(&target);
-                absolute.parse()
-            }
-            _ => target.parse(),
+        // Absolute form for HTTP/2, which takes :scheme and :authority from the URI, and for a
+        // proxy forwarding plain HTTP, which learns the destination from the request line.
+        let absolute = self.h2.is_some() || (self.proxy.is_some() && !self.origin.https);
+        let uri: Uri = if absolute {
+            let scheme = if self.origin.https {
+                "https://"
+            } else {
+                "http://"
+            };
+            let mut absolute =
+                String::with_capacity(scheme.len() + self.origin.authority.len() + target.len());
+            absolute.push_str(scheme);
+            absolute.push_str(&self.origin.authority);
+            absolute.push_str(&target);
+            absolute.parse()
+        } else {
+            target.parse()
         }
         .map_err(|_| LinkError::Failed("the request path is not a valid URI path".into()))?;
         let mut request = Request::new(Full::new(body));
